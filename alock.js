@@ -1,0 +1,49 @@
+'use strict'
+// The alock 0.0.2 face: `lock(key, callback(done))`, one lock space per
+// module instance, FIFO, the callback run synchronously when the key is
+// free and inside the holder's done() otherwise. Unlike alock: done() only
+// ever releases its own hold, any number of waiters is fine (no
+// EventEmitter, so no MaxListenersExceededWarning), and keys named like
+// Object.prototype members are ordinary keys.
+
+const { Space, deliver, GRANTED, QUEUED } = require('./lib/engine')
+const { invalidArg } = require('./lib/errors')
+const { normalizeKey } = require('./lib/validate')
+
+const UNLIMITED = -1
+
+class Hold {
+  constructor(space, id, callback) {
+    this.space = space
+    this.id = id
+    this.callback = callback
+    this.ticket = -1
+    this.released = false
+  }
+
+  granted() {
+    this.callback(() => this.release())
+  }
+
+  release() {
+    if (this.released) return
+    this.released = true
+    const granted = this.space.releaseOne(this.id)
+    if (granted.length !== 0) deliver(granted)
+  }
+}
+
+function createLock(space) {
+  return function lock(key, callback) {
+    if (typeof callback !== 'function') throw invalidArg('callback', 'a function', callback)
+    const id = space.intern(normalizeKey(key))
+    const hold = new Hold(space, id, callback)
+    const outcome = space.acquireOne(id, UNLIMITED, false, hold)
+    if (outcome === GRANTED) hold.granted()
+    else if (outcome !== QUEUED) throw new Error('keylock internal error: an unlimited queue refused a waiter')
+  }
+}
+
+const lock = createLock(new Space())
+
+module.exports = lock

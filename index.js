@@ -1,0 +1,394 @@
+'use strict'
+// The async-lock 1.5.0 face. Same constructor, options, statics, argument
+// juggling, call order and messages; the queues live in the Rust core (see
+// lib/engine.js). Where keylock deliberately differs, docs/compat.md says
+// so and names the test that pins it.
+
+const { Space, deliver, GRANTED, QUEUED } = require('./lib/engine')
+const { messages, invalidArg } = require('./lib/errors')
+const { timeOption, maxPendingOption, normalizeKey } = require('./lib/validate')
+
+const MAX_I32 = 0x7fffffff
+
+// `new P(capture)` hands resolve/reject over without a closure per call.
+let capturedResolve = null
+let capturedReject = null
+function capture(resolve, reject) {
+  capturedResolve = resolve
+  capturedReject = reject
+}
+
+function promiseOption(P) {
+  if (!P) return Promise
+  if (typeof P !== 'function') throw invalidArg('option "Promise"', 'a Promise constructor', P)
+  capturedResolve = null
+  let made
+  try {
+    made = new P(capture)
+  } catch (err) {
+    throw invalidArg('option "Promise"', 'a Promise constructor (constructing one threw: ' + (err && err.message) + ')', P)
+  }
+  const ok = capturedResolve !== null && made && typeof made.then === 'function'
+  capturedResolve = capturedReject = null
+  if (!ok) {
+    // Q is the classic case: `new Q(executor)` never calls the executor.
+    throw invalidArg('option "Promise"', 'a constructor that calls its executor synchronously, like Promise (for q, pass Q.Promise)', P)
+  }
+  return P
+}
+
+const pendingForNative = (n) => (n === Infinity ? -1 : Math.min(n, MAX_I32))
+
+function AsyncLock(opts) {
+  opts = opts || {}
+  this.Promise = promiseOption(opts.Promise)
+  const space = new Space()
+  Object.defineProperty(this, '_space', { value: space })
+  // Read-only view in async-lock's shape: a key is present while held or
+  // waited on, its value's length is the number of waiters.
+  Object.defineProperty(this, 'queues', { enumerable: true, get: () => space.snapshot() })
+  this.domainReentrant = opts.domainReentrant || false
+  if (this.domainReentrant) {
+    if (typeof process === 'undefined' || typeof process.domain === 'undefined') {
+      throw new Error(messages.domainMissing)
+    }
+    this.domains = Object.create(null)
+  }
+  this.timeout = timeOption('timeout', opts.timeout) || timeOption('AsyncLock.DEFAULT_TIMEOUT', AsyncLock.DEFAULT_TIMEOUT)
+  this.maxOccupationTime =
+    timeOption('maxOccupationTime', opts.maxOccupationTime) ||
+    timeOption('AsyncLock.DEFAULT_MAX_OCCUPATION_TIME', AsyncLock.DEFAULT_MAX_OCCUPATION_TIME)
+  this.maxExecutionTime =
+    timeOption('maxExecutionTime', opts.maxExecutionTime) ||
+    timeOption('AsyncLock.DEFAULT_MAX_EXECUTION_TIME', AsyncLock.DEFAULT_MAX_EXECUTION_TIME)
+  this.maxPending = maxPendingOption(opts.maxPending, AsyncLock.DEFAULT_MAX_PENDING)
+}
+
+AsyncLock.DEFAULT_TIMEOUT = 0 // never
+AsyncLock.DEFAULT_MAX_OCCUPATION_TIME = 0 // never
+AsyncLock.DEFAULT_MAX_EXECUTION_TIME = 0 // never
+AsyncLock.DEFAULT_MAX_PENDING = 1000
+
+/** One acquire call, from the call to its settlement and release. */
+class Task {
+  constructor(lock, fn, cb, name, ids) {
+    this.lock = lock
+    this.fn = fn
+    this.cb = cb
+    this.resolve = null
+    this.reject = null
+    /** normalized key, or the array of them */
+    this.name = name
+    /** key id, or the array of them */
+    this.ids = ids
+    this.ticket = -1
+    this.locked = false
+    this.resolved = false
+    this.called = false
+    this.timer = null
+    this.occupationTimer = null
+    this.executionTimer = null
+    this.maxExecutionTime = 0
+    this.domainRun = null
+  }
+
+  /** Called by the engine when a queued task is handed its keys. */
+  granted() {
+    if (this.domainRun !== null) this.domainRun(true)
+    else this.run(true)
+  }
+
+  run(locked) {
+    if (this.timer !== null) {
+      clearTimeout(this.timer)
+      this.timer = null
+    }
+    this.locked = locked
+    const lock = this.lock
+    if (locked && lock.domainReentrant) {
+      for (const name of this.names()) lock.domains[name] = process.domain
+    }
+    if (this.maxExecutionTime) {
+      this.executionTimer = setTimeout(onExecutionTimeout, this.maxExecutionTime, this)
+    }
+    const fn = this.fn
+    if (fn.length === 1) {
+      try {
+        fn((err, ret) => {
+          if (!this.called) {
+            this.called = true
+            this.finish(err, ret)
+          }
+        })
+      } catch (err) {
+        if (!this.called) {
+          this.called = true
+          this.finish(err, undefined)
+        }
+      }
+      return
+    }
+    const P = lock.Promise
+    let value
+    try {
+      value = fn()
+    } catch (err) {
+      P.reject(err).then(undefined, (e) => this.finish(e, undefined))
+      return
+    }
+    P.resolve(value).then(
+      (ret) => this.finish(undefined, ret),
+      (err) => this.finish(err, undefined),
+    )
+  }
+
+  /** async-lock's done(): release, tell the caller (once), then start the next waiters. */
+  finish(err, ret) {
+    if (this.occupationTimer !== null) {
+      clearTimeout(this.occupationTimer)
+      this.occupationTimer = null
+    }
+    if (this.executionTimer !== null) {
+      clearTimeout(this.executionTimer)
+      this.executionTimer = null
+    }
+    let granted = null
+    if (this.locked) {
+      this.locked = false
+      const lock = this.lock
+      if (lock.domainReentrant) for (const name of this.names()) delete lock.domains[name]
+      const space = lock._space
+      granted = typeof this.ids === 'number' ? space.releaseOne(this.ids) : space.releaseMany(this.ids)
+    }
+    if (!this.resolved) {
+      this.resolved = true
+      if (granted === null || granted.length === 0) {
+        this.notify(err, ret)
+        return
+      }
+      try {
+        this.notify(err, ret)
+      } finally {
+        deliver(granted)
+      }
+      return
+    }
+    if (granted !== null && granted.length !== 0) deliver(granted)
+  }
+
+  notify(err, ret) {
+    if (this.resolve === null) {
+      if (this.cb !== null) this.cb(err, ret)
+    } else if (err) {
+      this.reject(err)
+    } else {
+      this.resolve(ret)
+    }
+  }
+
+  /** Ends a task that never got its keys (refused, timed out). */
+  fail(err, granted) {
+    this.resolved = true
+    if (this.occupationTimer !== null) {
+      clearTimeout(this.occupationTimer)
+      this.occupationTimer = null
+    }
+    if (granted === null || granted.length === 0) {
+      this.notify(err, undefined)
+      return
+    }
+    try {
+      this.notify(err, undefined)
+    } finally {
+      deliver(granted)
+    }
+  }
+
+  names() {
+    return typeof this.ids === 'number' ? [this.name] : this.name
+  }
+
+  /** Leaves the queue; returns the waiters that unblocks and the key still awaited. */
+  leaveQueue() {
+    if (this.timer !== null) {
+      clearTimeout(this.timer)
+      this.timer = null
+    }
+    const space = this.lock._space
+    const granted = space.cancel(this, this.ids)
+    const names = this.names()
+    const blocking = granted === null ? names[0] : names[Math.max(0, space.blockingIndex)]
+    return { granted, blocking }
+  }
+}
+
+function onTimeout(task) {
+  task.timer = null
+  if (task.resolved || task.ticket === -1) return
+  const { granted, blocking } = task.leaveQueue()
+  task.fail(new Error(messages.timedOut(blocking)), granted)
+}
+
+function onOccupationTimeout(task) {
+  task.occupationTimer = null
+  if (task.resolved) return
+  if (task.ticket !== -1) {
+    // Still queued: it leaves the queue (async-lock leaves a dead entry).
+    const { granted, blocking } = task.leaveQueue()
+    task.fail(new Error(messages.occupationExceeded(blocking)), granted)
+    return
+  }
+  // Running: the caller is told, the task keeps its keys until fn finishes.
+  task.resolved = true
+  task.notify(new Error(messages.occupationExceeded(task.names()[0])), undefined)
+}
+
+function onExecutionTimeout(task) {
+  task.executionTimer = null
+  if (task.resolved) return
+  // The caller is told now; the keys stay held until fn really finishes, so
+  // two holders never run at once (async-lock releases here, and again when
+  // fn finishes).
+  task.resolved = true
+  task.notify(new Error(messages.executionExceeded(task.names()[0])), undefined)
+}
+
+/**
+ * Settles a new task: runs it at once, queues it or refuses it. `ids` is a
+ * key id or an array of them, `name` the matching normalized key(s).
+ */
+function start(lock, task, opts) {
+  const space = lock._space
+  let timeout = lock.timeout
+  let maxOccupationTime = lock.maxOccupationTime
+  let maxPending = lock.maxPending
+  let skipQueue = false
+  if (opts) {
+    timeout = timeOption('timeout', opts.timeout) || timeout
+    maxOccupationTime = timeOption('maxOccupationTime', opts.maxOccupationTime) || maxOccupationTime
+    task.maxExecutionTime = timeOption('maxExecutionTime', opts.maxExecutionTime) || lock.maxExecutionTime
+    maxPending = maxPendingOption(opts.maxPending || maxPending, maxPending)
+    skipQueue = !!opts.skipQueue
+  } else {
+    task.maxExecutionTime = lock.maxExecutionTime
+  }
+  if (lock.domainReentrant && process.domain) {
+    const domain = process.domain
+    if (task.names().every((name) => space.isBusy(name) && lock.domains[name] === domain)) {
+      // Same domain as the holder: runs at once, unqueued, holding nothing.
+      if (maxOccupationTime) task.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+      task.run(false)
+      return
+    }
+    task.domainRun = domain.bind((locked) => task.run(locked))
+  }
+  const ids = task.ids
+  const outcome =
+    typeof ids === 'number'
+      ? space.acquireOne(ids, pendingForNative(maxPending), skipQueue, task)
+      : space.acquireMany(ids, pendingForNative(maxPending), skipQueue, task)
+  if (outcome === GRANTED) {
+    if (maxOccupationTime) task.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+    task.run(true)
+  } else if (outcome === QUEUED) {
+    if (timeout) task.timer = setTimeout(onTimeout, timeout, task)
+    if (maxOccupationTime) task.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+  } else {
+    const full = typeof ids === 'number' ? task.name : task.name[space.rejectedIndex]
+    if (typeof ids === 'number') space.forget(ids)
+    task.fail(new Error(messages.tooManyPending(full)), null)
+  }
+}
+
+/**
+ * Acquire a lock on `key` (or every key of an array, all at once) and run
+ * `fn` under it. See index.d.ts for the full contract.
+ */
+AsyncLock.prototype.acquire = function (key, fn, cb, opts) {
+  if (Array.isArray(key)) return this._acquireBatch(key, fn, cb, opts)
+  if (typeof fn !== 'function') throw new Error(messages.noFunction)
+  const name = typeof key === 'string' ? key : normalizeKey(key)
+  if (typeof cb === 'function') {
+    start(this, new Task(this, fn, cb, name, this._space.intern(name)), opts)
+    return undefined
+  }
+  const task = new Task(this, fn, null, name, this._space.intern(name))
+  const promise = new this.Promise(capture)
+  task.resolve = capturedResolve
+  task.reject = capturedReject
+  capturedResolve = capturedReject = null
+  start(this, task, cb)
+  return promise
+}
+
+function collectKeys(keys, names, seen) {
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]
+    if (Array.isArray(key)) {
+      collectKeys(key, names, seen)
+      continue
+    }
+    const name = normalizeKey(key)
+    if (seen.has(name)) continue
+    seen.add(name)
+    names.push(name)
+  }
+}
+
+AsyncLock.prototype._acquireBatch = function (keys, fn, cb, opts) {
+  const names = []
+  collectKeys(keys, names, new Set())
+  if (typeof cb !== 'function') {
+    opts = cb
+    cb = null
+  }
+  const P = this.Promise
+  if (typeof fn !== 'function') {
+    const err = new Error(messages.noFunction)
+    if (cb !== null) throw err
+    return new P((resolve, reject) => reject(err))
+  }
+  if (names.length === 0) {
+    // async-lock runs fn directly, taking no lock and ignoring options.
+    if (cb !== null) {
+      fn(cb)
+      return undefined
+    }
+    return new P((resolve, reject) => {
+      if (fn.length === 1) fn((err, ret) => (err ? reject(err) : resolve(ret)))
+      else resolve(fn())
+    })
+  }
+  if (names.length === 1) {
+    return cb !== null ? this.acquire(names[0], fn, cb, opts) : this.acquire(names[0], fn, opts)
+  }
+  const space = this._space
+  const ids = names.map((name) => space.intern(name))
+  if (cb !== null) {
+    start(this, new Task(this, fn, cb, names, ids), opts)
+    return undefined
+  }
+  const task = new Task(this, fn, null, names, ids)
+  const promise = new P(capture)
+  task.resolve = capturedResolve
+  task.reject = capturedReject
+  capturedResolve = capturedReject = null
+  start(this, task, opts)
+  return promise
+}
+
+/** Whether `key` (or, without a key, any key) is held or waited on. */
+AsyncLock.prototype.isBusy = function (key) {
+  if (!key) return this._space.busy
+  return this._space.isBusy(normalizeKey(key))
+}
+
+AsyncLock.prototype._promiseTry = function (fn) {
+  try {
+    return this.Promise.resolve(fn())
+  } catch (e) {
+    return this.Promise.reject(e)
+  }
+}
+
+module.exports = AsyncLock

@@ -1,0 +1,254 @@
+'use strict'
+// The JS half of the isolate reach: interns keys to ids, decides the
+// uncontended acquire and release on the key words the Rust table owns
+// (0 idle, 1 held, 2 contended: see src/core/mod.rs, "Key words"), and calls
+// Rust through the io buffer for everything else. It owns the waiter
+// records (ticket -> record) and delivers grants without recursion.
+
+const native = require('./native')
+
+const IDLE = 0
+const HELD = 1
+
+const GRANTED = 0
+const QUEUED = 1
+const REJECTED = 2
+
+let io = new Int32Array(native.ioBuffer(0))
+
+function reserveIo(slots) {
+  if (slots > io.length) io = new Int32Array(native.ioBuffer(slots))
+}
+
+const EMPTY = Object.freeze([])
+
+// ---------------------------------------------------------------------------
+// Grant delivery. A release that grants a waiter starts it at once, in the
+// releaser's call, unless a delivery is already running further up the
+// stack: then the waiter is appended here and started by that outer loop
+// when the current one returns. That keeps async-lock's "the next waiter
+// starts inside done()" while a million waiters that release synchronously
+// run in a loop instead of a million nested frames.
+const pending = []
+let pendingHead = 0
+let delivering = false
+
+function deliver(waiters) {
+  for (let i = 0; i < waiters.length; i++) pending.push(waiters[i])
+  if (delivering) return
+  delivering = true
+  let failure = null
+  let failed = false
+  try {
+    while (pendingHead < pending.length) {
+      const w = pending[pendingHead]
+      pending[pendingHead++] = undefined
+      try {
+        w.granted()
+      } catch (err) {
+        // A face that lets user code throw from a grant (alock) still gets
+        // every other waiter started; the first error goes to the releaser.
+        if (!failed) {
+          failed = true
+          failure = err
+        }
+      }
+    }
+  } finally {
+    pending.length = 0
+    pendingHead = 0
+    delivering = false
+  }
+  if (failed) throw failure
+}
+
+// Tables are freed when the lock that owns them is collected. Nothing can
+// be waiting then: a waiter keeps its lock reachable through its record.
+const tables = new FinalizationRegistry((id) => native.dropTable(id))
+
+/** One lock space of the isolate reach. */
+class Space {
+  constructor() {
+    this.table = native.createTable()
+    this.words = new Int32Array(native.tableWords(this.table, 0))
+    /** normalized key -> id, only for keys that are held or waited on */
+    this.ids = new Map()
+    /** id -> normalized key */
+    this.names = []
+    this.freeIds = []
+    this.nextId = 0
+    /** ticket -> waiter record */
+    this.waiters = []
+    this.rejectedIndex = -1
+    this.blockingIndex = -1
+    tables.register(this, this.table)
+  }
+
+  intern(key) {
+    let id = this.ids.get(key)
+    if (id === undefined) {
+      id = this.freeIds.length > 0 ? this.freeIds.pop() : this.nextId++
+      if (id >= this.words.length) this.words = new Int32Array(native.tableWords(this.table, id + 1))
+      this.ids.set(key, id)
+      this.names[id] = key
+    }
+    return id
+  }
+
+  /** Drops the id of a key nobody holds or waits on. */
+  forget(id) {
+    if (this.words[id] === IDLE && this.names[id] !== undefined) {
+      this.ids.delete(this.names[id])
+      this.names[id] = undefined
+      this.freeIds.push(id)
+    }
+  }
+
+  isBusy(key) {
+    const id = this.ids.get(key)
+    return id !== undefined && this.words[id] !== IDLE
+  }
+
+  get busy() {
+    return this.ids.size > 0
+  }
+
+  /**
+   * Takes key `id` or queues `waiter` for it. Returns GRANTED, QUEUED
+   * (waiter.ticket is set) or REJECTED. `maxPending` -1 means no limit.
+   */
+  acquireOne(id, maxPending, skipQueue, waiter) {
+    const words = this.words
+    if (words[id] === IDLE) {
+      words[id] = HELD
+      return GRANTED
+    }
+    io[0] = this.table
+    io[1] = maxPending
+    io[2] = skipQueue ? 1 : 0
+    io[3] = 1
+    io[4] = id
+    native.acquire()
+    return this._acquired(waiter, null)
+  }
+
+  /** As acquireOne, for several distinct ids: all or nothing. */
+  acquireMany(ids, maxPending, skipQueue, waiter) {
+    const words = this.words
+    let free = true
+    for (let i = 0; i < ids.length; i++) {
+      if (words[ids[i]] !== IDLE) {
+        free = false
+        break
+      }
+    }
+    if (free) {
+      for (let i = 0; i < ids.length; i++) words[ids[i]] = HELD
+      return GRANTED
+    }
+    reserveIo(4 + ids.length)
+    io[0] = this.table
+    io[1] = maxPending
+    io[2] = skipQueue ? 1 : 0
+    io[3] = ids.length
+    for (let i = 0; i < ids.length; i++) io[4 + i] = ids[i]
+    native.acquire()
+    return this._acquired(waiter, ids)
+  }
+
+  _acquired(waiter, ids) {
+    const outcome = io[0]
+    if (outcome === QUEUED) {
+      waiter.ticket = io[1]
+      this.waiters[io[1]] = waiter
+    } else if (outcome === REJECTED) {
+      this.rejectedIndex = io[1]
+      // Keys of the request that were interned for it and stay idle.
+      if (ids !== null) for (let i = 0; i < ids.length; i++) this.forget(ids[i])
+    }
+    return outcome
+  }
+
+  /** Releases key `id`; returns the waiters it was handed to (not started yet). */
+  releaseOne(id) {
+    if (this.words[id] === HELD) {
+      this.words[id] = IDLE
+      this.forget(id)
+      return EMPTY
+    }
+    io[0] = this.table
+    io[1] = 1
+    io[2] = id
+    native.release()
+    const granted = this._grants(0)
+    this.forget(id)
+    return granted
+  }
+
+  releaseMany(ids) {
+    const words = this.words
+    reserveIo(4 + ids.length)
+    let n = 2
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]
+      if (words[id] === HELD) {
+        words[id] = IDLE
+        this.forget(id)
+      } else {
+        io[n++] = id
+      }
+    }
+    if (n === 2) return EMPTY
+    io[0] = this.table
+    io[1] = n - 2
+    native.release()
+    const granted = this._grants(0)
+    for (let i = 0; i < ids.length; i++) this.forget(ids[i])
+    return granted
+  }
+
+  /**
+   * Takes a queued waiter out. Returns the waiters its leaving unblocked
+   * (not started yet), or null if it was not waiting. Sets blockingIndex to
+   * the position, in its keys, of the first key it was still waiting for.
+   */
+  cancel(waiter, ids) {
+    io[0] = this.table
+    io[1] = waiter.ticket
+    native.cancel()
+    if (io[0] === 0) return null
+    this.blockingIndex = io[1]
+    this.waiters[waiter.ticket] = undefined
+    waiter.ticket = -1
+    const granted = this._grants(2)
+    if (typeof ids === 'number') this.forget(ids)
+    else for (let i = 0; i < ids.length; i++) this.forget(ids[i])
+    return granted
+  }
+
+  _grants(at) {
+    const n = io[at]
+    if (n === 0) return EMPTY
+    const waiters = this.waiters
+    const out = new Array(n)
+    for (let i = 0; i < n; i++) {
+      const ticket = io[at + 1 + i]
+      out[i] = waiters[ticket]
+      waiters[ticket] = undefined
+      out[i].ticket = -1
+    }
+    return out
+  }
+
+  /** Live waiters per busy key, for async-lock's `queues` view. */
+  snapshot() {
+    const out = Object.create(null)
+    for (const [key, id] of this.ids) {
+      if (this.words[id] === IDLE) continue
+      out[key] = new Array(this.words[id] === HELD ? 0 : native.waitingOn(this.table, id))
+    }
+    return out
+  }
+}
+
+module.exports = { Space, deliver, GRANTED, QUEUED, REJECTED, EMPTY }

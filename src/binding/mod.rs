@@ -1,0 +1,298 @@
+//! The only place N-API is used. Each function forwards to `crate::core`.
+//!
+//! The hot entry points take no arguments and return nothing: their inputs
+//! and outputs travel through a per-thread `Int32Array` (the *io buffer*)
+//! because every N-API argument costs about 80 ns, while a call with none
+//! costs about 20 ns (DESIGN.md). Layouts, all `i32`:
+//!
+//! | call | io in | io out |
+//! | --- | --- | --- |
+//! | `acquire()` | `table, max_pending (-1 = none), skip_queue, n, key × n` | `outcome (0 granted, 1 queued, 2 rejected), ticket or key index` |
+//! | `release()` | `table, n, key × n` | `g, ticket × g` (grants) |
+//! | `cancel()` | `table, ticket` | `cancelled (1/0), blocking key index, g, ticket × g` |
+//!
+//! A request's grants never outnumber its keys, so `4 + keys` slots are
+//! always enough; `ioReserve(n)` grows the buffer for bigger requests.
+//! Tables are owned per thread: a table id is valid only on the thread that
+//! created it, which is exactly the isolate that uses it.
+
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::core::{Acquire, Cancel, CoreError, Table, UNLIMITED};
+
+const IO_MIN: usize = 256;
+
+struct NativeIo {
+  slots: Arc<[AtomicI32]>,
+}
+
+impl NativeIo {
+  fn with_len(len: usize) -> Self {
+    NativeIo {
+      slots: (0..len).map(|_| AtomicI32::new(0)).collect(),
+    }
+  }
+  fn get(&self, i: usize) -> Result<i32> {
+    self
+      .slots
+      .get(i)
+      .map(|s| s.load(Ordering::Relaxed))
+      .ok_or_else(|| io_error(i))
+  }
+  fn set(&self, i: usize, v: i32) -> Result<()> {
+    self
+      .slots
+      .get(i)
+      .map(|s| s.store(v, Ordering::Relaxed))
+      .ok_or_else(|| io_error(i))
+  }
+}
+
+fn io_error(i: usize) -> Error {
+  Error::new(
+    Status::InvalidArg,
+    format!("keylock internal error: io slot {i} is out of range"),
+  )
+}
+
+#[derive(Default)]
+struct NativeRegistry {
+  tables: Vec<Option<Table>>,
+  free: Vec<u32>,
+  io: Option<NativeIo>,
+  keys: Vec<u32>,
+  grants: Vec<u32>,
+}
+
+thread_local! {
+  static REGISTRY: RefCell<NativeRegistry> = RefCell::new(NativeRegistry::default());
+}
+
+fn with_registry<T>(f: impl FnOnce(&mut NativeRegistry) -> Result<T>) -> Result<T> {
+  REGISTRY
+    .try_with(|r| match r.try_borrow_mut() {
+      Ok(mut r) => f(&mut r),
+      Err(_) => Err(Error::new(
+        Status::GenericFailure,
+        "keylock internal error: re-entrant call",
+      )),
+    })
+    .unwrap_or_else(|_| {
+      Err(Error::new(
+        Status::GenericFailure,
+        "keylock: the thread is shutting down",
+      ))
+    })
+}
+
+/// The one mapping from core errors to JS errors; `code` is stable.
+fn to_napi_error(e: CoreError) -> Error {
+  let code = match e {
+    CoreError::KeyOutOfRange(_) => "KEYLOCK_KEY_OUT_OF_RANGE",
+    CoreError::NotHeld(_) => "KEYLOCK_NOT_HELD",
+    CoreError::NoKeys => "KEYLOCK_NO_KEYS",
+    CoreError::DuplicateKey(_) => "KEYLOCK_DUPLICATE_KEY",
+  };
+  Error::new(Status::GenericFailure, format!("{code}: {e}"))
+}
+
+impl NativeRegistry {
+  fn io(&self) -> Result<&NativeIo> {
+    self.io.as_ref().ok_or_else(|| {
+      Error::new(
+        Status::GenericFailure,
+        "keylock internal error: io buffer not created",
+      )
+    })
+  }
+
+  fn split(&mut self, table: i32) -> Result<(&mut Table, &NativeIo, &mut Vec<u32>, &mut Vec<u32>)> {
+    let NativeRegistry {
+      tables,
+      io,
+      keys,
+      grants,
+      ..
+    } = self;
+    let table = tables
+      .get_mut(table as usize)
+      .and_then(Option::as_mut)
+      .ok_or_else(|| Error::new(Status::InvalidArg, format!("keylock: no table {table}")))?;
+    let io = io.as_ref().ok_or_else(|| {
+      Error::new(
+        Status::GenericFailure,
+        "keylock internal error: io buffer not created",
+      )
+    })?;
+    Ok((table, io, keys, grants))
+  }
+}
+
+fn external_i32<'env, T: 'env>(
+  env: &Env,
+  ptr: *mut i32,
+  len: usize,
+  owner: T,
+) -> Result<ArrayBuffer<'env>> {
+  // SAFETY: `ptr` points at `len` i32s owned by `owner` (an `Arc`), which the
+  // finalizer keeps alive until the ArrayBuffer is collected, so the memory
+  // outlives every JS view of it. It is only accessed on this thread.
+  unsafe { ArrayBuffer::from_external(env, ptr.cast(), len * 4, owner, |_, owner| drop(owner)) }
+}
+
+/// The io buffer of this thread, at least `min` slots; a new buffer when it
+/// had to grow (the old one must not be used after that).
+#[napi(catch_unwind, js_name = "ioBuffer")]
+pub fn io_buffer(env: &Env, min: u32) -> Result<ArrayBuffer<'_>> {
+  let (ptr, len, owner) = with_registry(|r| {
+    let want = (min as usize).max(IO_MIN);
+    if r.io.as_ref().is_none_or(|io| io.slots.len() < want) {
+      r.io = Some(NativeIo::with_len(want.next_power_of_two()));
+    }
+    let io = r.io()?;
+    Ok((
+      io.slots.as_ptr() as *mut i32,
+      io.slots.len(),
+      io.slots.clone(),
+    ))
+  })?;
+  external_i32(env, ptr, len, owner)
+}
+
+#[napi(catch_unwind, js_name = "createTable")]
+pub fn create_table() -> Result<u32> {
+  with_registry(|r| {
+    let table = Table::new();
+    Ok(match r.free.pop() {
+      Some(id) => {
+        r.tables[id as usize] = Some(table);
+        id
+      }
+      None => {
+        r.tables.push(Some(table));
+        (r.tables.len() - 1) as u32
+      }
+    })
+  })
+}
+
+/// Frees a table. Its waiters are dropped with it: only called once the JS
+/// lock that owns it is unreachable, so nobody can wait on it.
+#[napi(catch_unwind, js_name = "dropTable")]
+pub fn drop_table(table: u32) -> Result<()> {
+  with_registry(|r| {
+    if let Some(slot) = r.tables.get_mut(table as usize) {
+      if slot.take().is_some() {
+        r.free.push(table);
+      }
+    }
+    Ok(())
+  })
+}
+
+/// The key words of a table, valid for key ids below `min` (grows the table
+/// when needed). Always a fresh view: call again after growing.
+#[napi(catch_unwind, js_name = "tableWords")]
+pub fn table_words(env: &Env, table: u32, min: u32) -> Result<ArrayBuffer<'_>> {
+  let (ptr, len, owner) = with_registry(|r| {
+    let t = r
+      .tables
+      .get_mut(table as usize)
+      .and_then(Option::as_mut)
+      .ok_or_else(|| Error::new(Status::InvalidArg, format!("keylock: no table {table}")))?;
+    t.reserve_keys(min as usize);
+    let words = t.words().clone();
+    Ok((words.as_mut_ptr(), words.len(), words))
+  })?;
+  external_i32(env, ptr, len, owner)
+}
+
+#[napi(catch_unwind)]
+pub fn acquire() -> Result<()> {
+  with_registry(|r| {
+    let table = r.io()?.get(0)?;
+    let (t, io, keys, _) = r.split(table)?;
+    let max_pending = match io.get(1)? {
+      n if n < 0 => UNLIMITED,
+      n => n as u32,
+    };
+    let skip = io.get(2)? != 0;
+    let n = io.get(3)? as usize;
+    keys.clear();
+    for i in 0..n {
+      keys.push(io.get(4 + i)? as u32);
+    }
+    match t.acquire(keys, max_pending, skip).map_err(to_napi_error)? {
+      Acquire::Granted => io.set(0, 0),
+      Acquire::Queued(ticket) => {
+        io.set(0, 1)?;
+        io.set(1, ticket as i32)
+      }
+      Acquire::Rejected { key_index } => {
+        io.set(0, 2)?;
+        io.set(1, key_index as i32)
+      }
+    }
+  })
+}
+
+#[napi(catch_unwind)]
+pub fn release() -> Result<()> {
+  with_registry(|r| {
+    let table = r.io()?.get(0)?;
+    let (t, io, keys, grants) = r.split(table)?;
+    let n = io.get(1)? as usize;
+    keys.clear();
+    for i in 0..n {
+      keys.push(io.get(2 + i)? as u32);
+    }
+    grants.clear();
+    t.release(keys, grants).map_err(to_napi_error)?;
+    write_grants(io, 0, grants)
+  })
+}
+
+#[napi(catch_unwind)]
+pub fn cancel() -> Result<()> {
+  with_registry(|r| {
+    let table = r.io()?.get(0)?;
+    let (t, io, _, grants) = r.split(table)?;
+    let ticket = io.get(1)? as u32;
+    grants.clear();
+    let blocking = t.blocking_index(ticket).map_or(-1, |i| i as i32);
+    let outcome = t.cancel(ticket, grants);
+    io.set(0, (outcome == Cancel::Cancelled) as i32)?;
+    io.set(1, blocking)?;
+    write_grants(io, 2, grants)
+  })
+}
+
+fn write_grants(io: &NativeIo, at: usize, grants: &[u32]) -> Result<()> {
+  io.set(at, grants.len() as i32)?;
+  for (i, &g) in grants.iter().enumerate() {
+    io.set(at + 1 + i, g as i32)?;
+  }
+  Ok(())
+}
+
+/// Live waiters on a key (for `queues` introspection; not a hot path).
+#[napi(catch_unwind, js_name = "waitingOn")]
+pub fn waiting_on(table: u32, key: u32) -> Result<u32> {
+  with_registry(|r| {
+    let t = r
+      .tables
+      .get(table as usize)
+      .and_then(Option::as_ref)
+      .ok_or_else(|| Error::new(Status::InvalidArg, format!("keylock: no table {table}")))?;
+    Ok(t.waiting_on(key))
+  })
+}
+
+/// Measures the bare cost of a crossing (bench/crossings.js).
+#[napi(catch_unwind)]
+pub fn noop() {}

@@ -1,0 +1,764 @@
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Arc;
+
+use super::{CONTENDED, HELD, IDLE};
+
+/// A key, interned by the owner of the table. Ids are dense and reusable.
+pub type KeyId = u32;
+/// A waiter. Valid from [`Acquire::Queued`] until it is granted or cancelled;
+/// the id may then be handed out again.
+pub type TicketId = u32;
+
+/// `max_pending` value that means "no limit".
+pub const UNLIMITED: u32 = u32::MAX;
+
+/// Queues bigger than this are freed, not kept for reuse, when they empty:
+/// a drained burst of a million waiters must not pin 4 MB per key.
+const KEEP_QUEUE_CAPACITY: usize = 64;
+
+const NO_TICKET: u32 = u32::MAX;
+
+/// The per-key words (see the module docs, *Key words*). Atomic only so that
+/// the memory may be aliased by a JS typed array without undefined
+/// behaviour; every access is on the table's own thread and uses `Relaxed`.
+pub struct Words {
+  slots: Box<[AtomicI32]>,
+}
+
+impl Words {
+  fn with_len(len: usize) -> Self {
+    Words {
+      slots: (0..len).map(|_| AtomicI32::new(IDLE)).collect(),
+    }
+  }
+
+  pub fn len(&self) -> usize {
+    self.slots.len()
+  }
+
+  pub fn is_empty(&self) -> bool {
+    self.slots.is_empty()
+  }
+
+  /// The word of `key`; `IDLE` for a key beyond the end.
+  pub fn get(&self, key: KeyId) -> i32 {
+    self
+      .slots
+      .get(key as usize)
+      .map_or(IDLE, |w| w.load(Ordering::Relaxed))
+  }
+
+  fn set(&self, key: KeyId, value: i32) {
+    self.slots[key as usize].store(value, Ordering::Relaxed)
+  }
+
+  /// Start of the array, for a caller that exposes it to another runtime.
+  pub fn as_mut_ptr(&self) -> *mut i32 {
+    // AtomicI32 has the same in-memory representation as i32.
+    self.slots.as_ptr() as *mut i32
+  }
+}
+
+/// What [`Table::acquire`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquire {
+  /// Every key was taken; the caller holds them now.
+  Granted,
+  /// The request waits; it will come back from `release` or `cancel` as a
+  /// grant, or leave through `cancel`.
+  Queued(TicketId),
+  /// `keys[key_index]` already has `max_pending` waiters; nothing changed.
+  Rejected { key_index: usize },
+}
+
+/// What [`Table::cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancel {
+  /// The ticket left every queue it stood in.
+  Cancelled,
+  /// The ticket was not waiting (already granted, already cancelled, or
+  /// never issued); nothing changed.
+  NotWaiting,
+}
+
+/// Misuse of the table by its owner. Never the result of a race.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CoreError {
+  /// The key id is beyond [`Table::key_capacity`].
+  KeyOutOfRange(KeyId),
+  /// `release` named a key that is not held.
+  NotHeld(KeyId),
+  /// `acquire` was given no keys.
+  NoKeys,
+  /// `acquire` named the same key twice (it would wait for itself).
+  DuplicateKey(KeyId),
+}
+
+impl fmt::Display for CoreError {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      CoreError::KeyOutOfRange(k) => write!(f, "key id {k} is out of range"),
+      CoreError::NotHeld(k) => write!(f, "key id {k} is not held"),
+      CoreError::NoKeys => write!(f, "a request needs at least one key"),
+      CoreError::DuplicateKey(k) => write!(f, "key id {k} is named twice in one request"),
+    }
+  }
+}
+
+impl std::error::Error for CoreError {}
+
+/// Keys of one request. One key is by far the common case and costs no
+/// allocation.
+enum TicketKeys {
+  One(KeyId),
+  Many(Box<[KeyId]>),
+}
+
+impl TicketKeys {
+  fn as_slice(&self) -> &[KeyId] {
+    match self {
+      TicketKeys::One(k) => std::slice::from_ref(k),
+      TicketKeys::Many(ks) => ks,
+    }
+  }
+}
+
+enum Slot {
+  Vacant {
+    next_free: u32,
+  },
+  Waiting(TicketKeys),
+  /// Cancelled, but still standing in `refs` queues (not at their heads);
+  /// freed when the last of them drops it, so its id cannot be reused while
+  /// a queue still names it.
+  Cancelled {
+    refs: u32,
+  },
+}
+
+/// State of a key whose word is `CONTENDED`. For other words it is empty and
+/// `held` is meaningless: the word is the truth.
+#[derive(Default)]
+struct KeyQueue {
+  held: bool,
+  /// Waiting tickets in `queue` (cancelled ones are not counted).
+  live: u32,
+  /// Invariant: the front is never a cancelled ticket.
+  queue: VecDeque<TicketId>,
+}
+
+/// One lock space: a queue per key and the tickets waiting in them.
+pub struct Table {
+  words: Arc<Words>,
+  queues: Vec<KeyQueue>,
+  slots: Vec<Slot>,
+  free_slot: u32,
+  waiting: usize,
+}
+
+impl Default for Table {
+  fn default() -> Self {
+    Self::new()
+  }
+}
+
+impl Table {
+  pub fn new() -> Self {
+    Self::with_key_capacity(64)
+  }
+
+  pub fn with_key_capacity(keys: usize) -> Self {
+    let mut queues = Vec::new();
+    queues.resize_with(keys, KeyQueue::default);
+    Table {
+      words: Arc::new(Words::with_len(keys)),
+      queues,
+      slots: Vec::new(),
+      free_slot: NO_TICKET,
+      waiting: 0,
+    }
+  }
+
+  /// The key words. Replaced (not resized) by [`Table::reserve_keys`], so a
+  /// holder of the old `Arc` must fetch this again after growing.
+  pub fn words(&self) -> &Arc<Words> {
+    &self.words
+  }
+
+  pub fn key_capacity(&self) -> usize {
+    self.queues.len()
+  }
+
+  /// Makes key ids `0..keys` valid. Returns true if the words were replaced.
+  pub fn reserve_keys(&mut self, keys: usize) -> bool {
+    let have = self.queues.len();
+    if keys <= have {
+      return false;
+    }
+    let len = keys.max(have * 2);
+    let words = Words::with_len(len);
+    for (i, w) in self.words.slots.iter().enumerate() {
+      words.slots[i].store(w.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+    self.words = Arc::new(words);
+    self.queues.resize_with(len, KeyQueue::default);
+    true
+  }
+
+  /// Waiting tickets in the whole table.
+  pub fn waiting(&self) -> usize {
+    self.waiting
+  }
+
+  /// Live waiters on `key`.
+  pub fn waiting_on(&self, key: KeyId) -> u32 {
+    if self.words.get(key) == CONTENDED {
+      self.queues[key as usize].live
+    } else {
+      0
+    }
+  }
+
+  pub fn is_held(&self, key: KeyId) -> bool {
+    match self.words.get(key) {
+      IDLE => false,
+      HELD => true,
+      _ => self.queues[key as usize].held,
+    }
+  }
+
+  /// Held or waited on.
+  pub fn is_busy(&self, key: KeyId) -> bool {
+    self.words.get(key) != IDLE
+  }
+
+  fn check_keys(&self, keys: &[KeyId]) -> Result<(), CoreError> {
+    if keys.is_empty() {
+      return Err(CoreError::NoKeys);
+    }
+    for (i, &k) in keys.iter().enumerate() {
+      if k as usize >= self.queues.len() {
+        return Err(CoreError::KeyOutOfRange(k));
+      }
+      if keys[..i].contains(&k) {
+        return Err(CoreError::DuplicateKey(k));
+      }
+    }
+    Ok(())
+  }
+
+  /// The uncontended acquire that the owner may also do on the words
+  /// itself: succeeds only if every key is `IDLE`.
+  pub fn fast_acquire(&mut self, keys: &[KeyId]) -> Result<bool, CoreError> {
+    self.check_keys(keys)?;
+    if keys.iter().all(|&k| self.words.get(k) == IDLE) {
+      keys.iter().for_each(|&k| self.words.set(k, HELD));
+      return Ok(true);
+    }
+    Ok(false)
+  }
+
+  /// The uncontended release: succeeds only if the key is `HELD`.
+  pub fn fast_release(&mut self, key: KeyId) -> bool {
+    if self.words.get(key) == HELD {
+      self.words.set(key, IDLE);
+      return true;
+    }
+    false
+  }
+
+  /// Takes every key in `keys` or waits for all of them together.
+  ///
+  /// Refused (nothing changes) if a key is busy with `max_pending` live
+  /// waiters already. Granted at once if every key is idle, or if
+  /// `skip_queue` puts the request at the head of queues whose keys are all
+  /// free. Otherwise enqueued at the back of every key's queue (the front
+  /// with `skip_queue`).
+  pub fn acquire(
+    &mut self,
+    keys: &[KeyId],
+    max_pending: u32,
+    skip_queue: bool,
+  ) -> Result<Acquire, CoreError> {
+    self.check_keys(keys)?;
+    for (i, &k) in keys.iter().enumerate() {
+      if self.is_busy(k) && self.waiting_on(k) >= max_pending {
+        return Ok(Acquire::Rejected { key_index: i });
+      }
+    }
+    if self.fast_acquire(keys)? {
+      return Ok(Acquire::Granted);
+    }
+    let ticket = self.alloc_slot(match keys {
+      [k] => TicketKeys::One(*k),
+      _ => TicketKeys::Many(keys.into()),
+    });
+    for &k in keys {
+      let word = self.words.get(k);
+      let q = &mut self.queues[k as usize];
+      if word != CONTENDED {
+        q.held = word == HELD;
+      }
+      if skip_queue {
+        q.queue.push_front(ticket);
+      } else {
+        q.queue.push_back(ticket);
+      }
+      q.live += 1;
+      self.words.set(k, CONTENDED);
+    }
+    self.waiting += 1;
+    if self.try_grant(ticket) {
+      return Ok(Acquire::Granted);
+    }
+    Ok(Acquire::Queued(ticket))
+  }
+
+  /// Releases every key in `keys` (all must be held) and appends the tickets
+  /// this grants to `grants`, in key order. Keys of one grant are held by it
+  /// when this returns.
+  pub fn release(&mut self, keys: &[KeyId], grants: &mut Vec<TicketId>) -> Result<(), CoreError> {
+    for &k in keys {
+      if k as usize >= self.queues.len() {
+        return Err(CoreError::KeyOutOfRange(k));
+      }
+      if !self.is_held(k) {
+        return Err(CoreError::NotHeld(k));
+      }
+    }
+    for &k in keys {
+      if self.words.get(k) == HELD {
+        self.words.set(k, IDLE);
+      } else {
+        self.queues[k as usize].held = false;
+        self.advance(k, grants);
+      }
+    }
+    Ok(())
+  }
+
+  /// Takes a waiting ticket out of every queue; grants whatever its leaving
+  /// unblocks (appended to `grants`).
+  pub fn cancel(&mut self, ticket: TicketId, grants: &mut Vec<TicketId>) -> Cancel {
+    let keys = match self.slots.get_mut(ticket as usize) {
+      Some(slot @ Slot::Waiting(_)) => match std::mem::replace(slot, Slot::Cancelled { refs: 0 }) {
+        Slot::Waiting(keys) => keys,
+        _ => unreachable!("matched as Waiting just above"),
+      },
+      _ => return Cancel::NotWaiting,
+    };
+    let keys = keys.as_slice();
+    if let Some(Slot::Cancelled { refs }) = self.slots.get_mut(ticket as usize) {
+      *refs = keys.len() as u32;
+    }
+    self.waiting -= 1;
+    for &k in keys {
+      let q = &mut self.queues[k as usize];
+      q.live -= 1;
+      if q.queue.front() == Some(&ticket) {
+        self.drop_cancelled_heads(k);
+        if !self.queues[k as usize].held {
+          self.advance(k, grants);
+          continue;
+        }
+      }
+      self.settle_word(k);
+    }
+    Cancel::Cancelled
+  }
+
+  /// Key `k` is `CONTENDED` and not held: grant its head if that head can
+  /// have all its keys now, then bring the word up to date.
+  fn advance(&mut self, k: KeyId, grants: &mut Vec<TicketId>) {
+    if let Some(&head) = self.queues[k as usize].queue.front() {
+      if self.try_grant(head) {
+        grants.push(head);
+        return;
+      }
+    }
+    self.settle_word(k);
+  }
+
+  /// Grants `ticket` if it heads the queue of every one of its keys and none
+  /// is held. Settles the words of its keys when it does.
+  fn try_grant(&mut self, ticket: TicketId) -> bool {
+    let Some(Slot::Waiting(keys)) = self.slots.get(ticket as usize) else {
+      return false;
+    };
+    let grantable = keys.as_slice().iter().all(|&k| {
+      let q = &self.queues[k as usize];
+      !q.held && q.queue.front() == Some(&ticket)
+    });
+    if !grantable {
+      return false;
+    }
+    let keys = match std::mem::replace(
+      &mut self.slots[ticket as usize],
+      Slot::Vacant {
+        next_free: self.free_slot,
+      },
+    ) {
+      Slot::Waiting(keys) => keys,
+      _ => unreachable!("matched as Waiting just above"),
+    };
+    self.free_slot = ticket;
+    self.waiting -= 1;
+    for &k in keys.as_slice() {
+      let q = &mut self.queues[k as usize];
+      q.queue.pop_front();
+      q.live -= 1;
+      q.held = true;
+      self.drop_cancelled_heads(k);
+      self.settle_word(k);
+    }
+    true
+  }
+
+  /// Restores the invariant that a queue's front is a live ticket.
+  fn drop_cancelled_heads(&mut self, k: KeyId) {
+    while let Some(&head) = self.queues[k as usize].queue.front() {
+      if !matches!(self.slots[head as usize], Slot::Cancelled { .. }) {
+        break;
+      }
+      self.queues[k as usize].queue.pop_front();
+      self.unref_cancelled(head);
+    }
+  }
+
+  fn unref_cancelled(&mut self, ticket: TicketId) {
+    if let Slot::Cancelled { refs } = &mut self.slots[ticket as usize] {
+      *refs -= 1;
+      if *refs == 0 {
+        self.slots[ticket as usize] = Slot::Vacant {
+          next_free: self.free_slot,
+        };
+        self.free_slot = ticket;
+      }
+    }
+  }
+
+  /// Sets the word of a key the table has just changed. A key with no live
+  /// waiters leaves the table: its cancelled leftovers are dropped and a big
+  /// queue buffer is freed.
+  fn settle_word(&mut self, k: KeyId) {
+    let q = &mut self.queues[k as usize];
+    if q.live > 0 {
+      self.words.set(k, CONTENDED);
+      return;
+    }
+    let held = q.held;
+    let mut leftovers = std::mem::take(&mut q.queue);
+    while let Some(t) = leftovers.pop_front() {
+      self.unref_cancelled(t);
+    }
+    let q = &mut self.queues[k as usize];
+    if leftovers.capacity() <= KEEP_QUEUE_CAPACITY {
+      q.queue = leftovers;
+    }
+    q.held = false;
+    self.words.set(k, if held { HELD } else { IDLE });
+  }
+
+  fn alloc_slot(&mut self, keys: TicketKeys) -> TicketId {
+    if self.free_slot != NO_TICKET {
+      let t = self.free_slot;
+      if let Slot::Vacant { next_free } = self.slots[t as usize] {
+        self.free_slot = next_free;
+      }
+      self.slots[t as usize] = Slot::Waiting(keys);
+      return t;
+    }
+    self.slots.push(Slot::Waiting(keys));
+    (self.slots.len() - 1) as TicketId
+  }
+
+  /// Position, in a waiting ticket's keys, of the first key it cannot have
+  /// yet (held, or another waiter ahead of it). Timeout messages name it.
+  pub fn blocking_index(&self, ticket: TicketId) -> Option<usize> {
+    let keys = self.ticket_keys(ticket)?;
+    keys.iter().position(|&k| {
+      let q = &self.queues[k as usize];
+      q.held || q.queue.front() != Some(&ticket)
+    })
+  }
+
+  /// Keys of a waiting ticket, for introspection and tests.
+  pub fn ticket_keys(&self, ticket: TicketId) -> Option<&[KeyId]> {
+    match self.slots.get(ticket as usize) {
+      Some(Slot::Waiting(keys)) => Some(keys.as_slice()),
+      _ => None,
+    }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn granted(t: &mut Table, keys: &[KeyId]) -> bool {
+    t.acquire(keys, UNLIMITED, false) == Ok(Acquire::Granted)
+  }
+
+  fn queued(t: &mut Table, keys: &[KeyId]) -> TicketId {
+    match t.acquire(keys, UNLIMITED, false) {
+      Ok(Acquire::Queued(id)) => id,
+      other => panic!("expected a queued ticket, got {other:?}"),
+    }
+  }
+
+  fn release(t: &mut Table, keys: &[KeyId]) -> Vec<TicketId> {
+    let mut grants = Vec::new();
+    t.release(keys, &mut grants).expect("keys are held");
+    grants
+  }
+
+  #[test]
+  fn fifo_single_key() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[0]));
+    let a = queued(&mut t, &[0]);
+    let b = queued(&mut t, &[0]);
+    let c = queued(&mut t, &[0]);
+    assert_eq!(t.words().get(0), CONTENDED);
+    assert_eq!(release(&mut t, &[0]), vec![a]);
+    assert_eq!(release(&mut t, &[0]), vec![b]);
+    assert_eq!(release(&mut t, &[0]), vec![c]);
+    assert_eq!(
+      t.words().get(0),
+      HELD,
+      "last grant leaves the key held, uncontended"
+    );
+    assert!(release(&mut t, &[0]).is_empty());
+    assert_eq!(t.words().get(0), IDLE);
+  }
+
+  #[test]
+  fn no_barging_after_release() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[0]));
+    let a = queued(&mut t, &[0]);
+    assert_eq!(release(&mut t, &[0]), vec![a]);
+    // The key went straight to `a`: a newcomer waits.
+    let b = queued(&mut t, &[0]);
+    assert!(t.is_held(0));
+    assert_eq!(release(&mut t, &[0]), vec![b]);
+  }
+
+  #[test]
+  fn skip_queue_goes_to_front() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[0]));
+    let n1 = queued(&mut t, &[0]);
+    let Ok(Acquire::Queued(s1)) = t.acquire(&[0], UNLIMITED, true) else {
+      panic!("skipper should wait")
+    };
+    let n2 = queued(&mut t, &[0]);
+    let Ok(Acquire::Queued(s2)) = t.acquire(&[0], UNLIMITED, true) else {
+      panic!("skipper should wait")
+    };
+    let mut order = Vec::new();
+    for _ in 0..4 {
+      order.extend(release(&mut t, &[0]));
+    }
+    assert_eq!(
+      order,
+      vec![s2, s1, n1, n2],
+      "async-lock's order: last skipper first"
+    );
+  }
+
+  #[test]
+  fn skip_queue_on_idle_key_is_granted() {
+    let mut t = Table::new();
+    assert_eq!(t.acquire(&[3], UNLIMITED, true), Ok(Acquire::Granted));
+  }
+
+  #[test]
+  fn max_pending_counts_live_waiters() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[0]));
+    let a = queued(&mut t, &[0]);
+    assert_eq!(
+      t.acquire(&[0], 1, false),
+      Ok(Acquire::Rejected { key_index: 0 })
+    );
+    assert_eq!(
+      t.acquire(&[0], 1, true),
+      Ok(Acquire::Rejected { key_index: 0 }),
+      "checked before skip_queue"
+    );
+    assert_eq!(t.cancel(a, &mut Vec::new()), Cancel::Cancelled);
+    // The cancelled waiter no longer takes a slot (async-lock's dead entries do).
+    assert!(matches!(t.acquire(&[0], 1, false), Ok(Acquire::Queued(_))));
+  }
+
+  #[test]
+  fn max_pending_zero_refuses_any_waiter_but_not_an_idle_key() {
+    let mut t = Table::new();
+    assert_eq!(t.acquire(&[0], 0, false), Ok(Acquire::Granted));
+    assert_eq!(
+      t.acquire(&[0], 0, false),
+      Ok(Acquire::Rejected { key_index: 0 })
+    );
+  }
+
+  #[test]
+  fn rejection_names_the_full_key_and_changes_nothing() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[1]));
+    queued(&mut t, &[1]);
+    assert_eq!(
+      t.acquire(&[0, 1], 1, false),
+      Ok(Acquire::Rejected { key_index: 1 })
+    );
+    assert_eq!(t.words().get(0), IDLE);
+    assert_eq!(t.waiting(), 1);
+  }
+
+  #[test]
+  fn multi_key_waits_for_all_and_holds_none_meanwhile() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[1]));
+    let ab = queued(&mut t, &[0, 1]);
+    assert!(!t.is_held(0), "a waiting multi-key request holds nothing");
+    // ...but key 0 is not free for a newcomer either: FIFO.
+    let a = queued(&mut t, &[0]);
+    assert_eq!(release(&mut t, &[1]), vec![ab]);
+    assert!(t.is_held(0) && t.is_held(1));
+    assert_eq!(release(&mut t, &[0, 1]), vec![a]);
+  }
+
+  #[test]
+  fn opposite_orders_do_not_deadlock() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[0]));
+    assert!(granted(&mut t, &[1]));
+    let ab = queued(&mut t, &[0, 1]);
+    let ba = queued(&mut t, &[1, 0]);
+    assert!(release(&mut t, &[0]).is_empty(), "ab still waits for 1");
+    assert_eq!(release(&mut t, &[1]), vec![ab]);
+    assert_eq!(release(&mut t, &[0, 1]), vec![ba]);
+    assert!(release(&mut t, &[1, 0]).is_empty());
+    assert_eq!(t.waiting(), 0);
+    assert!(!t.is_busy(0) && !t.is_busy(1));
+  }
+
+  #[test]
+  fn cancel_of_a_blocking_head_grants_the_next() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[1]));
+    let ab = queued(&mut t, &[0, 1]);
+    let a = queued(&mut t, &[0]);
+    let mut grants = Vec::new();
+    assert_eq!(t.cancel(ab, &mut grants), Cancel::Cancelled);
+    assert_eq!(
+      grants,
+      vec![a],
+      "key 0 was free: the next waiter gets it at once"
+    );
+    assert_eq!(t.words().get(1), HELD);
+  }
+
+  #[test]
+  fn blocking_index_names_the_first_unavailable_key() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[2]));
+    let w = queued(&mut t, &[0, 1, 2]);
+    assert_eq!(t.blocking_index(w), Some(2));
+    let v = queued(&mut t, &[1]);
+    assert_eq!(t.blocking_index(v), Some(0), "waits behind w on key 1");
+    assert_eq!(t.blocking_index(999), None);
+  }
+
+  #[test]
+  fn cancel_in_the_middle_keeps_order() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[0]));
+    let a = queued(&mut t, &[0]);
+    let b = queued(&mut t, &[0]);
+    let c = queued(&mut t, &[0]);
+    assert_eq!(t.cancel(b, &mut Vec::new()), Cancel::Cancelled);
+    assert_eq!(t.waiting_on(0), 2);
+    assert_eq!(release(&mut t, &[0]), vec![a]);
+    assert_eq!(release(&mut t, &[0]), vec![c]);
+  }
+
+  #[test]
+  fn cancel_after_grant_is_a_no_op() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[0]));
+    let a = queued(&mut t, &[0]);
+    assert_eq!(release(&mut t, &[0]), vec![a]);
+    assert_eq!(t.cancel(a, &mut Vec::new()), Cancel::NotWaiting);
+    assert!(t.is_held(0), "the grant stands");
+    assert_eq!(t.cancel(999, &mut Vec::new()), Cancel::NotWaiting);
+  }
+
+  #[test]
+  fn cancelled_ticket_id_is_not_reused_while_queued() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[0]));
+    let a = queued(&mut t, &[0]);
+    let b = queued(&mut t, &[0]);
+    t.cancel(b, &mut Vec::new());
+    let c = queued(&mut t, &[1, 0]);
+    assert_ne!(c, b, "b still stands in key 0's queue");
+    assert_eq!(release(&mut t, &[0]), vec![a]);
+    assert_eq!(release(&mut t, &[0]), vec![c]);
+  }
+
+  #[test]
+  fn last_waiter_leaving_returns_key_to_uncontended() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[0]));
+    let a = queued(&mut t, &[0]);
+    t.cancel(a, &mut Vec::new());
+    assert_eq!(t.words().get(0), HELD);
+    assert!(t.fast_release(0));
+    assert_eq!(t.words().get(0), IDLE);
+  }
+
+  #[test]
+  fn queue_memory_is_returned() {
+    let mut t = Table::new();
+    assert!(granted(&mut t, &[0]));
+    let tickets: Vec<_> = (0..10_000).map(|_| queued(&mut t, &[0])).collect();
+    for _ in &tickets {
+      release(&mut t, &[0]);
+    }
+    release(&mut t, &[0]);
+    assert_eq!(t.queues[0].queue.capacity(), 0);
+    assert_eq!(t.words().get(0), IDLE);
+  }
+
+  #[test]
+  fn misuse_is_an_error_not_a_panic() {
+    let mut t = Table::with_key_capacity(2);
+    assert_eq!(t.acquire(&[], UNLIMITED, false), Err(CoreError::NoKeys));
+    assert_eq!(
+      t.acquire(&[5], UNLIMITED, false),
+      Err(CoreError::KeyOutOfRange(5))
+    );
+    assert_eq!(
+      t.acquire(&[1, 1], UNLIMITED, false),
+      Err(CoreError::DuplicateKey(1))
+    );
+    assert_eq!(t.release(&[0], &mut Vec::new()), Err(CoreError::NotHeld(0)));
+    assert_eq!(
+      t.release(&[9], &mut Vec::new()),
+      Err(CoreError::KeyOutOfRange(9))
+    );
+  }
+
+  #[test]
+  fn reserve_keys_keeps_words() {
+    let mut t = Table::with_key_capacity(2);
+    assert!(granted(&mut t, &[1]));
+    assert!(t.reserve_keys(3));
+    assert!(t.key_capacity() >= 4);
+    assert_eq!(t.words().get(1), HELD);
+    assert!(!t.reserve_keys(2));
+  }
+}

@@ -1,0 +1,13 @@
+//! keylock: keyed FIFO locks for Node.js.
+//!
+//! [`core`] is the queue model, free of N-API, with its guarantees in its
+//! docs. `binding` is the thin napi-rs layer over it; the JavaScript faces
+//! (`index.js`, `alock.js`) sit on top of that.
+#![deny(clippy::all)]
+
+pub mod core;
+
+// napi-derive registers the exports only outside `cfg(test)`, so the unit-test
+// build sees them as unused.
+#[cfg_attr(test, allow(dead_code))]
+mod binding;
