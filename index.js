@@ -208,25 +208,29 @@ class Task {
     return typeof this.ids === 'number' ? [this.name] : this.name
   }
 
-  /** Leaves the queue; returns the waiters that unblocks and the key still awaited. */
+  /**
+   * Leaves the queue. Returns the waiters that unblocks and the key still
+   * awaited, or null if the task was granted already (on the process reach
+   * a grant can be on its way from another thread): the grant stands and
+   * the task will run.
+   */
   leaveQueue() {
+    const space = this.lock._space
+    const granted = space.cancel(this, this.ids)
+    if (granted === null) return null
     if (this.timer !== null) {
       clearTimeout(this.timer)
       this.timer = null
     }
-    const space = this.lock._space
-    const granted = space.cancel(this, this.ids)
-    const names = this.names()
-    const blocking = granted === null ? names[0] : names[Math.max(0, space.blockingIndex)]
-    return { granted, blocking }
+    return { granted, blocking: this.names()[Math.max(0, space.blockingIndex)] }
   }
 }
 
 function onTimeout(task) {
   task.timer = null
   if (task.resolved || task.ticket === -1) return
-  const { granted, blocking } = task.leaveQueue()
-  task.fail(new Error(messages.timedOut(blocking)), granted)
+  const left = task.leaveQueue()
+  if (left !== null) task.fail(new Error(messages.timedOut(left.blocking)), left.granted)
 }
 
 function onOccupationTimeout(task) {
@@ -234,9 +238,11 @@ function onOccupationTimeout(task) {
   if (task.resolved) return
   if (task.ticket !== -1) {
     // Still queued: it leaves the queue (async-lock leaves a dead entry).
-    const { granted, blocking } = task.leaveQueue()
-    task.fail(new Error(messages.occupationExceeded(blocking)), granted)
-    return
+    const left = task.leaveQueue()
+    if (left !== null) {
+      task.fail(new Error(messages.occupationExceeded(left.blocking)), left.granted)
+      return
+    }
   }
   // Running: the caller is told, the task keeps its keys until fn finishes.
   task.resolved = true
