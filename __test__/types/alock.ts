@@ -1,0 +1,17 @@
+// keylock/alock, required and default-imported.
+import lock = require('keylock/alock')
+import lockDefault from 'keylock/alock'
+
+const result: void = lock('key', (done) => {
+  setTimeout(done, 1)
+})
+lock(1, (done) => done())
+lock(Symbol('k'), (done) => {
+  done()
+})
+// An async callback is fine: its promise is ignored, done() releases.
+lockDefault('key', async (done) => {
+  await Promise.resolve()
+  done()
+})
+void result

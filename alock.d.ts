@@ -1,0 +1,33 @@
+// Types for `require('keylock/alock')`, the alock 0.0.2 face.
+
+/**
+ * Runs `callback` while holding `key`, in the one lock space this module
+ * shares across the whole process (`require` and `import` see the same
+ * one). Returns nothing.
+ *
+ * - On a free key `callback` runs synchronously, inside `lock()`.
+ * - On a busy key it runs synchronously inside the holder's `done()`, in
+ *   FIFO order: waiters on one key run in the order `lock` was called.
+ * - `done()` releases the lock; calling it again does nothing (alock let a
+ *   second call release someone else's hold). Never calling it keeps the
+ *   key locked forever: there is no timeout.
+ * - Keys are compared as property names (`1` and `'1'` are one key);
+ *   symbols by identity. Keys named like `Object.prototype` members
+ *   (`'constructor'`, `'__proto__'`) are ordinary keys.
+ *
+ * @param key the key to lock.
+ * @param callback the work, `callback(done)`.
+ * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) when `callback` is not a
+ *   function (before anything is locked), or when `key`'s `String()` form
+ *   throws. An exception thrown by `callback` on a free key comes out of
+ *   `lock()`, and the key stays held until `done` is called.
+ *
+ * @example
+ * import lock = require('keylock/alock')
+ * lock('file:a.txt', (done) => {
+ *   fs.appendFile('a.txt', line, () => done())
+ * })
+ */
+declare function lock(key: string | number | symbol, callback: (done: () => void) => void): void
+
+export = lock

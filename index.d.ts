@@ -1,0 +1,253 @@
+// Types for `require('keylock')`, the async-lock 1.5.0 face.
+//
+// Code written against @types/async-lock 1.4.2 compiles unchanged: the same
+// `export =`, the same namespace merged with the class, the same names, the
+// same literal-typed statics and the same two `acquire` overloads in the same
+// order. Keys are widened to numbers, symbols and readonly arrays, which
+// async-lock accepted at runtime but its types did not; widening a parameter
+// never breaks a caller.
+
+declare namespace AsyncLock {
+  /**
+   * One key: a string, a number or a symbol. Keys are compared as object
+   * property names, as async-lock compares them: `1` and `'1'` are the same
+   * key. Symbols are compared by identity.
+   */
+  type AsyncLockKey = string | number | symbol
+
+  /**
+   * A node-style callback.
+   *
+   * - Passed to a callback-style `fn` as `done`: call it once to release the
+   *   lock, with a truthy `err` to fail the acquire or with `ret` as its
+   *   result. Calls after the first are ignored.
+   * - Passed to `acquire` as `cb`: called once, after the lock is released,
+   *   with the task's error or its result.
+   */
+  type AsyncLockDoneCallback<T> = (err?: Error | null, ret?: T) => void
+
+  /**
+   * Options for `new AsyncLock(options)` and, all but `Promise` and
+   * `domainReentrant`, for one `acquire(…, options)` call.
+   *
+   * A per-call value is merged with the instance's with `||`, as in
+   * async-lock: a per-call `0` cannot switch off a non-zero instance limit.
+   * In a multi-key acquire each limit applies once to the whole request, not
+   * once per key.
+   */
+  interface AsyncLockOptions {
+    /**
+     * How long a task may wait in the queue for its key(s), in milliseconds.
+     * Default `0` (`AsyncLock.DEFAULT_TIMEOUT`): wait forever; any falsy value
+     * means forever. At the limit the task leaves the queue without ever
+     * running `fn`, frees its place (it no longer counts toward
+     * `maxPending`), and the acquire fails with
+     * `Error('async-lock timed out in queue <key>')`, naming the key it was
+     * still waiting for. A grant that races the timeout wins: a task that was
+     * handed the lock runs, and the lock is never lost. The timer starts only
+     * when the task has to queue. Throws `TypeError` (code
+     * `ERR_INVALID_ARG_VALUE`) for a negative or non-numeric value.
+     */
+    timeout?: number | undefined
+    /**
+     * How many tasks may wait on one key (not counting the one holding it).
+     * Default `1000` (`AsyncLock.DEFAULT_MAX_PENDING`); `Infinity` for no
+     * limit; `0` to refuse every task that would have to wait. At the limit a
+     * new task is refused at once, before `fn` runs, with
+     * `Error('Too many pending tasks in queue <key>')`: synchronously through
+     * `cb`, or as an already rejected promise. `skipQueue` does not bypass
+     * it. On the constructor, anything but `Infinity` or an integer ≥ 0 falls
+     * back to the default, as in async-lock.
+     */
+    maxPending?: number | undefined
+    /**
+     * How long a task may take from the `acquire()` call until it finishes
+     * (waiting plus running), in milliseconds. Default `0`
+     * (`AsyncLock.DEFAULT_MAX_OCCUPATION_TIME`): no limit. At the limit the
+     * acquire fails with
+     * `Error('Maximum occupation time is exceeded in queue <key>')`. A task
+     * still waiting leaves the queue and never runs; a task already running
+     * keeps its lock until `fn` finishes, so no two holders ever overlap.
+     * Throws `TypeError` (code `ERR_INVALID_ARG_VALUE`) for a negative or
+     * non-numeric value.
+     */
+    maxOccupationTime?: number | undefined
+    /**
+     * How long `fn` may run once it holds the lock, in milliseconds. Default
+     * `0` (`AsyncLock.DEFAULT_MAX_EXECUTION_TIME`): no limit. At the limit the
+     * acquire fails with `Error('Maximum execution time is exceeded <key>')`
+     * while `fn` keeps running; the lock stays held until `fn` really
+     * finishes, so the next task never overlaps it (async-lock released the
+     * lock here and let two holders run at once). Throws `TypeError` (code
+     * `ERR_INVALID_ARG_VALUE`) for a negative or non-numeric value.
+     */
+    maxExecutionTime?: number | undefined
+    /**
+     * Constructor only. Let a task that runs in the same Node.js domain as
+     * the current holder of its key(s) run at once, without queueing and
+     * without taking the lock, so a nested acquire does not deadlock.
+     * Default `false`. Throws `Error` from the constructor when
+     * `process.domain` does not exist.
+     *
+     * @example
+     * import AsyncLock = require('keylock')
+     * import * as domain from 'domain'
+     *
+     * const lock = new AsyncLock({ domainReentrant: true })
+     * domain.create().run(() => {
+     *   lock.acquire('key', () => lock.acquire('key', () => 'nested'))
+     * })
+     */
+    domainReentrant?: boolean | undefined
+    /**
+     * Per call only. Put this task at the front of the queue instead of the
+     * back, so it runs as soon as the current holder releases. Default
+     * `false`. Among several skippers the latest one runs first. It does
+     * nothing on a free key and does not bypass `maxPending`.
+     *
+     * @example
+     * lock.acquire(key, fn1, cb) // runs at once
+     * lock.acquire(key, fn2, cb) // queued
+     * lock.acquire(key, urgent, cb, { skipQueue: true }) // runs before fn2
+     */
+    skipQueue?: boolean | undefined
+    /**
+     * Constructor only. The Promise constructor used for the promises that
+     * `acquire` returns (Bluebird, for instance). Default: the global
+     * `Promise`; `null` and `undefined` also give it. Throws `TypeError`
+     * (code `ERR_INVALID_ARG_VALUE`) unless it is a constructor that calls its
+     * executor synchronously: for q, pass `Q.Promise`, not `Q`.
+     */
+    Promise?: unknown
+  }
+}
+
+/**
+ * Keyed FIFO locks: run a function while holding one key, or several keys at
+ * once, so that tasks on the same key never overlap. The async-lock 1.5.0
+ * API, with the queues in a Rust core.
+ *
+ * Guarantees:
+ * - **FIFO per key.** Tasks on a key run in the order `acquire` was called;
+ *   a release hands the lock straight to the next waiter, nobody barges in.
+ *   `skipQueue` is the only way to the front.
+ * - **A free key runs `fn` synchronously,** inside the `acquire()` call.
+ * - **Multi-key requests are all-or-nothing and cannot deadlock.** A request
+ *   for several keys waits without holding any of them and runs when it
+ *   heads the queue of every key; two requests that share keys are ordered
+ *   the same way on each of them, whatever order their keys are listed in.
+ * - **A timed-out or refused task never runs and never takes a lock from
+ *   anyone.**
+ *
+ * @example
+ * import AsyncLock = require('keylock')
+ * const lock = new AsyncLock({ timeout: 5000 })
+ * const balance = await lock.acquire('account:42', async () => {
+ *   return readModifyWrite()
+ * })
+ */
+declare class AsyncLock {
+  /** Default `timeout`, read at construction time: `0`, wait forever. Writable at runtime, as in async-lock. */
+  static readonly DEFAULT_TIMEOUT: 0
+  /** Default `maxOccupationTime`, read at construction time: `0`, no limit. */
+  static readonly DEFAULT_MAX_OCCUPATION_TIME: 0
+  /** Default `maxExecutionTime`, read at construction time: `0`, no limit. */
+  static readonly DEFAULT_MAX_EXECUTION_TIME: 0
+  /** Default `maxPending`, read at construction time: `1000` waiters per key. */
+  static readonly DEFAULT_MAX_PENDING: 1000
+
+  /**
+   * A new, empty lock space: keys of one instance are unrelated to keys of
+   * another.
+   *
+   * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) when `timeout`,
+   * `maxOccupationTime` or `maxExecutionTime` is negative or not a number,
+   * or `Promise` is not a usable Promise constructor.
+   * @throws Error when `domainReentrant` is set and `process.domain` does not
+   * exist.
+   */
+  constructor(options?: AsyncLock.AsyncLockOptions)
+
+  /**
+   * Runs `fn` while holding `key` (or every key of an array, all at once)
+   * and returns a promise of its result. The lock is released when `fn`'s
+   * returned promise settles, or, for a callback-style `fn`, when it calls
+   * `done`.
+   *
+   * How `fn` is called depends on its declared parameter count
+   * (`fn.length`): exactly one parameter means callback style, `fn(done)`,
+   * and the lock is held until `done` is called (an `async (done) => …`
+   * function is callback style too); anything else means promise style,
+   * `fn()`, and the lock is held until its result settles.
+   *
+   * The promise rejects with `fn`'s error, or with one of the library
+   * errors: `async-lock timed out in queue <key>` (`timeout`),
+   * `Too many pending tasks in queue <key>` (`maxPending`),
+   * `Maximum occupation time is exceeded in queue <key>`
+   * (`maxOccupationTime`), `Maximum execution time is exceeded <key>`
+   * (`maxExecutionTime`). As in async-lock, a falsy rejection reason
+   * resolves it with `undefined`.
+   *
+   * @param key the key, or an array of keys taken together (duplicates by
+   *   string form are dropped; an empty array takes no lock and runs `fn` at
+   *   once).
+   * @param fn the work to run under the lock.
+   * @param opts per-call options (not `Promise` or `domainReentrant`).
+   * @throws Error `You must pass a function to execute` synchronously when
+   *   `fn` is not a function and `key` is not an array (for an array the
+   *   promise rejects with it instead).
+   * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) for an invalid time
+   *   option, or a key whose `String()` form throws.
+   *
+   * @example
+   * const value = await lock.acquire('key', async () => {
+   *   return await work()
+   * })
+   */
+  acquire<T>(
+    key: AsyncLock.AsyncLockKey | readonly AsyncLock.AsyncLockKey[],
+    fn: (() => T | PromiseLike<T>) | ((done: AsyncLock.AsyncLockDoneCallback<T>) => any),
+    opts?: AsyncLock.AsyncLockOptions,
+  ): Promise<T>
+  /**
+   * Runs `fn` while holding `key` (or every key of an array, all at once)
+   * and reports through `cb`; returns nothing.
+   *
+   * `cb(err, ret)` is called once, synchronously inside the release, after
+   * the lock is released and before the next waiter's `fn` starts. It gets
+   * `fn`'s error or result, or one of the library errors listed on the
+   * promise overload. A refused task (`maxPending`) calls `cb` before
+   * `acquire` returns.
+   *
+   * @param key the key, or an array of keys taken together.
+   * @param fn the work, `fn(done)`: call `done(err, ret)` once to release.
+   * @param cb told the outcome once the lock is released.
+   * @param opts per-call options (not `Promise` or `domainReentrant`).
+   * @throws Error `You must pass a function to execute` synchronously when
+   *   `fn` is not a function.
+   * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) for an invalid time
+   *   option, or a key whose `String()` form throws.
+   *
+   * @example
+   * lock.acquire('key', (done) => {
+   *   fs.writeFile(path, data, (err) => done(err, path))
+   * }, (err, ret) => {
+   *   // the lock is already released here
+   * })
+   */
+  acquire<T>(
+    key: AsyncLock.AsyncLockKey | readonly AsyncLock.AsyncLockKey[],
+    fn: (done: AsyncLock.AsyncLockDoneCallback<T>) => any,
+    cb: AsyncLock.AsyncLockDoneCallback<T>,
+    opts?: AsyncLock.AsyncLockOptions,
+  ): void
+
+  /**
+   * Whether `key` is held or waited on; without a key, whether any key of
+   * this lock is. As in async-lock, a falsy key (`0`, `''`) is treated as no
+   * key. Never throws for a string, number or symbol.
+   */
+  isBusy(key?: AsyncLock.AsyncLockKey): boolean
+}
+
+export = AsyncLock
