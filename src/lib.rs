@@ -6,6 +6,7 @@
 #![deny(clippy::all)]
 
 pub mod core;
+pub mod shared;
 
 // napi-derive registers the exports only outside `cfg(test)`, so the unit-test
 // build sees them as unused.
