@@ -142,7 +142,14 @@ class Task {
     )
   }
 
-  /** async-lock's done(): release, tell the caller (once), then start the next waiters. */
+  /**
+   * async-lock's done(): tell the caller (once), release, start the next
+   * waiters. Like async-lock, a key nobody waits for is freed before the
+   * caller is told and a key with waiters is handed on only after: inside
+   * `cb`, `queues[key]` is gone when nobody waits, and a waiter about to be
+   * started still counts (for maxPending and `queues[key].length`, and a
+   * skipQueue acquire made in `cb` goes in front of it).
+   */
   finish(err, ret) {
     if (this.occupationTimer !== null) {
       clearTimeout(this.occupationTimer)
@@ -152,28 +159,27 @@ class Task {
       clearTimeout(this.executionTimer)
       this.executionTimer = null
     }
-    let granted = null
+    let contended = null
     if (this.locked) {
       this.locked = false
       const lock = this.lock
       if (lock.domainReentrant) for (const name of this.names()) delete lock.domains[name]
-      const space = lock._space
-      granted = typeof this.ids === 'number' ? space.releaseOne(this.ids) : space.releaseMany(this.ids)
+      contended = releaseUncontended(lock._space, this.ids)
     }
     if (!this.resolved) {
       this.resolved = true
-      if (granted === null || granted.length === 0) {
+      if (contended === null) {
         this.notify(err, ret)
         return
       }
       try {
         this.notify(err, ret)
       } finally {
-        deliver(granted)
+        releaseContended(this.lock._space, contended)
       }
       return
     }
-    if (granted !== null && granted.length !== 0) deliver(granted)
+    if (contended !== null) releaseContended(this.lock._space, contended)
   }
 
   notify(err, ret) {
@@ -224,6 +230,34 @@ class Task {
     }
     return { granted, blocking: this.names()[Math.max(0, space.blockingIndex)] }
   }
+}
+
+// Key word meaning "has live waiters" (src/core/mod.rs, "Key words").
+const CONTENDED = 2
+
+/**
+ * Releases the keys of `ids` (an id or an array of them) that nobody waits
+ * for; returns the ones that have waiters (an id or an array), or null.
+ */
+function releaseUncontended(space, ids) {
+  if (typeof ids === 'number') {
+    if (space.words[ids] === CONTENDED) return ids
+    space.releaseOne(ids)
+    return null
+  }
+  let contended = null
+  let free = null
+  for (let i = 0; i < ids.length; i++) {
+    if (space.words[ids[i]] === CONTENDED) (contended || (contended = [])).push(ids[i])
+    else (free || (free = [])).push(ids[i])
+  }
+  if (free !== null) space.releaseMany(free)
+  return contended
+}
+
+function releaseContended(space, ids) {
+  const granted = typeof ids === 'number' ? space.releaseOne(ids) : space.releaseMany(ids)
+  if (granted.length !== 0) deliver(granted)
 }
 
 function onTimeout(task) {
