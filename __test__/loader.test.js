@@ -11,19 +11,9 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
+const { platformSuffix } = require('./platform')
 
 const root = path.join(__dirname, '..')
-
-/** The suffix napi-rs gives this platform's binary and package. */
-function expectedSuffix() {
-  const { platform, arch } = process
-  if (platform === 'linux') {
-    const glibc = process.report.getReport().header.glibcVersionRuntime
-    return `linux-${arch}-${glibc ? 'gnu' : 'musl'}`
-  }
-  if (platform === 'win32') return `win32-${arch}-msvc`
-  return `${platform}-${arch}`
-}
 
 /** A copy of the package's JS (what the tarball ships) without any binary. */
 function packageWithoutBinary() {
@@ -56,7 +46,7 @@ function requireInChild(dir, entry) {
 }
 
 function assertHelpfulError(result) {
-  const suffix = expectedSuffix()
+  const suffix = platformSuffix()
   assert.equal(result.loaded, false, 'the package loaded without a binary')
   assert.equal(result.code, 'KEYLOCK_NO_BINARY')
   assert.equal(result.hasCause, true, 'the loader error is kept as cause')
@@ -93,7 +83,7 @@ test('without any binary, require("keylock/alock") fails the same way', () => {
 test('a binary that exists but cannot be loaded gives the same error, with the loader reason', () => {
   const dir = packageWithoutBinary()
   try {
-    const file = `keylock.${expectedSuffix()}.node`
+    const file = `keylock.${platformSuffix()}.node`
     fs.writeFileSync(path.join(dir, file), 'not a shared library')
     const result = requireInChild(dir, 'index.js')
     assertHelpfulError(result)

@@ -1,0 +1,262 @@
+'use strict'
+// What a user gets from npm: pack the main package and this platform's
+// binary package, install both tarballs into an empty project with no cargo
+// on PATH and no registry, then use keylock from CommonJS, ESM and
+// TypeScript there. Also pins what the main tarball ships.
+//
+// Needs the binary built for this platform (keylock.<platform>.node at the
+// repository root, from `npm run build` or a CI artifact).
+
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawnSync } = require('node:child_process')
+const { platformSuffix } = require('./platform')
+
+const root = path.join(__dirname, '..')
+const suffix = platformSuffix()
+const binaryName = `keylock.${suffix}.node`
+const platformPackage = `keylock-${suffix}`
+
+/** npm's own CLI script, run with this node (no shell, so it works the same on Windows). */
+function npmCli() {
+  const candidates = [
+    process.env.npm_execpath,
+    path.join(path.dirname(process.execPath), 'node_modules', 'npm', 'bin', 'npm-cli.js'),
+    path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'),
+  ]
+  const found = candidates.find((file) => file && /npm-cli\.js$/.test(file) && fs.existsSync(file))
+  assert.ok(found, `npm-cli.js not found near ${process.execPath}`)
+  return found
+}
+
+/** PATH without any directory that holds cargo: proves nothing gets compiled. */
+function envWithoutCargo() {
+  const env = { ...process.env }
+  for (const name of Object.keys(env)) {
+    // `npm test` exports its own config (npm_config_*, npm_package_*) to
+    // children; the user's install must not inherit our project's settings.
+    // The NAPI_RS_* overrides could load a binary from elsewhere.
+    if (/^(npm_|NAPI_RS_)/i.test(name) || name === 'NODE_PATH') delete env[name]
+  }
+  const pathKey = Object.keys(env).find((key) => key.toUpperCase() === 'PATH') || 'PATH'
+  const cargo = process.platform === 'win32' ? 'cargo.exe' : 'cargo'
+  env[pathKey] = (env[pathKey] || '')
+    .split(path.delimiter)
+    .filter((dir) => dir && !fs.existsSync(path.join(dir, cargo)))
+    .join(path.delimiter)
+  return env
+}
+
+function run(command, args, options) {
+  const child = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...options })
+  assert.equal(child.status, 0, `${path.basename(command)} ${args.join(' ')} failed:\n${child.stdout}\n${child.stderr}`)
+  return child
+}
+
+/** `npm pack --json` in `dir`; --ignore-scripts because our `prepare` would compile. */
+function pack(dir, extra, env) {
+  const child = run(process.execPath, [npmCli(), 'pack', '--json', '--ignore-scripts', ...extra], { cwd: dir, env })
+  const [report] = JSON.parse(child.stdout)
+  return report
+}
+
+function describeTarball(t, report) {
+  t.diagnostic(`${report.filename}: ${report.size} bytes packed, ${report.unpackedSize} unpacked, ${report.entryCount} files`)
+  for (const file of report.files) t.diagnostic(`  ${file.path} (${file.size} bytes)`)
+}
+
+test('the main tarball ships the faces, their types, lib/ and the generated loader, nothing else', (t) => {
+  const report = pack(root, ['--dry-run'])
+  const files = report.files.map((file) => file.path)
+  describeTarball(t, report)
+  for (const file of files) {
+    assert.doesNotMatch(file, /^(src|target|__test__|bench|examples|scripts|tests|npm|docs|node_modules)\//, file)
+    assert.doesNotMatch(file, /\.(node|tgz|rs)$/, file)
+  }
+  for (const needed of [
+    'package.json',
+    'index.js',
+    'index.mjs',
+    'index.d.ts',
+    'alock.js',
+    'alock.mjs',
+    'alock.d.ts',
+    'binding.js',
+    'binding.d.ts',
+    'lib/native.js',
+    'LICENSE',
+    'CHANGELOG.md',
+  ]) {
+    assert.ok(files.includes(needed), `${needed} is missing from the tarball`)
+  }
+  const manifest = require('../package.json')
+  for (const script of ['preinstall', 'install', 'postinstall']) {
+    assert.equal(manifest.scripts[script], undefined, `a "${script}" script would run on users' machines`)
+  }
+})
+
+test('installed from the tarballs with no cargo and no registry, keylock works from CJS, ESM and TypeScript', (t) => {
+  const built = path.join(root, binaryName)
+  assert.ok(fs.existsSync(built), `${binaryName} is missing: run \`npm run build\` first`)
+  const npmDir = path.join(root, 'npm', suffix)
+  assert.ok(fs.existsSync(path.join(npmDir, 'package.json')), `npm/${suffix} is not one of the napi.targets packages`)
+
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-pack-'))
+  t.after(() => fs.rmSync(work, { recursive: true, force: true }))
+  const env = envWithoutCargo()
+  const cargo = spawnSync('cargo', ['--version'], { env, encoding: 'utf8' })
+  assert.ok(cargo.error || cargo.status !== 0, `cargo is still on PATH: ${cargo.stdout}`)
+
+  // Main package.
+  const main = pack(root, ['--pack-destination', work], env)
+  describeTarball(t, main)
+
+  // Platform package: a temp copy of npm/<platform> plus the built binary,
+  // the way `napi artifacts` fills it in CI (the binary is never committed).
+  const platformDir = path.join(work, 'platform')
+  fs.cpSync(npmDir, platformDir, { recursive: true })
+  fs.copyFileSync(built, path.join(platformDir, binaryName))
+  const platform = pack(platformDir, ['--pack-destination', work], env)
+  describeTarball(t, platform)
+  assert.equal(platform.name, platformPackage)
+  assert.ok(
+    platform.files.some((file) => file.path === binaryName),
+    `${binaryName} is missing from ${platform.filename}`,
+  )
+  assert.equal(require('../package.json').optionalDependencies[platformPackage], platform.version)
+
+  // An empty project; one install of both tarballs, offline with an empty
+  // cache, so the optionalDependency can only be met by the local tarball.
+  const project = path.join(work, 'project')
+  fs.mkdirSync(project)
+  fs.writeFileSync(path.join(project, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
+  const install = run(
+    process.execPath,
+    [
+      npmCli(),
+      'install',
+      '--offline',
+      '--no-audit',
+      '--no-fund',
+      '--cache',
+      path.join(work, 'npm-cache'),
+      path.join(work, main.filename),
+      path.join(work, platform.filename),
+    ],
+    { cwd: project, env },
+  )
+  t.diagnostic(`npm install: ${install.stdout.trim()}`)
+  for (const line of install.stderr.trim().split('\n')) if (line) t.diagnostic(`npm install (stderr): ${line}`)
+  const installed = path.join(project, 'node_modules', 'keylock')
+  // Nothing was compiled and no install script was needed: the package has
+  // no sources or build script to run, and no binary of its own.
+  assert.deepEqual(
+    fs.readdirSync(installed).filter((file) => /^(src|scripts|target)$|\.node$/.test(file)),
+    [],
+  )
+
+  // CommonJS: the async-lock face takes a lock, the binary comes from the
+  // platform package, and keylock/alock works.
+  fs.writeFileSync(
+    path.join(project, 'check.js'),
+    `'use strict'
+const assert = require('node:assert/strict')
+const AsyncLock = require('keylock')
+const lock = require('keylock/alock')
+const binary = require.resolve(${JSON.stringify(platformPackage)})
+assert.ok(binary.startsWith(${JSON.stringify(path.join(project, 'node_modules', platformPackage))}), binary)
+const asyncLock = new AsyncLock()
+const order = []
+asyncLock.acquire('key', async () => { order.push('first'); await new Promise((r) => setTimeout(r, 5)) })
+const second = asyncLock.acquire('key', async () => { order.push('second'); return 'value' })
+assert.equal(asyncLock.isBusy('key'), true)
+let inside = false
+lock('k', (done) => { inside = true; done() })
+assert.equal(inside, true)
+second.then((value) => {
+  assert.deepEqual(order, ['first', 'second'])
+  assert.equal(asyncLock.isBusy(), false)
+  console.log('cjs ok: ' + value + ' from ' + require('node:path').relative(__dirname, binary))
+})
+`,
+  )
+  const cjs = run(process.execPath, ['check.js'], { cwd: project, env })
+  t.diagnostic(cjs.stdout.trim())
+  assert.match(cjs.stdout, /cjs ok: value/)
+
+  // ESM: default imports work and are the very same objects require gives,
+  // so alock's one lock space is shared between the two module systems.
+  fs.writeFileSync(
+    path.join(project, 'check.mjs'),
+    `import assert from 'node:assert/strict'
+import { createRequire } from 'node:module'
+import AsyncLock from 'keylock'
+import lock from 'keylock/alock'
+const require = createRequire(import.meta.url)
+assert.equal(AsyncLock, require('keylock'))
+assert.equal(lock, require('keylock/alock'))
+const value = await new AsyncLock().acquire(['a', 'b'], async () => 'esm value')
+let release
+require('keylock/alock')('shared', (done) => { release = done })
+let ran = false
+lock('shared', (done) => { ran = true; done() })
+assert.equal(ran, false, 'the ESM alock did not see the CommonJS hold')
+release()
+assert.equal(ran, true)
+console.log('esm ok: ' + value)
+`,
+  )
+  const esm = run(process.execPath, ['check.mjs'], { cwd: project, env })
+  t.diagnostic(esm.stdout.trim())
+  assert.match(esm.stdout, /esm ok: esm value/)
+
+  // TypeScript against the installed declarations, through the exports map.
+  fs.writeFileSync(
+    path.join(project, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        noEmit: true,
+        module: 'node16',
+        moduleResolution: 'node16',
+        target: 'es2020',
+        lib: ['es2020'],
+        types: [],
+      },
+      files: ['check-types.ts', 'check-types.mts'],
+    }),
+  )
+  fs.writeFileSync(
+    path.join(project, 'check-types.ts'),
+    `import AsyncLock = require('keylock')
+import lock = require('keylock/alock')
+const options: AsyncLock.AsyncLockOptions = { timeout: 100, maxPending: Infinity }
+const value: Promise<string> = new AsyncLock(options).acquire('k', async () => 'v')
+lock('k', (done) => done())
+void value
+`,
+  )
+  fs.writeFileSync(
+    path.join(project, 'check-types.mts'),
+    `import AsyncLock from 'keylock'
+import lock from 'keylock/alock'
+const value: Promise<number> = new AsyncLock().acquire(['a', 1], () => 1)
+lock('k', (done) => done())
+void value
+`,
+  )
+  run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', project], { cwd: project, env })
+
+  // And the types really are the installed ones: a wrong call is rejected.
+  fs.writeFileSync(path.join(project, 'check-types.ts'), `import AsyncLock = require('keylock')\nnew AsyncLock({ timeout: 'soon' })\n`)
+  const wrong = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', project], {
+    cwd: project,
+    env,
+    encoding: 'utf8',
+  })
+  assert.notEqual(wrong.status, 0, 'tsc accepted a string timeout')
+  assert.match(wrong.stdout, /check-types\.ts.*TS2322/)
+})
