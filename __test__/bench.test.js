@@ -1,0 +1,39 @@
+'use strict'
+// Smoke test of the benchmark harness: a quick run completes, keylock and
+// the floor produce a number in every cell (no failure), and the results
+// land in the directory asked for, not over the committed ones. Speed is
+// never asserted (STYLE.md rule 10).
+const { test } = require('node:test')
+const assert = require('node:assert')
+const { execFileSync } = require('node:child_process')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+
+test('bench/run.js --quick runs W1, W3, W5x for every implementation', { timeout: 120000 }, () => {
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-bench-'))
+  try {
+    const stdout = execFileSync(
+      process.execPath,
+      [path.join(__dirname, '..', 'bench', 'run.js'), '--quick', '--only', 'W1,W3,W5x', '--out', out],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 110000 },
+    )
+    assert.match(stdout, /\| W1 \|/)
+    const table = fs.readFileSync(path.join(out, 'table.md'), 'utf8')
+    assert.match(table, /\| workload \| n \| keylock \| async-lock \| async-mutex \| floor \|/)
+    assert.ok(fs.readFileSync(path.join(out, 'chart.svg'), 'utf8').startsWith('<svg'))
+    const { raw, crossings } = JSON.parse(fs.readFileSync(path.join(out, 'latest.json'), 'utf8'))
+    assert.deepStrictEqual(Object.keys(raw), ['W1', 'W3', 'W5x'])
+    for (const w of ['W1', 'W3', 'W5x']) {
+      for (const impl of ['keylock', 'floor']) {
+        for (const run of raw[w][impl]) {
+          assert.ok(run.ok, `${w} / ${impl} failed: ${run.failure} ${run.detail}`)
+          assert.ok(run.samples.length > 0 && run.samples.every(Number.isFinite), `${w} / ${impl} has non-numeric samples`)
+        }
+      }
+    }
+    assert.ok(crossings.ok && Number.isFinite(crossings.ns['noop()']), 'crossings ran')
+  } finally {
+    fs.rmSync(out, { recursive: true, force: true })
+  }
+})

@@ -1,0 +1,75 @@
+'use strict'
+// async-mutex has no keyed lock, so this is the keyed wrapper a user would
+// write: a Map of Mutex, a key's Mutex deleted once nobody holds or awaits
+// it, async-lock's acquire(key | keys, fn, cb?, opts?) on top. Multi-key
+// requests take their keys one by one in sorted order (the usual way to
+// avoid deadlock without an all-or-nothing queue). `timeout` uses the
+// library's own withTimeout, which releases a lock that arrives too late.
+const { Mutex, withTimeout } = require('async-mutex')
+
+class KeyedMutex {
+  constructor() {
+    this.mutexes = new Map()
+  }
+
+  acquire(key, fn, cb, opts) {
+    if (typeof cb !== 'function') {
+      opts = cb
+      cb = null
+    }
+    const run = Array.isArray(key) ? this.runMany(key, fn, opts) : this.runOne(key, fn, opts)
+    if (cb === null) return run
+    run.then((ret) => cb(undefined, ret), (err) => cb(err))
+    return undefined
+  }
+
+  mutex(key) {
+    let mutex = this.mutexes.get(key)
+    if (mutex === undefined) {
+      mutex = new Mutex()
+      this.mutexes.set(key, mutex)
+    }
+    return mutex
+  }
+
+  /** Resolves to a function that releases `key` and forgets an idle mutex. */
+  async lock(key, opts) {
+    const mutex = this.mutex(key)
+    const timeout = opts && opts.timeout
+    const release = await (timeout ? withTimeout(mutex, timeout) : mutex).acquire()
+    return () => {
+      release()
+      // A waiter is handed the mutex inside release(), so "unlocked" here
+      // means nobody holds or awaits it.
+      if (!mutex.isLocked() && this.mutexes.get(key) === mutex) this.mutexes.delete(key)
+    }
+  }
+
+  async runOne(key, fn, opts) {
+    const release = await this.lock(key, opts)
+    try {
+      return await call(fn)
+    } finally {
+      release()
+    }
+  }
+
+  async runMany(keys, fn, opts) {
+    const sorted = [...new Set(keys)].sort()
+    const releases = []
+    try {
+      for (const key of sorted) releases.push(await this.lock(key, opts))
+      return await call(fn)
+    } finally {
+      for (let i = releases.length - 1; i >= 0; i--) releases[i]()
+    }
+  }
+}
+
+/** Runs fn the async-lock way: callback style when it declares one argument. */
+function call(fn) {
+  if (fn.length !== 1) return fn()
+  return new Promise((resolve, reject) => fn((err, ret) => (err ? reject(err) : resolve(ret))))
+}
+
+module.exports = { name: 'async-mutex', create: () => new KeyedMutex() }
