@@ -46,4 +46,16 @@ function createLock(space) {
 
 const lock = createLock(new Space())
 
+// `require('keylock/alock').shared`: the same `lock(key, callback)` over one
+// lock space shared by every worker thread of the process. Opened on first
+// use, so a thread that never touches it pays nothing.
+let shared = null
+Object.defineProperty(lock, 'shared', {
+  enumerable: true,
+  get() {
+    if (shared === null) shared = createLock(require('./lib/shared').SharedSpace.open('keylock/alock'))
+    return shared
+  },
+})
+
 module.exports = lock

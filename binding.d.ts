@@ -27,10 +27,70 @@ export declare function dropTable(table: number): void
  */
 export declare function ioBuffer(min: number): ArrayBuffer
 
+/** One busy key of a shared space. */
+export interface NativeSharedKeyState {
+  id: number
+  /** The key string; absent for a symbol key (private to one thread). */
+  name?: string
+  waiting: number
+}
+
 /** Measures the bare cost of a crossing (bench/crossings.js). */
 export declare function noop(): void
 
 export declare function release(): void
+
+export declare function sharedAcquire(): void
+
+/** Whether any key of the space is held or waited on, by any thread. */
+export declare function sharedBusy(member: number): boolean
+
+export declare function sharedCancel(): void
+
+/**
+ * The key id of a string key (the same on every thread), pinned for this
+ * thread until `sharedUnpin`.
+ */
+export declare function sharedIntern(member: number, key: string): number
+
+/** A key only this thread can name (a JS symbol), pinned like `sharedIntern`. */
+export declare function sharedInternPrivate(member: number): number
+
+/**
+ * The shared-reach io buffer of this thread, at least `min` slots; a new
+ * buffer when it had to grow (the old one must not be used after that).
+ */
+export declare function sharedIoBuffer(min: number): ArrayBuffer
+
+export declare function sharedIsBusy(member: number, key: string): boolean
+
+export declare function sharedIsBusyId(member: number, key: number): boolean
+
+/**
+ * Joins the process-wide space `name` for this thread; returns the member
+ * index the other calls take. `wake` is called (on this thread) when
+ * another thread granted one of this thread's waiters.
+ */
+export declare function sharedOpen(name: string, wake: () => void): number
+
+/**
+ * Keeps this thread's event loop alive (`on`) while it has waiters, or lets
+ * it end (`!on`) when it has none.
+ */
+export declare function sharedRef(member: number, on: boolean): void
+
+export declare function sharedRelease(): void
+
+/** Releases the keys nobody waits for; io out: `c, key × c`, the others. */
+export declare function sharedReleaseIdle(): void
+
+/** Busy keys of the space with their live waiters (for `queues`). */
+export declare function sharedSnapshot(member: number): Array<NativeSharedKeyState>
+
+/** Grants other threads made to this thread's waiters since the last call. */
+export declare function sharedTakeGrants(member: number): Array<number>
+
+export declare function sharedUnpin(member: number, key: number): void
 
 /**
  * The key words of a table, valid for key ids below `min` (grows the table

@@ -5,6 +5,7 @@
 // so and names the test that pins it.
 
 const { Space, deliver, GRANTED, QUEUED } = require('./lib/engine')
+const { SharedSpace } = require('./lib/shared')
 const { messages, invalidArg } = require('./lib/errors')
 const { timeOption, maxPendingOption, normalizeKey } = require('./lib/validate')
 
@@ -37,12 +38,25 @@ function promiseOption(P) {
   return P
 }
 
+/**
+ * The lock space: this lock's own (scope 'isolate', the default), or the
+ * process-wide one named `name` that every worker thread naming it shares.
+ */
+function spaceOption(scope, name) {
+  if (scope === undefined || scope === 'isolate') return new Space()
+  if (scope !== 'process') throw invalidArg('option "scope"', "'isolate' or 'process'", scope)
+  if (typeof name !== 'string' || name === '') {
+    throw invalidArg('option "name"', "a non-empty string when scope is 'process'", name)
+  }
+  return SharedSpace.open(name)
+}
+
 const pendingForNative = (n) => (n === Infinity ? -1 : Math.min(n, MAX_I32))
 
 function AsyncLock(opts) {
   opts = opts || {}
   this.Promise = promiseOption(opts.Promise)
-  const space = new Space()
+  const space = spaceOption(opts.scope, opts.name)
   Object.defineProperty(this, '_space', { value: space })
   // Read-only view in async-lock's shape: a key is present while held or
   // waited on, its value's length is the number of waiters.

@@ -247,6 +247,34 @@ impl SharedSpace {
     result
   }
 
+  /// Releases the keys of `keys` (all held by `owner`) that nobody waits
+  /// for, which grants nothing, and appends the others to `contended`, for
+  /// a later [`SharedSpace::release`]. One step under the mutex, so a key is
+  /// never judged idle while a waiter is being queued on it.
+  pub fn release_idle(
+    &self,
+    owner: OwnerId,
+    keys: &[KeyId],
+    contended: &mut Vec<KeyId>,
+  ) -> Result<(), SpaceError> {
+    let mut s = self.state.lock();
+    s.check_owner(owner)?;
+    s.check_keys(keys)?;
+    s.check_held(owner, keys)?;
+    let (idle, busy): (Vec<KeyId>, Vec<KeyId>) =
+      keys.iter().partition(|&&k| s.table.waiting_on(k) == 0);
+    contended.extend(busy);
+    let mut none = Vec::new();
+    s.table.release(&idle, &mut none)?;
+    debug_assert!(none.is_empty(), "a key without waiters grants nothing");
+    for &k in &idle {
+      s.keys[k as usize].holder = NO_OWNER;
+      s.maybe_free(k);
+    }
+    s.held -= idle.len();
+    Ok(())
+  }
+
   /// Takes a waiting ticket of `owner` out of its queues. Also returns the
   /// position, in the ticket's keys, of the first key it was still waiting
   /// for (`None` when it was not waiting). Grants as `release` does.
@@ -450,6 +478,16 @@ impl State {
     Ok(())
   }
 
+  fn check_held(&self, owner: OwnerId, keys: &[KeyId]) -> Result<(), SpaceError> {
+    match keys
+      .iter()
+      .find(|&&k| self.keys[k as usize].holder != owner)
+    {
+      Some(&k) => Err(SpaceError::NotHeld(k)),
+      None => Ok(()),
+    }
+  }
+
   fn acquire(
     &mut self,
     owner: OwnerId,
@@ -493,12 +531,7 @@ impl State {
   ) -> Result<(), SpaceError> {
     self.check_owner(owner)?;
     self.check_keys(keys)?;
-    if let Some(&k) = keys
-      .iter()
-      .find(|&&k| self.keys[k as usize].holder != owner)
-    {
-      return Err(SpaceError::NotHeld(k));
-    }
+    self.check_held(owner, keys)?;
     let mut grants = Vec::new();
     self.table.release(keys, &mut grants)?;
     for &k in keys {
@@ -760,6 +793,34 @@ mod tests {
     assert!(s.is_busy(&SharedKey::Name("k".into())));
     s.release(a, &[k], &mut mine).expect("held");
     assert!(!s.busy());
+  }
+
+  #[test]
+  fn release_idle_frees_only_keys_nobody_waits_for() {
+    let s = fresh("idle");
+    let w: Arc<dyn Waker> = Arc::new(CountingWaker::default());
+    let a = s.join(w.clone());
+    let b = s.join(w);
+    let k = key(&s, a, "k");
+    let j = key(&s, a, "j");
+    key(&s, b, "j");
+    assert_eq!(
+      s.acquire(a, &[k, j], UNLIMITED, false),
+      Ok(Acquire::Granted)
+    );
+    let Ok(Acquire::Queued(t)) = s.acquire(b, &[j], UNLIMITED, false) else {
+      panic!("waits")
+    };
+    let mut contended = Vec::new();
+    s.release_idle(a, &[k, j], &mut contended).expect("held");
+    assert_eq!(contended, vec![j]);
+    assert!(!s.is_busy_id(k));
+    assert_eq!(s.held_by(a), vec![j], "the contended key is still a's");
+    let mut mine = Vec::new();
+    s.release(a, &contended, &mut mine).expect("held");
+    let mut got = Vec::new();
+    s.take_grants(b, &mut got);
+    assert_eq!(got, vec![t]);
   }
 
   #[test]

@@ -25,6 +25,8 @@ use napi_derive::napi;
 
 use crate::core::{Acquire, Cancel, CoreError, Table, UNLIMITED};
 
+mod shared;
+
 const IO_MIN: usize = 256;
 
 struct NativeIo {

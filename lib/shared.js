@@ -1,0 +1,261 @@
+'use strict'
+// The JS half of the process reach: a lock space shared by every thread of
+// the process that opens the same name (src/shared.rs has the guarantees).
+// Same interface as engine.js's Space, so the faces do not know which reach
+// they run on. Differences inside:
+// - key ids come from Rust (they must agree across threads); this thread
+//   pins the ids it has interned and unpins idle ones in a sweep;
+// - every decision goes through the space's mutex (there is no word a
+//   thread may flip on its own), so there is no uncontended JS-only path;
+// - grants made by other threads arrive through a ThreadsafeFunction that
+//   calls `wake()`, which starts the waiters with engine.js's `deliver`.
+//   Grants this thread's own releases make come back synchronously, as in
+//   the isolate reach.
+
+const native = require('./native')
+const { deliver, GRANTED, QUEUED, REJECTED, EMPTY } = require('./engine')
+
+/** Interned keys kept before the first sweep of idle ones. */
+const MIN_SWEEP = 1024
+
+let io = new Int32Array(native.sharedIoBuffer(0))
+
+function reserveIo(slots) {
+  if (slots > io.length) io = new Int32Array(native.sharedIoBuffer(slots))
+}
+
+/** name -> SharedSpace of this thread: one member (and one TSFN) per name. */
+const opened = new Map()
+
+/** One process-wide lock space, as seen from this thread. */
+class SharedSpace {
+  /** The space named `name` for this thread (created on first use). */
+  static open(name) {
+    let space = opened.get(name)
+    if (space === undefined) {
+      space = new SharedSpace(name)
+      opened.set(name, space)
+    }
+    return space
+  }
+
+  constructor(name) {
+    this.name = name
+    this.member = native.sharedOpen(name, () => this.wake())
+    /** normalized key -> shared id, for ids this thread has pinned */
+    this.ids = new Map()
+    /** id -> normalized key */
+    this.names = []
+    /** id -> holds + waits of this thread on it */
+    this.local = []
+    /** ticket -> waiter record */
+    this.waiters = []
+    /** ticket -> its key id or ids (to undo `local` on cancel) */
+    this.ticketIds = []
+    /** waiters of this thread; the TSFN is ref'd while it is non-zero */
+    this.waiting = 0
+    this.rejectedIndex = -1
+    this.blockingIndex = -1
+    this.sweepAt = MIN_SWEEP
+  }
+
+  intern(key) {
+    let id = this.ids.get(key)
+    if (id === undefined) {
+      if (this.ids.size >= this.sweepAt) this.sweep()
+      id = typeof key === 'symbol' ? native.sharedInternPrivate(this.member) : native.sharedIntern(this.member, key)
+      this.ids.set(key, id)
+      this.names[id] = key
+      this.local[id] = 0
+    }
+    return id
+  }
+
+  /** Unpins every key this thread neither holds nor waits on. */
+  sweep() {
+    for (const id of this.ids.values()) this.forget(id)
+    this.sweepAt = Math.max(MIN_SWEEP, 2 * this.ids.size)
+  }
+
+  /** Unpins key `id` if this thread neither holds nor waits on it. */
+  forget(id) {
+    const key = this.names[id]
+    if (key === undefined || this.local[id] !== 0) return
+    this.ids.delete(key)
+    this.names[id] = undefined
+    native.sharedUnpin(this.member, id)
+  }
+
+  isBusy(key) {
+    if (typeof key !== 'symbol') return native.sharedIsBusy(this.member, key)
+    // A symbol is a key of this thread only.
+    const id = this.ids.get(key)
+    return id !== undefined && native.sharedIsBusyId(this.member, id)
+  }
+
+  get busy() {
+    return native.sharedBusy(this.member)
+  }
+
+  acquireOne(id, maxPending, skipQueue, waiter) {
+    io[0] = this.member
+    io[1] = maxPending
+    io[2] = skipQueue ? 1 : 0
+    io[3] = 1
+    io[4] = id
+    native.sharedAcquire()
+    const outcome = io[0]
+    if (outcome === REJECTED) {
+      this.rejectedIndex = io[1]
+      return outcome
+    }
+    this.local[id]++
+    if (outcome === QUEUED) this._queued(waiter, io[1], id)
+    return outcome
+  }
+
+  acquireMany(ids, maxPending, skipQueue, waiter) {
+    reserveIo(4 + ids.length)
+    io[0] = this.member
+    io[1] = maxPending
+    io[2] = skipQueue ? 1 : 0
+    io[3] = ids.length
+    for (let i = 0; i < ids.length; i++) io[4 + i] = ids[i]
+    native.sharedAcquire()
+    const outcome = io[0]
+    if (outcome === REJECTED) {
+      this.rejectedIndex = io[1]
+      return outcome
+    }
+    for (let i = 0; i < ids.length; i++) this.local[ids[i]]++
+    if (outcome === QUEUED) this._queued(waiter, io[1], ids.slice())
+    return outcome
+  }
+
+  _queued(waiter, ticket, ids) {
+    waiter.ticket = ticket
+    this.waiters[ticket] = waiter
+    this.ticketIds[ticket] = ids
+    // Keep this thread alive while a grant may come from another thread.
+    if (this.waiting++ === 0) native.sharedRef(this.member, true)
+  }
+
+  /**
+   * Releases the keys of `ids` (an id or an array) that nobody waits for;
+   * returns the others (an id or an array, still held) or null. Judged and
+   * done in one step under the space's mutex (see Space.releaseIdle).
+   */
+  releaseIdle(ids) {
+    const many = typeof ids !== 'number'
+    const n = many ? ids.length : 1
+    reserveIo(4 + n)
+    io[0] = this.member
+    io[1] = n
+    if (many) for (let i = 0; i < n; i++) io[2 + i] = ids[i]
+    else io[2] = ids
+    native.sharedReleaseIdle()
+    const c = io[0]
+    if (!many) {
+      if (c !== 0) return ids
+      this.local[ids]--
+      return null
+    }
+    if (c === 0) {
+      for (let i = 0; i < n; i++) this.local[ids[i]]--
+      return null
+    }
+    const contended = []
+    for (let i = 0; i < c; i++) contended.push(io[1 + i])
+    for (let i = 0; i < n; i++) if (!contended.includes(ids[i])) this.local[ids[i]]--
+    return contended
+  }
+
+  /** Releases key `id`; returns this thread's waiters it was handed to (not started yet). */
+  releaseOne(id) {
+    io[0] = this.member
+    io[1] = 1
+    io[2] = id
+    native.sharedRelease()
+    this.local[id]--
+    return this._grants(0)
+  }
+
+  releaseMany(ids) {
+    reserveIo(4 + ids.length)
+    io[0] = this.member
+    io[1] = ids.length
+    for (let i = 0; i < ids.length; i++) io[2 + i] = ids[i]
+    native.sharedRelease()
+    for (let i = 0; i < ids.length; i++) this.local[ids[i]]--
+    return this._grants(0)
+  }
+
+  /**
+   * Takes a queued waiter out. Returns the waiters its leaving unblocked
+   * (not started yet), or null if it was not waiting: then a grant made by
+   * another thread is on its way and will start it.
+   */
+  cancel(waiter) {
+    const ticket = waiter.ticket
+    io[0] = this.member
+    io[1] = ticket
+    native.sharedCancel()
+    if (io[0] === 0) return null
+    this.blockingIndex = io[1]
+    this.waiters[ticket] = undefined
+    const ids = this.ticketIds[ticket]
+    this.ticketIds[ticket] = undefined
+    waiter.ticket = -1
+    if (typeof ids === 'number') this.local[ids]--
+    else for (let i = 0; i < ids.length; i++) this.local[ids[i]]--
+    const granted = this._grants(2)
+    this._settled(1)
+    return granted
+  }
+
+  _grants(at) {
+    const n = io[at]
+    if (n === 0) return EMPTY
+    const out = new Array(n)
+    for (let i = 0; i < n; i++) out[i] = this._take(io[at + 1 + i])
+    this._settled(n)
+    return out
+  }
+
+  _take(ticket) {
+    const w = this.waiters[ticket]
+    this.waiters[ticket] = undefined
+    this.ticketIds[ticket] = undefined
+    w.ticket = -1
+    return w
+  }
+
+  /** `n` waiters of this thread stopped waiting. */
+  _settled(n) {
+    this.waiting -= n
+    if (this.waiting === 0) native.sharedRef(this.member, false)
+  }
+
+  /** Called through the TSFN: other threads granted some of our waiters. */
+  wake() {
+    const tickets = native.sharedTakeGrants(this.member)
+    if (tickets.length === 0) return
+    const granted = new Array(tickets.length)
+    for (let i = 0; i < tickets.length; i++) granted[i] = this._take(tickets[i])
+    this._settled(tickets.length)
+    deliver(granted)
+  }
+
+  /** Live waiters per busy key (all threads), for async-lock's `queues` view. */
+  snapshot() {
+    const out = Object.create(null)
+    for (const { id, name, waiting } of native.sharedSnapshot(this.member)) {
+      // A symbol key is only visible on its own thread.
+      const key = name !== undefined && name !== null ? name : this.names[id]
+      if (key !== undefined) out[key] = new Array(waiting)
+    }
+    return out
+  }
+}
+
+module.exports = { SharedSpace }
