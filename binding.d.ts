@@ -9,10 +9,6 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-export declare function acquire(): void
-
-export declare function cancel(): void
-
 export declare function createTable(): number
 
 /**
@@ -37,8 +33,6 @@ export interface NativeSharedKeyState {
 
 /** Measures the bare cost of a crossing (bench/crossings.js). */
 export declare function noop(): void
-
-export declare function release(): void
 
 export declare function sharedAcquire(): void
 

@@ -835,13 +835,10 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
-module.exports.acquire = nativeBinding.acquire
-module.exports.cancel = nativeBinding.cancel
 module.exports.createTable = nativeBinding.createTable
 module.exports.dropTable = nativeBinding.dropTable
 module.exports.ioBuffer = nativeBinding.ioBuffer
 module.exports.noop = nativeBinding.noop
-module.exports.release = nativeBinding.release
 module.exports.sharedAcquire = nativeBinding.sharedAcquire
 module.exports.sharedBusy = nativeBinding.sharedBusy
 module.exports.sharedCancel = nativeBinding.sharedCancel

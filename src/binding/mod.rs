@@ -3,7 +3,9 @@
 //! The hot entry points take no arguments and return nothing: their inputs
 //! and outputs travel through a per-thread `Int32Array` (the *io buffer*)
 //! because every N-API argument costs about 80 ns, while a call with none
-//! costs about 20 ns (DESIGN.md). Layouts, all `i32`:
+//! costs about 20 ns (DESIGN.md). They are registered as raw callbacks in
+//! `hot.rs`, so they do not appear in the generated `binding.d.ts`;
+//! `lib/native.js` declares them. Layouts, all `i32`:
 //!
 //! | call | io in | io out |
 //! | --- | --- | --- |
@@ -25,6 +27,7 @@ use napi_derive::napi;
 
 use crate::core::{Acquire, Cancel, CoreError, Table, UNLIMITED};
 
+mod hot;
 mod shared;
 
 const IO_MIN: usize = 256;
@@ -214,8 +217,7 @@ pub fn table_words(env: &Env, table: u32, min: u32) -> Result<ArrayBuffer<'_>> {
   external_i32(env, ptr, len, owner)
 }
 
-#[napi(catch_unwind)]
-pub fn acquire() -> Result<()> {
+fn acquire_body() -> Result<()> {
   with_registry(|r| {
     let table = r.io()?.get(0)?;
     let (t, io, keys, _) = r.split(table)?;
@@ -243,8 +245,7 @@ pub fn acquire() -> Result<()> {
   })
 }
 
-#[napi(catch_unwind)]
-pub fn release() -> Result<()> {
+fn release_body() -> Result<()> {
   with_registry(|r| {
     let table = r.io()?.get(0)?;
     let (t, io, keys, grants) = r.split(table)?;
@@ -259,8 +260,7 @@ pub fn release() -> Result<()> {
   })
 }
 
-#[napi(catch_unwind)]
-pub fn cancel() -> Result<()> {
+fn cancel_body() -> Result<()> {
   with_registry(|r| {
     let table = r.io()?.get(0)?;
     let (t, io, _, grants) = r.split(table)?;

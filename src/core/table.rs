@@ -283,18 +283,27 @@ impl Table {
     skip_queue: bool,
   ) -> Result<Acquire, CoreError> {
     self.check_keys(keys)?;
+    let mut all_idle = true;
     for (i, &k) in keys.iter().enumerate() {
-      if self.is_busy(k) && self.waiting_on(k) >= max_pending {
-        return Ok(Acquire::Rejected { key_index: i });
+      let word = self.words.get(k);
+      if word != IDLE {
+        all_idle = false;
+        if self.waiting_on(k) >= max_pending {
+          return Ok(Acquire::Rejected { key_index: i });
+        }
       }
     }
-    if self.fast_acquire(keys)? {
+    if all_idle {
+      keys.iter().for_each(|&k| self.words.set(k, HELD));
       return Ok(Acquire::Granted);
     }
     let ticket = self.alloc_slot(match keys {
       [k] => TicketKeys::One(*k),
       _ => TicketKeys::Many(keys.into()),
     });
+    // At the back, a request heads all its queues only if each was empty,
+    // and since not all its keys were idle, one of them is held: nothing to
+    // grant. At the front it may head queues whose keys are free.
     for &k in keys {
       let word = self.words.get(k);
       let q = &mut self.queues[k as usize];
@@ -310,7 +319,7 @@ impl Table {
       self.words.set(k, CONTENDED);
     }
     self.waiting += 1;
-    if self.try_grant(ticket) {
+    if skip_queue && self.try_grant(ticket) {
       return Ok(Acquire::Granted);
     }
     Ok(Acquire::Queued(ticket))

@@ -1,0 +1,81 @@
+//! The hot entry points (`acquire`, `release`, `cancel`) registered as raw
+//! N-API callbacks. They take no arguments and return `undefined`, so the
+//! argument fetching and result conversion that `#[napi]` wraps around
+//! every function is pure overhead here; skipping it halves the cost of a
+//! contended crossing (measured in bench/crossings.js).
+
+use std::ffi::{c_char, CString};
+use std::ptr;
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi_derive::napi;
+
+type Body = fn() -> Result<()>;
+
+/// Runs `body`; a failure or a panic becomes a thrown JS error. Never unwinds
+/// into the engine.
+unsafe fn call(env: sys::napi_env, body: Body) -> sys::napi_value {
+  let outcome = std::panic::catch_unwind(body);
+  let message = match outcome {
+    Ok(Ok(())) => return ptr::null_mut(),
+    Ok(Err(e)) => e.reason.clone(),
+    Err(_) => "keylock internal error: a panic in the native core".to_owned(),
+  };
+  let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
+  // SAFETY: `env` is the live env of this callback and both strings are
+  // NUL-terminated and outlive the call.
+  unsafe { sys::napi_throw_error(env, c"KEYLOCK_NATIVE".as_ptr(), message.as_ptr()) };
+  ptr::null_mut()
+}
+
+macro_rules! raw_callback {
+  ($name:ident, $body:path) => {
+    unsafe extern "C" fn $name(
+      env: sys::napi_env,
+      _info: sys::napi_callback_info,
+    ) -> sys::napi_value {
+      // SAFETY: called by Node with the env of the current call.
+      unsafe { call(env, $body) }
+    }
+  };
+}
+
+raw_callback!(raw_acquire, super::acquire_body);
+raw_callback!(raw_release, super::release_body);
+raw_callback!(raw_cancel, super::cancel_body);
+raw_callback!(raw_noop, noop_body);
+
+fn noop_body() -> Result<()> {
+  Ok(())
+}
+
+#[napi(module_exports)]
+pub fn register_hot_paths(mut exports: Object, env: Env) -> Result<()> {
+  let table: [(&str, sys::napi_callback); 4] = [
+    ("acquire", Some(raw_acquire)),
+    ("release", Some(raw_release)),
+    ("cancel", Some(raw_cancel)),
+    ("noopRaw", Some(raw_noop)),
+  ];
+  for (name, cb) in table {
+    let c_name = CString::new(name).map_err(|e| Error::from_reason(e.to_string()))?;
+    let mut func = ptr::null_mut();
+    // SAFETY: `env` is the module's env during registration; the name is
+    // NUL-terminated; `func` receives the new function.
+    check_status!(unsafe {
+      sys::napi_create_function(
+        env.raw(),
+        c_name.as_ptr() as *const c_char,
+        name.len() as isize,
+        cb,
+        ptr::null_mut(),
+        &mut func,
+      )
+    })?;
+    // SAFETY: `func` was just created in this env.
+    let value = unsafe { Unknown::from_raw_unchecked(env.raw(), func) };
+    exports.set_named_property(name, value)?;
+  }
+  Ok(())
+}
