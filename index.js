@@ -83,6 +83,21 @@ AsyncLock.DEFAULT_MAX_OCCUPATION_TIME = 0 // never
 AsyncLock.DEFAULT_MAX_EXECUTION_TIME = 0 // never
 AsyncLock.DEFAULT_MAX_PENDING = 1000
 
+/**
+ * What only some tasks need: timers, a per-call execution limit, a domain.
+ * Kept off the Task so that a plain acquisition stays small (a million
+ * queued waiters is a real workload).
+ */
+class Extra {
+  constructor() {
+    this.timer = null
+    this.occupationTimer = null
+    this.executionTimer = null
+    this.maxExecutionTime = 0
+    this.domainRun = null
+  }
+}
+
 /** One acquire call, from the call to its settlement and release. */
 class Task {
   constructor(lock, fn, cb, name, ids) {
@@ -99,31 +114,31 @@ class Task {
     this.locked = false
     this.resolved = false
     this.called = false
-    this.timer = null
-    this.occupationTimer = null
-    this.executionTimer = null
-    this.maxExecutionTime = 0
-    this.domainRun = null
+    /** an Extra, or null */
+    this.extra = null
   }
 
   /** Called by the engine when a queued task is handed its keys. */
   granted() {
-    if (this.domainRun !== null) this.domainRun(true)
+    if (this.extra !== null && this.extra.domainRun !== null) this.extra.domainRun(true)
     else this.run(true)
   }
 
   run(locked) {
-    if (this.timer !== null) {
-      clearTimeout(this.timer)
-      this.timer = null
-    }
     this.locked = locked
-    const lock = this.lock
-    if (locked && lock.domainReentrant) {
-      for (const name of this.names()) lock.domains[name] = process.domain
-    }
-    if (this.maxExecutionTime) {
-      this.executionTimer = setTimeout(onExecutionTimeout, this.maxExecutionTime, this)
+    const extra = this.extra
+    if (extra !== null) {
+      if (extra.timer !== null) {
+        clearTimeout(extra.timer)
+        extra.timer = null
+      }
+      const lock = this.lock
+      if (locked && lock.domainReentrant) {
+        for (const name of this.names()) lock.domains[name] = process.domain
+      }
+      if (extra.maxExecutionTime) {
+        extra.executionTimer = setTimeout(onExecutionTimeout, extra.maxExecutionTime, this)
+      }
     }
     const fn = this.fn
     if (fn.length === 1) {
@@ -142,7 +157,7 @@ class Task {
       }
       return
     }
-    const P = lock.Promise
+    const P = this.lock.Promise
     let value
     try {
       value = fn()
@@ -157,28 +172,19 @@ class Task {
   }
 
   /**
-   * async-lock's done(): tell the caller (once), release, start the next
-   * waiters. Like async-lock, a key nobody waits for is freed before the
-   * caller is told and a key with waiters is handed on only after: inside
-   * `cb`, `queues[key]` is gone when nobody waits, and a waiter about to be
-   * started still counts (for maxPending and `queues[key].length`, and a
-   * skipQueue acquire made in `cb` goes in front of it).
+   * async-lock's done(): release, tell the caller (once), start the next
+   * waiters. Keys nobody waits for are freed before the caller is told and
+   * keys with waiters are handed on after (see Space.releaseIdle), as
+   * async-lock does.
    */
   finish(err, ret) {
-    if (this.occupationTimer !== null) {
-      clearTimeout(this.occupationTimer)
-      this.occupationTimer = null
-    }
-    if (this.executionTimer !== null) {
-      clearTimeout(this.executionTimer)
-      this.executionTimer = null
-    }
+    if (this.extra !== null) this.clearTimers()
     let contended = null
     if (this.locked) {
       this.locked = false
       const lock = this.lock
       if (lock.domainReentrant) for (const name of this.names()) delete lock.domains[name]
-      contended = releaseUncontended(lock._space, this.ids)
+      contended = lock._space.releaseIdle(this.ids)
     }
     if (!this.resolved) {
       this.resolved = true
@@ -189,11 +195,23 @@ class Task {
       try {
         this.notify(err, ret)
       } finally {
-        releaseContended(this.lock._space, contended)
+        handOff(this.lock._space, contended)
       }
       return
     }
-    if (contended !== null) releaseContended(this.lock._space, contended)
+    if (contended !== null) handOff(this.lock._space, contended)
+  }
+
+  clearTimers() {
+    const extra = this.extra
+    if (extra.occupationTimer !== null) {
+      clearTimeout(extra.occupationTimer)
+      extra.occupationTimer = null
+    }
+    if (extra.executionTimer !== null) {
+      clearTimeout(extra.executionTimer)
+      extra.executionTimer = null
+    }
   }
 
   notify(err, ret) {
@@ -209,10 +227,7 @@ class Task {
   /** Ends a task that never got its keys (refused, timed out). */
   fail(err, granted) {
     this.resolved = true
-    if (this.occupationTimer !== null) {
-      clearTimeout(this.occupationTimer)
-      this.occupationTimer = null
-    }
+    if (this.extra !== null) this.clearTimers()
     if (granted === null || granted.length === 0) {
       this.notify(err, undefined)
       return
@@ -236,53 +251,31 @@ class Task {
    */
   leaveQueue() {
     const space = this.lock._space
-    const granted = space.cancel(this, this.ids)
+    const granted = space.cancel(this)
     if (granted === null) return null
-    if (this.timer !== null) {
-      clearTimeout(this.timer)
-      this.timer = null
+    if (this.extra.timer !== null) {
+      clearTimeout(this.extra.timer)
+      this.extra.timer = null
     }
     return { granted, blocking: this.names()[Math.max(0, space.blockingIndex)] }
   }
 }
 
-// Key word meaning "has live waiters" (src/core/mod.rs, "Key words").
-const CONTENDED = 2
-
-/**
- * Releases the keys of `ids` (an id or an array of them) that nobody waits
- * for; returns the ones that have waiters (an id or an array), or null.
- */
-function releaseUncontended(space, ids) {
-  if (typeof ids === 'number') {
-    if (space.words[ids] === CONTENDED) return ids
-    space.releaseOne(ids)
-    return null
-  }
-  let contended = null
-  let free = null
-  for (let i = 0; i < ids.length; i++) {
-    if (space.words[ids[i]] === CONTENDED) (contended || (contended = [])).push(ids[i])
-    else (free || (free = [])).push(ids[i])
-  }
-  if (free !== null) space.releaseMany(free)
-  return contended
-}
-
-function releaseContended(space, ids) {
+/** Releases keys that have waiters and starts the waiters they go to. */
+function handOff(space, ids) {
   const granted = typeof ids === 'number' ? space.releaseOne(ids) : space.releaseMany(ids)
   if (granted.length !== 0) deliver(granted)
 }
 
 function onTimeout(task) {
-  task.timer = null
+  task.extra.timer = null
   if (task.resolved || task.ticket === -1) return
   const left = task.leaveQueue()
   if (left !== null) task.fail(new Error(messages.timedOut(left.blocking)), left.granted)
 }
 
 function onOccupationTimeout(task) {
-  task.occupationTimer = null
+  task.extra.occupationTimer = null
   if (task.resolved) return
   if (task.ticket !== -1) {
     // Still queued: it leaves the queue (async-lock leaves a dead entry).
@@ -342,15 +335,13 @@ function start(lock, task, opts) {
       ? space.acquireOne(ids, pendingForNative(maxPending), skipQueue, task)
       : space.acquireMany(ids, pendingForNative(maxPending), skipQueue, task)
   if (outcome === GRANTED) {
-    if (maxOccupationTime) task.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+    if (maxOccupationTime) extra.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
     task.run(true)
   } else if (outcome === QUEUED) {
-    if (timeout) task.timer = setTimeout(onTimeout, timeout, task)
-    if (maxOccupationTime) task.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+    if (timeout) extra.timer = setTimeout(onTimeout, timeout, task)
+    if (maxOccupationTime) extra.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
   } else {
-    const full = typeof ids === 'number' ? task.name : task.name[space.rejectedIndex]
-    if (typeof ids === 'number') space.forget(ids)
-    task.fail(new Error(messages.tooManyPending(full)), null)
+    refuse(task, space)
   }
 }
 

@@ -22,6 +22,9 @@ function reserveIo(slots) {
 
 const EMPTY = Object.freeze([])
 
+/** Interned keys kept before the first sweep of idle ones. */
+const MIN_SWEEP = 1024
+
 // ---------------------------------------------------------------------------
 // Grant delivery. A release that grants a waiter starts it at once, in the
 // releaser's call, unless a delivery is already running further up the
@@ -34,17 +37,17 @@ let pendingHead = 0
 let delivering = false
 
 function deliver(waiters) {
-  for (let i = 0; i < waiters.length; i++) pending.push(waiters[i])
-  if (delivering) return
+  if (delivering) {
+    for (let i = 0; i < waiters.length; i++) pending.push(waiters[i])
+    return
+  }
   delivering = true
   let failure = null
   let failed = false
   try {
-    while (pendingHead < pending.length) {
-      const w = pending[pendingHead]
-      pending[pendingHead++] = undefined
+    for (let i = 0; i < waiters.length; i++) {
       try {
-        w.granted()
+        waiters[i].granted()
       } catch (err) {
         // A face that lets user code throw from a grant (alock) still gets
         // every other waiter started; the first error goes to the releaser.
@@ -53,10 +56,30 @@ function deliver(waiters) {
           failure = err
         }
       }
+      // Grants made while that waiter ran (it released synchronously) were
+      // parked in `pending`; start them before the next of ours, in order.
+      while (pendingHead < pending.length) {
+        const w = pending[pendingHead]
+        pending[pendingHead++] = undefined
+        try {
+          w.granted()
+        } catch (err) {
+          if (!failed) {
+            failed = true
+            failure = err
+          }
+        }
+      }
+      if (pendingHead !== 0) {
+        pending.length = 0
+        pendingHead = 0
+      }
     }
   } finally {
-    pending.length = 0
-    pendingHead = 0
+    if (pendingHead !== 0 || pending.length !== 0) {
+      pending.length = 0
+      pendingHead = 0
+    }
     delivering = false
   }
   if (failed) throw failure
@@ -81,12 +104,14 @@ class Space {
     this.waiters = []
     this.rejectedIndex = -1
     this.blockingIndex = -1
+    this.sweepAt = MIN_SWEEP
     tables.register(this, this.table)
   }
 
   intern(key) {
     let id = this.ids.get(key)
     if (id === undefined) {
+      if (this.ids.size >= this.sweepAt) this.sweep()
       id = this.freeIds.length > 0 ? this.freeIds.pop() : this.nextId++
       if (id >= this.words.length) this.words = new Int32Array(native.tableWords(this.table, id + 1))
       this.ids.set(key, id)
@@ -95,13 +120,22 @@ class Space {
     return id
   }
 
-  /** Drops the id of a key nobody holds or waits on. */
-  forget(id) {
-    if (this.words[id] === IDLE && this.names[id] !== undefined) {
-      this.ids.delete(this.names[id])
-      this.names[id] = undefined
-      this.freeIds.push(id)
+  /**
+   * Idle keys keep their id (a busy key is usually taken again soon, and a
+   * Map insert plus delete per acquisition would double the cost of the
+   * uncontended path); they are dropped in bulk once the map has doubled,
+   * so memory stays proportional to the keys in use.
+   */
+  sweep() {
+    const words = this.words
+    for (const [key, id] of this.ids) {
+      if (words[id] === IDLE) {
+        this.ids.delete(key)
+        this.names[id] = undefined
+        this.freeIds.push(id)
+      }
     }
+    this.sweepAt = Math.max(MIN_SWEEP, 2 * this.ids.size)
   }
 
   isBusy(key) {
@@ -110,7 +144,9 @@ class Space {
   }
 
   get busy() {
-    return this.ids.size > 0
+    const words = this.words
+    for (const id of this.ids.values()) if (words[id] !== IDLE) return true
+    return false
   }
 
   /**
@@ -129,7 +165,7 @@ class Space {
     io[3] = 1
     io[4] = id
     native.acquire()
-    return this._acquired(waiter, null)
+    return this._acquired(waiter)
   }
 
   /** As acquireOne, for several distinct ids: all or nothing. */
@@ -153,36 +189,56 @@ class Space {
     io[3] = ids.length
     for (let i = 0; i < ids.length; i++) io[4 + i] = ids[i]
     native.acquire()
-    return this._acquired(waiter, ids)
+    return this._acquired(waiter)
   }
 
-  _acquired(waiter, ids) {
+  _acquired(waiter) {
     const outcome = io[0]
     if (outcome === QUEUED) {
       waiter.ticket = io[1]
       this.waiters[io[1]] = waiter
     } else if (outcome === REJECTED) {
       this.rejectedIndex = io[1]
-      // Keys of the request that were interned for it and stay idle.
-      if (ids !== null) for (let i = 0; i < ids.length; i++) this.forget(ids[i])
     }
     return outcome
+  }
+
+  /**
+   * Releases the keys of `ids` (an id or an array of them) that nobody waits
+   * for, and returns the others (an id or an array) or null. async-lock
+   * frees an idle key before it calls the caller's cb but hands a key with
+   * waiters on only after, so inside cb a waiter about to start still
+   * counts (maxPending, `queues[key].length`, a skipQueue acquire goes in
+   * front of it): the face releases in these two steps around cb.
+   */
+  releaseIdle(ids) {
+    const words = this.words
+    if (typeof ids === 'number') {
+      if (words[ids] === HELD) {
+        words[ids] = IDLE
+        return null
+      }
+      return ids
+    }
+    let contended = null
+    for (let i = 0; i < ids.length; i++) {
+      if (words[ids[i]] === HELD) words[ids[i]] = IDLE
+      else (contended || (contended = [])).push(ids[i])
+    }
+    return contended
   }
 
   /** Releases key `id`; returns the waiters it was handed to (not started yet). */
   releaseOne(id) {
     if (this.words[id] === HELD) {
       this.words[id] = IDLE
-      this.forget(id)
       return EMPTY
     }
     io[0] = this.table
     io[1] = 1
     io[2] = id
     native.release()
-    const granted = this._grants(0)
-    this.forget(id)
-    return granted
+    return this._grants(0)
   }
 
   releaseMany(ids) {
@@ -193,7 +249,6 @@ class Space {
       const id = ids[i]
       if (words[id] === HELD) {
         words[id] = IDLE
-        this.forget(id)
       } else {
         io[n++] = id
       }
@@ -202,9 +257,7 @@ class Space {
     io[0] = this.table
     io[1] = n - 2
     native.release()
-    const granted = this._grants(0)
-    for (let i = 0; i < ids.length; i++) this.forget(ids[i])
-    return granted
+    return this._grants(0)
   }
 
   /**
@@ -212,7 +265,7 @@ class Space {
    * (not started yet), or null if it was not waiting. Sets blockingIndex to
    * the position, in its keys, of the first key it was still waiting for.
    */
-  cancel(waiter, ids) {
+  cancel(waiter) {
     io[0] = this.table
     io[1] = waiter.ticket
     native.cancel()
@@ -220,10 +273,7 @@ class Space {
     this.blockingIndex = io[1]
     this.waiters[waiter.ticket] = undefined
     waiter.ticket = -1
-    const granted = this._grants(2)
-    if (typeof ids === 'number') this.forget(ids)
-    else for (let i = 0; i < ids.length; i++) this.forget(ids[i])
-    return granted
+    return this._grants(2)
   }
 
   _grants(at) {
