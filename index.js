@@ -291,43 +291,60 @@ function onOccupationTimeout(task) {
 }
 
 function onExecutionTimeout(task) {
-  task.executionTimer = null
-  if (task.resolved) return
-  // The caller is told now; the keys stay held until fn really finishes, so
-  // two holders never run at once (async-lock releases here, and again when
-  // fn finishes).
-  task.resolved = true
-  task.notify(new Error(messages.executionExceeded(task.names()[0])), undefined)
+  task.extra.executionTimer = null
+  if (task.resolved && !task.locked) return
+  // A lease, as in async-lock: the caller is told and the keys pass on now,
+  // while fn may still be running; fn is no longer the holder. Its late
+  // finish releases nothing (async-lock releases a second time then, which
+  // frees the key under whoever holds it next).
+  task.finish(new Error(messages.executionExceeded(task.names()[0])), undefined)
 }
 
-/**
- * Settles a new task: runs it at once, queues it or refuses it. `ids` is a
- * key id or an array of them, `name` the matching normalized key(s).
- */
+/** Takes the task's keys or queues it; the no-options, no-timer case stays lean. */
 function start(lock, task, opts) {
+  if (opts || lock.timeout || lock.maxOccupationTime || lock.maxExecutionTime || lock.domainReentrant) {
+    startWithOptions(lock, task, opts)
+    return
+  }
+  const space = lock._space
+  const ids = task.ids
+  const maxPending = pendingForNative(lock.maxPending)
+  const outcome =
+    typeof ids === 'number' ? space.acquireOne(ids, maxPending, false, task) : space.acquireMany(ids, maxPending, false, task)
+  if (outcome === GRANTED) task.run(true)
+  else if (outcome !== QUEUED) refuse(task, space)
+}
+
+function refuse(task, space) {
+  const full = typeof task.ids === 'number' ? task.name : task.name[space.rejectedIndex]
+  task.fail(new Error(messages.tooManyPending(full)), null)
+}
+
+function startWithOptions(lock, task, opts) {
   const space = lock._space
   let timeout = lock.timeout
   let maxOccupationTime = lock.maxOccupationTime
   let maxPending = lock.maxPending
   let skipQueue = false
+  const extra = (task.extra = new Extra())
   if (opts) {
     timeout = timeOption('timeout', opts.timeout) || timeout
     maxOccupationTime = timeOption('maxOccupationTime', opts.maxOccupationTime) || maxOccupationTime
-    task.maxExecutionTime = timeOption('maxExecutionTime', opts.maxExecutionTime) || lock.maxExecutionTime
+    extra.maxExecutionTime = timeOption('maxExecutionTime', opts.maxExecutionTime) || lock.maxExecutionTime
     maxPending = maxPendingOption(opts.maxPending || maxPending, maxPending)
     skipQueue = !!opts.skipQueue
   } else {
-    task.maxExecutionTime = lock.maxExecutionTime
+    extra.maxExecutionTime = lock.maxExecutionTime
   }
   if (lock.domainReentrant && process.domain) {
     const domain = process.domain
     if (task.names().every((name) => space.isBusy(name) && lock.domains[name] === domain)) {
       // Same domain as the holder: runs at once, unqueued, holding nothing.
-      if (maxOccupationTime) task.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+      if (maxOccupationTime) extra.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
       task.run(false)
       return
     }
-    task.domainRun = domain.bind((locked) => task.run(locked))
+    extra.domainRun = domain.bind((locked) => task.run(locked))
   }
   const ids = task.ids
   const outcome =

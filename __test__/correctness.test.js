@@ -106,31 +106,40 @@ test('10,000 sorted 5-of-16-key acquisitions from 100 callers: no key is ever us
   t.diagnostic(`async-lock on the same program: ${oracle.overlaps} overlaps, ${oracle.completed} completed`)
 })
 
-test('maxExecutionTime never lets two fns run at once, and the lock is freed when fn really ends', async () => {
-  const lock = new KeyLock({ maxExecutionTime: 5 })
+test('maxExecutionTime: each lease passes the key on exactly once, so holders never overlap', async () => {
+  // Every task gets a 50 ms lease and takes 0-110 ms. When a task starts,
+  // the previous holder must have finished or used up its lease; a late
+  // finish must not let anyone else in (async-lock's second release does).
+  const lock = new KeyLock({ maxExecutionTime: 50 })
   const rnd = prng(3)
-  let running = 0
-  let peak = 0
+  let previous = null
+  const violations = []
   let errors = 0
   let ok = 0
   const tasks = []
-  for (let i = 0; i < 30; i++) {
-    const ms = Math.floor(rnd() * 12)
+  for (let i = 0; i < 12; i++) {
+    const ms = Math.floor(rnd() * 110)
     tasks.push(lock.acquire('k', async () => {
-      running++
-      peak = Math.max(peak, running)
+      const me = { i, start: performance.now(), finished: false }
+      // 15 ms of slack: libuv arms timers from the loop's cached clock, which
+      // lags real time on a loaded machine. A double release would admit a
+      // task right after its predecessor's late finish, mid-lease.
+      if (previous !== null && !previous.finished && me.start - previous.start < 35) violations.push([previous.i, i])
+      previous = me
       await sleep(ms)
-      running--
+      me.finished = true
     }).then(() => ok++, (e) => {
       assert.equal(e.message, 'Maximum execution time is exceeded k')
       errors++
     }))
   }
   await Promise.all(tasks)
-  while (lock.isBusy()) await sleep(5)
-  assert.equal(peak, 1)
-  assert.equal(ok + errors, 30)
-  assert.ok(errors > 0, 'some tasks must have outlived the limit')
+  await sleep(150)
+  assert.deepEqual(violations, [])
+  assert.equal(ok + errors, 12)
+  assert.ok(errors > 0, 'some tasks must have outlived their lease')
+  assert.ok(ok > 0, 'some tasks must have finished within their lease')
+  assert.equal(lock.isBusy(), false, 'late finishes released nothing twice and left nothing held')
 })
 
 async function reacquireInCallback(AsyncLock) {
