@@ -3,7 +3,9 @@
 // the main thread and worker threads. Each test uses its own space name, so
 // tests cannot see each other's keys.
 
-const { test } = require('node:test')
+const nodeTest = require('node:test')
+// A broken hand-off would leave a test waiting forever: fail it instead.
+const test = (name, fn) => nodeTest.test(name, { timeout: 20000 }, fn)
 const assert = require('node:assert/strict')
 const path = require('node:path')
 const { Worker } = require('node:worker_threads')
