@@ -27,6 +27,12 @@ function npmCli() {
     path.join(path.dirname(process.execPath), 'node_modules', 'npm', 'bin', 'npm-cli.js'),
     path.join(path.dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'bin', 'npm-cli.js'),
   ]
+  // An `npm` on PATH that is a link to npm-cli.js (POSIX installs).
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    try {
+      candidates.push(fs.realpathSync(path.join(dir, 'npm')))
+    } catch {}
+  }
   const found = candidates.find((file) => file && /npm-cli\.js$/.test(file) && fs.existsSync(file))
   assert.ok(found, `npm-cli.js not found near ${process.execPath}`)
   return found
