@@ -30,4 +30,20 @@
  */
 declare function lock(key: string | number | symbol, callback: (done: () => void) => void): void
 
+declare namespace lock {
+  /**
+   * keylock's addition: the same `lock(key, callback)` over one lock space
+   * shared by every worker thread of the process (the plain `lock` is shared
+   * only within one thread). FIFO holds across threads, and a thread that
+   * exits, is terminated or throws gives up what it held and what it waited
+   * for. The space is opened on first use of this property.
+   *
+   * @example
+   * import lock = require('keylock/alock')
+   * // in the main thread and in any worker:
+   * lock.shared('report.csv', (done) => appendLines().finally(done))
+   */
+  const shared: (key: string | number | symbol, callback: (done: () => void) => void) => void
+}
+
 export = lock

@@ -27,8 +27,8 @@ declare namespace AsyncLock {
   type AsyncLockDoneCallback<T> = (err?: Error | null, ret?: T) => void
 
   /**
-   * Options for `new AsyncLock(options)` and, all but `Promise` and
-   * `domainReentrant`, for one `acquire(…, options)` call.
+   * Options for `new AsyncLock(options)` and, all but `Promise`,
+   * `domainReentrant`, `scope` and `name`, for one `acquire(…, options)` call.
    *
    * A per-call value is merged with the instance's with `||`, as in
    * async-lock: a per-call `0` cannot switch off a non-zero instance limit.
@@ -73,13 +73,16 @@ declare namespace AsyncLock {
      */
     maxOccupationTime?: number | undefined
     /**
-     * How long `fn` may run once it holds the lock, in milliseconds. Default
-     * `0` (`AsyncLock.DEFAULT_MAX_EXECUTION_TIME`): no limit. At the limit the
-     * acquire fails with `Error('Maximum execution time is exceeded <key>')`
-     * while `fn` keeps running; the lock stays held until `fn` really
-     * finishes, so the next task never overlaps it (async-lock released the
-     * lock here and let two holders run at once). Throws `TypeError` (code
-     * `ERR_INVALID_ARG_VALUE`) for a negative or non-numeric value.
+     * How long `fn` may run once it holds the lock, in milliseconds: a lease.
+     * Default `0` (`AsyncLock.DEFAULT_MAX_EXECUTION_TIME`): no limit. At the
+     * limit the acquire fails with
+     * `Error('Maximum execution time is exceeded <key>')` and the key(s) pass
+     * to the next waiter at once, as in async-lock, while `fn` may still be
+     * running: from then on `fn` no longer holds the lock and can overlap the
+     * next holder. Its late finish releases nothing (async-lock released a
+     * second time then, freeing the key under whoever held it next). Throws
+     * `TypeError` (code `ERR_INVALID_ARG_VALUE`) for a negative or
+     * non-numeric value.
      */
     maxExecutionTime?: number | undefined
     /**
@@ -119,13 +122,31 @@ declare namespace AsyncLock {
      * executor synchronously: for q, pass `Q.Promise`, not `Q`.
      */
     Promise?: unknown
+    /**
+     * Constructor only; keylock's addition. Which threads share this lock's
+     * keys. `'isolate'` (the default): only this `AsyncLock` instance.
+     * `'process'`: every `AsyncLock` in any worker thread of this process
+     * that is created with the same `name`; FIFO holds across threads, and a
+     * thread that exits, is terminated or throws gives up what it held and
+     * what it waited for. Throws `TypeError` (code `ERR_INVALID_ARG_VALUE`)
+     * for any other value.
+     */
+    scope?: 'isolate' | 'process' | undefined
+    /**
+     * Constructor only; keylock's addition. The name of the process-wide lock
+     * space when `scope` is `'process'` (required then: a non-empty string,
+     * or the constructor throws `TypeError`, code `ERR_INVALID_ARG_VALUE`).
+     * Ignored for `'isolate'`.
+     */
+    name?: string | undefined
   }
 }
 
 /**
  * Keyed FIFO locks: run a function while holding one key, or several keys at
- * once, so that tasks on the same key never overlap. The async-lock 1.5.0
- * API, with the queues in a Rust core.
+ * once, so that tasks on the same key never overlap (unless a
+ * `maxExecutionTime` lease runs out). The async-lock 1.5.0 API, with the
+ * queues in a Rust core.
  *
  * Guarantees:
  * - **FIFO per key.** Tasks on a key run in the order `acquire` was called;
@@ -162,7 +183,8 @@ declare class AsyncLock {
    *
    * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) when `timeout`,
    * `maxOccupationTime` or `maxExecutionTime` is negative or not a number,
-   * or `Promise` is not a usable Promise constructor.
+   * `Promise` is not a usable Promise constructor, `scope` is neither
+   * `'isolate'` nor `'process'`, or `scope` is `'process'` without a `name`.
    * @throws Error when `domainReentrant` is set and `process.domain` does not
    * exist.
    */
@@ -192,7 +214,7 @@ declare class AsyncLock {
    *   string form are dropped; an empty array takes no lock and runs `fn` at
    *   once).
    * @param fn the work to run under the lock.
-   * @param opts per-call options (not `Promise` or `domainReentrant`).
+   * @param opts per-call options (not the constructor-only ones).
    * @throws Error `You must pass a function to execute` synchronously when
    *   `fn` is not a function and `key` is not an array (for an array the
    *   promise rejects with it instead).
@@ -222,7 +244,7 @@ declare class AsyncLock {
    * @param key the key, or an array of keys taken together.
    * @param fn the work, `fn(done)`: call `done(err, ret)` once to release.
    * @param cb told the outcome once the lock is released.
-   * @param opts per-call options (not `Promise` or `domainReentrant`).
+   * @param opts per-call options (not the constructor-only ones).
    * @throws Error `You must pass a function to execute` synchronously when
    *   `fn` is not a function.
    * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) for an invalid time

@@ -15,3 +15,9 @@ lockDefault('key', async (done) => {
   done()
 })
 void result
+
+// The process-wide variant has the same signature.
+lock.shared('key', (done) => done())
+lockDefault.shared(2, (done) => {
+  setTimeout(done, 1)
+})

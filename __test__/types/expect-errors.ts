@@ -33,6 +33,8 @@ AsyncLock.DEFAULT_TIMEOUT = 5
 const one: 1 = AsyncLock.DEFAULT_MAX_PENDING
 // @ts-expect-error AsyncLock is a class: it needs `new`
 AsyncLock()
+// @ts-expect-error scope is 'isolate' or 'process'
+new AsyncLock({ scope: 'cluster' })
 
 // @ts-expect-error alock needs a callback
 lock('key')
@@ -44,5 +46,9 @@ lock(['a', 'b'], (done) => done())
 lock('key', (done) => done(new Error('x')))
 // @ts-expect-error alock returns nothing
 lock('key', (done) => done()).then(() => {})
+// @ts-expect-error shared is a lock function, not a lock space object
+lock.shared.acquire('key', () => {})
+// @ts-expect-error shared is read-only
+lock.shared = lock
 
 void one

@@ -70,3 +70,7 @@ const someKey: AsyncLock.AsyncLockKey = 'k'
 lock.acquire(someKey, async () => undefined)
 
 void [busy, zero, thousand, occupation, execution]
+
+// keylock's own options: a process-wide lock space shared by worker threads.
+new AsyncLock({ scope: 'process', name: 'uploads' })
+new AsyncLock({ scope: 'isolate' })
