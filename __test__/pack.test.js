@@ -182,11 +182,16 @@ assert.equal(asyncLock.isBusy('key'), true)
 let inside = false
 lock('k', (done) => { inside = true; done() })
 assert.equal(inside, true)
-second.then((value) => {
-  assert.deepEqual(order, ['first', 'second'])
-  assert.equal(asyncLock.isBusy(), false)
-  console.log('cjs ok: ' + value + ' from ' + require('node:path').relative(__dirname, binary))
-})
+// The process-wide reach ships too (its wake-ups are native).
+const shared = new AsyncLock({ scope: 'process', name: 'pack-test' })
+Promise.all([second, shared.acquire('k', async () => 'shared'), new Promise((r) => lock.shared('s', (done) => { done(); r('alock.shared') }))])
+  .then(([value, fromShared, fromAlockShared]) => {
+    assert.deepEqual(order, ['first', 'second'])
+    assert.equal(asyncLock.isBusy(), false)
+    assert.equal(fromShared, 'shared')
+    assert.equal(fromAlockShared, 'alock.shared')
+    console.log('cjs ok: ' + value + ' from ' + require('node:path').relative(__dirname, binary))
+  })
 `,
   )
   const cjs = run(process.execPath, ['check.js'], { cwd: project, env })
