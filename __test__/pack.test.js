@@ -261,6 +261,39 @@ void value
   )
   run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', project], { cwd: project, env })
 
+  // The setup of many @types/async-lock users: classic resolution (no
+  // "exports"), esModuleInterop off, `import * as`. It must find the
+  // installed index.d.ts and alock.d.ts through "types" and the file layout.
+  fs.writeFileSync(
+    path.join(project, 'tsconfig.legacy.json'),
+    JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        noEmit: true,
+        module: 'commonjs',
+        moduleResolution: 'node10',
+        esModuleInterop: false,
+        target: 'es2019',
+        lib: ['es2019'],
+        types: [],
+      },
+      files: ['check-legacy.ts'],
+    }),
+  )
+  fs.writeFileSync(
+    path.join(project, 'check-legacy.ts'),
+    `import * as AsyncLock from 'keylock'
+import lock = require('keylock/alock')
+const value: Promise<string> = new AsyncLock({ Promise: null }).acquire('k', async () => 'v')
+lock('k', (done) => done())
+void value
+`,
+  )
+  run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(project, 'tsconfig.legacy.json')], {
+    cwd: project,
+    env,
+  })
+
   // And the types really are the installed ones: a wrong call is rejected.
   fs.writeFileSync(path.join(project, 'check-types.ts'), `import AsyncLock = require('keylock')\nnew AsyncLock({ timeout: 'soon' })\n`)
   const wrong = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', project], {
