@@ -304,3 +304,39 @@ void value
   assert.notEqual(wrong.status, 0, 'tsc accepted a string timeout')
   assert.match(wrong.stdout, /check-types\.ts.*TS2322/)
 })
+
+/**
+ * napi-rs's platform-arch-abi for a target triple, for the triples we build
+ * ('x86_64-unknown-linux-gnu' → 'linux-x64-gnu'). Written out here because
+ * @napi-rs/cli itself does not load on Node 18, which the tests must run on.
+ */
+function napiPlatform(triple) {
+  const [cpu, , system, abi] = triple.split('-')
+  const arch = { x86_64: 'x64', aarch64: 'arm64' }[cpu]
+  const platform = { linux: 'linux', darwin: 'darwin', windows: 'win32' }[system]
+  assert.ok(arch && platform, `teach napiPlatform about ${triple}`)
+  return platform === 'darwin' ? `${platform}-${arch}` : `${platform}-${arch}-${abi}`
+}
+
+test('npm/ holds one package per napi.targets entry, pinned in optionalDependencies and required by the loader', () => {
+  // napi-rs names both the package and the binary after binaryName and the
+  // target's platform-arch-abi.
+  const manifest = require('../package.json')
+  const loader = fs.readFileSync(path.join(root, 'binding.js'), 'utf8')
+  const expected = manifest.napi.targets.map(napiPlatform).sort()
+  assert.deepEqual(fs.readdirSync(path.join(root, 'npm')).sort(), expected)
+  for (const platform of expected) {
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'npm', platform, 'package.json'), 'utf8'))
+    const name = `${manifest.napi.binaryName}-${platform}`
+    const binary = `${manifest.napi.binaryName}.${platform}.node`
+    assert.equal(pkg.name, name)
+    assert.equal(pkg.version, manifest.version)
+    assert.equal(pkg.main, binary)
+    assert.deepEqual(pkg.files, [binary])
+    assert.ok(Array.isArray(pkg.os) && Array.isArray(pkg.cpu), `${name} must declare os and cpu so npm skips it elsewhere`)
+    assert.equal(manifest.optionalDependencies[name], manifest.version, `${name} is not pinned to ${manifest.version}`)
+    assert.ok(loader.includes(`require('${name}')`), `binding.js never requires ${name}`)
+    assert.ok(loader.includes(`require('./${binary}')`), `binding.js never requires ./${binary}`)
+  }
+  assert.deepEqual(Object.keys(manifest.optionalDependencies).sort(), expected.map((p) => `${manifest.napi.binaryName}-${p}`).sort())
+})
