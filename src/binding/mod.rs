@@ -42,20 +42,6 @@ impl NativeIo {
       slots: (0..len).map(|_| AtomicI32::new(0)).collect(),
     }
   }
-  fn get(&self, i: usize) -> Result<i32> {
-    self
-      .slots
-      .get(i)
-      .map(|s| s.load(Ordering::Relaxed))
-      .ok_or_else(|| io_error(i))
-  }
-  fn set(&self, i: usize, v: i32) -> Result<()> {
-    self
-      .slots
-      .get(i)
-      .map(|s| s.store(v, Ordering::Relaxed))
-      .ok_or_else(|| io_error(i))
-  }
 }
 
 fn io_error(i: usize) -> Error {
@@ -106,36 +92,13 @@ fn to_napi_error(e: CoreError) -> Error {
   Error::new(Status::GenericFailure, format!("{code}: {e}"))
 }
 
-impl NativeRegistry {
-  fn io(&self) -> Result<&NativeIo> {
-    self.io.as_ref().ok_or_else(|| {
-      Error::new(
-        Status::GenericFailure,
-        "keylock internal error: io buffer not created",
-      )
-    })
-  }
-
-  fn split(&mut self, table: i32) -> Result<(&mut Table, &NativeIo, &mut Vec<u32>, &mut Vec<u32>)> {
-    let NativeRegistry {
-      tables,
-      io,
-      keys,
-      grants,
-      ..
-    } = self;
-    let table = tables
-      .get_mut(table as usize)
-      .and_then(Option::as_mut)
-      .ok_or_else(|| Error::new(Status::InvalidArg, format!("keylock: no table {table}")))?;
-    let io = io.as_ref().ok_or_else(|| {
-      Error::new(
-        Status::GenericFailure,
-        "keylock internal error: io buffer not created",
-      )
-    })?;
-    Ok((table, io, keys, grants))
-  }
+fn io_slots(io: &Option<NativeIo>) -> Result<&Arc<[AtomicI32]>> {
+  io.as_ref().map(|io| &io.slots).ok_or_else(|| {
+    Error::new(
+      Status::GenericFailure,
+      "keylock internal error: io buffer not created",
+    )
+  })
 }
 
 fn external_i32<'env, T: 'env>(
@@ -159,12 +122,8 @@ pub fn io_buffer(env: &Env, min: u32) -> Result<ArrayBuffer<'_>> {
     if r.io.as_ref().is_none_or(|io| io.slots.len() < want) {
       r.io = Some(NativeIo::with_len(want.next_power_of_two()));
     }
-    let io = r.io()?;
-    Ok((
-      io.slots.as_ptr() as *mut i32,
-      io.slots.len(),
-      io.slots.clone(),
-    ))
+    let slots = io_slots(&r.io)?;
+    Ok((slots.as_ptr() as *mut i32, slots.len(), slots.clone()))
   })?;
   external_i32(env, ptr, len, owner)
 }
@@ -205,11 +164,7 @@ pub fn drop_table(table: u32) -> Result<()> {
 #[napi(catch_unwind, js_name = "tableWords")]
 pub fn table_words(env: &Env, table: u32, min: u32) -> Result<ArrayBuffer<'_>> {
   let (ptr, len, owner) = with_registry(|r| {
-    let t = r
-      .tables
-      .get_mut(table as usize)
-      .and_then(Option::as_mut)
-      .ok_or_else(|| Error::new(Status::InvalidArg, format!("keylock: no table {table}")))?;
+    let t = table_mut(&mut r.tables, table as i32)?;
     t.reserve_keys(min as usize);
     let words = t.words().clone();
     Ok((words.as_mut_ptr(), words.len(), words))
@@ -217,67 +172,109 @@ pub fn table_words(env: &Env, table: u32, min: u32) -> Result<ArrayBuffer<'_>> {
   external_i32(env, ptr, len, owner)
 }
 
+// The hot bodies read the io buffer through one bounds-checked slice each
+// and keep a single key on the stack: at ~100 ns a crossing, per-slot error
+// plumbing and a Vec copy were a measurable share of a contended hand-off.
+
+fn load(slot: &AtomicI32) -> i32 {
+  slot.load(Ordering::Relaxed)
+}
+
+fn store(slot: &AtomicI32, value: i32) {
+  slot.store(value, Ordering::Relaxed)
+}
+
+fn io_range(io: &[AtomicI32], start: usize, len: usize) -> Result<&[AtomicI32]> {
+  io.get(start..start + len)
+    .ok_or_else(|| io_error(start + len))
+}
+
+fn table_mut(tables: &mut [Option<Table>], table: i32) -> Result<&mut Table> {
+  tables
+    .get_mut(table as usize)
+    .and_then(Option::as_mut)
+    .ok_or_else(|| Error::new(Status::InvalidArg, format!("keylock: no table {table}")))
+}
+
+/// Runs `f` on the key ids in `slots`, without a copy when there is one.
+fn with_keys<T>(slots: &[AtomicI32], scratch: &mut Vec<u32>, f: impl FnOnce(&[u32]) -> T) -> T {
+  if let [one] = slots {
+    return f(&[load(one) as u32]);
+  }
+  scratch.clear();
+  scratch.extend(slots.iter().map(|s| load(s) as u32));
+  f(scratch)
+}
+
 fn acquire_body() -> Result<()> {
   with_registry(|r| {
-    let table = r.io()?.get(0)?;
-    let (t, io, keys, _) = r.split(table)?;
-    let max_pending = match io.get(1)? {
+    let NativeRegistry {
+      tables, io, keys, ..
+    } = r;
+    let io = &io_slots(io)?[..];
+    let head = io_range(io, 0, 4)?;
+    let max_pending = match load(&head[1]) {
       n if n < 0 => UNLIMITED,
       n => n as u32,
     };
-    let skip = io.get(2)? != 0;
-    let n = io.get(3)? as usize;
-    keys.clear();
-    for i in 0..n {
-      keys.push(io.get(4 + i)? as u32);
-    }
-    match t.acquire(keys, max_pending, skip).map_err(to_napi_error)? {
-      Acquire::Granted => io.set(0, 0),
-      Acquire::Queued(ticket) => {
-        io.set(0, 1)?;
-        io.set(1, ticket as i32)
-      }
-      Acquire::Rejected { key_index } => {
-        io.set(0, 2)?;
-        io.set(1, key_index as i32)
-      }
-    }
+    let skip = load(&head[2]) != 0;
+    let key_slots = io_range(io, 4, load(&head[3]).max(0) as usize)?;
+    let t = table_mut(tables, load(&head[0]))?;
+    let outcome =
+      with_keys(key_slots, keys, |ks| t.acquire(ks, max_pending, skip)).map_err(to_napi_error)?;
+    let (code, value) = match outcome {
+      Acquire::Granted => (0, 0),
+      Acquire::Queued(ticket) => (1, ticket as i32),
+      Acquire::Rejected { key_index } => (2, key_index as i32),
+    };
+    store(&head[0], code);
+    store(&head[1], value);
+    Ok(())
   })
 }
 
 fn release_body() -> Result<()> {
   with_registry(|r| {
-    let table = r.io()?.get(0)?;
-    let (t, io, keys, grants) = r.split(table)?;
-    let n = io.get(1)? as usize;
-    keys.clear();
-    for i in 0..n {
-      keys.push(io.get(2 + i)? as u32);
-    }
+    let NativeRegistry {
+      tables,
+      io,
+      keys,
+      grants,
+      ..
+    } = r;
+    let io = &io_slots(io)?[..];
+    let head = io_range(io, 0, 2)?;
+    let key_slots = io_range(io, 2, load(&head[1]).max(0) as usize)?;
+    let t = table_mut(tables, load(&head[0]))?;
     grants.clear();
-    t.release(keys, grants).map_err(to_napi_error)?;
+    with_keys(key_slots, keys, |ks| t.release(ks, grants)).map_err(to_napi_error)?;
     write_grants(io, 0, grants)
   })
 }
 
 fn cancel_body() -> Result<()> {
   with_registry(|r| {
-    let table = r.io()?.get(0)?;
-    let (t, io, _, grants) = r.split(table)?;
-    let ticket = io.get(1)? as u32;
+    let NativeRegistry {
+      tables, io, grants, ..
+    } = r;
+    let io = &io_slots(io)?[..];
+    let head = io_range(io, 0, 2)?;
+    let ticket = load(&head[1]) as u32;
+    let t = table_mut(tables, load(&head[0]))?;
     grants.clear();
     let blocking = t.blocking_index(ticket).map_or(-1, |i| i as i32);
     let outcome = t.cancel(ticket, grants);
-    io.set(0, (outcome == Cancel::Cancelled) as i32)?;
-    io.set(1, blocking)?;
+    store(&head[0], (outcome == Cancel::Cancelled) as i32);
+    store(&head[1], blocking);
     write_grants(io, 2, grants)
   })
 }
 
-fn write_grants(io: &NativeIo, at: usize, grants: &[u32]) -> Result<()> {
-  io.set(at, grants.len() as i32)?;
-  for (i, &g) in grants.iter().enumerate() {
-    io.set(at + 1 + i, g as i32)?;
+fn write_grants(io: &[AtomicI32], at: usize, grants: &[u32]) -> Result<()> {
+  let out = io_range(io, at, 1 + grants.len())?;
+  store(&out[0], grants.len() as i32);
+  for (slot, &g) in out[1..].iter().zip(grants) {
+    store(slot, g as i32);
   }
   Ok(())
 }
@@ -285,14 +282,7 @@ fn write_grants(io: &NativeIo, at: usize, grants: &[u32]) -> Result<()> {
 /// Live waiters on a key (for `queues` introspection; not a hot path).
 #[napi(catch_unwind, js_name = "waitingOn")]
 pub fn waiting_on(table: u32, key: u32) -> Result<u32> {
-  with_registry(|r| {
-    let t = r
-      .tables
-      .get(table as usize)
-      .and_then(Option::as_ref)
-      .ok_or_else(|| Error::new(Status::InvalidArg, format!("keylock: no table {table}")))?;
-    Ok(t.waiting_on(key))
-  })
+  with_registry(|r| Ok(table_mut(&mut r.tables, table as i32)?.waiting_on(key)))
 }
 
 /// Measures the bare cost of a crossing (bench/crossings.js).
