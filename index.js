@@ -98,22 +98,26 @@ class Extra {
   }
 }
 
+const LOCKED = 1
+const RESOLVED = 2
+const CALLED = 4
+
 /** One acquire call, from the call to its settlement and release. */
 class Task {
   constructor(lock, fn, cb, name, ids) {
     this.lock = lock
     this.fn = fn
-    this.cb = cb
-    this.resolve = null
+    /** the caller's cb in callback mode, the promise's resolve otherwise */
+    this.resolve = cb
+    /** the promise's reject; null in callback mode */
     this.reject = null
     /** normalized key, or the array of them */
     this.name = name
     /** key id, or the array of them */
     this.ids = ids
     this.ticket = -1
-    this.locked = false
-    this.resolved = false
-    this.called = false
+    /** LOCKED | RESOLVED | CALLED: one field, since a million waiters is a real workload */
+    this.state = 0
     /** an Extra, or null */
     this.extra = null
   }
@@ -125,7 +129,7 @@ class Task {
   }
 
   run(locked) {
-    this.locked = locked
+    this.state = locked ? this.state | LOCKED : this.state & ~LOCKED
     const extra = this.extra
     if (extra !== null) {
       if (extra.timer !== null) {
@@ -144,14 +148,14 @@ class Task {
     if (fn.length === 1) {
       try {
         fn((err, ret) => {
-          if (!this.called) {
-            this.called = true
+          if ((this.state & CALLED) === 0) {
+            this.state |= CALLED
             this.finish(err, ret)
           }
         })
       } catch (err) {
-        if (!this.called) {
-          this.called = true
+        if ((this.state & CALLED) === 0) {
+          this.state |= CALLED
           this.finish(err, undefined)
         }
       }
@@ -180,14 +184,14 @@ class Task {
   finish(err, ret) {
     if (this.extra !== null) this.clearTimers()
     let contended = null
-    if (this.locked) {
-      this.locked = false
+    if ((this.state & LOCKED) !== 0) {
+      this.state &= ~LOCKED
       const lock = this.lock
       if (lock.domainReentrant) for (const name of this.names()) delete lock.domains[name]
       contended = lock._space.releaseIdle(this.ids)
     }
-    if (!this.resolved) {
-      this.resolved = true
+    if ((this.state & RESOLVED) === 0) {
+      this.state |= RESOLVED
       if (contended === null) {
         this.notify(err, ret)
         return
@@ -215,8 +219,8 @@ class Task {
   }
 
   notify(err, ret) {
-    if (this.resolve === null) {
-      if (this.cb !== null) this.cb(err, ret)
+    if (this.reject === null) {
+      if (this.resolve !== null) this.resolve(err, ret)
     } else if (err) {
       this.reject(err)
     } else {
@@ -226,7 +230,7 @@ class Task {
 
   /** Ends a task that never got its keys (refused, timed out). */
   fail(err, granted) {
-    this.resolved = true
+    this.state |= RESOLVED
     if (this.extra !== null) this.clearTimers()
     if (granted === null || granted.length === 0) {
       this.notify(err, undefined)
@@ -253,9 +257,10 @@ class Task {
     const space = this.lock._space
     const granted = space.cancel(this)
     if (granted === null) return null
-    if (this.extra.timer !== null) {
-      clearTimeout(this.extra.timer)
-      this.extra.timer = null
+    const extra = this.extra
+    if (extra !== null && extra.timer !== null) {
+      clearTimeout(extra.timer)
+      extra.timer = null
     }
     return { granted, blocking: this.names()[Math.max(0, space.blockingIndex)] }
   }
@@ -269,14 +274,14 @@ function handOff(space, ids) {
 
 function onTimeout(task) {
   task.extra.timer = null
-  if (task.resolved || task.ticket === -1) return
+  if ((task.state & RESOLVED) !== 0 || task.ticket === -1) return
   const left = task.leaveQueue()
   if (left !== null) task.fail(new Error(messages.timedOut(left.blocking)), left.granted)
 }
 
 function onOccupationTimeout(task) {
   task.extra.occupationTimer = null
-  if (task.resolved) return
+  if ((task.state & RESOLVED) !== 0) return
   if (task.ticket !== -1) {
     // Still queued: it leaves the queue (async-lock leaves a dead entry).
     const left = task.leaveQueue()
@@ -286,13 +291,13 @@ function onOccupationTimeout(task) {
     }
   }
   // Running: the caller is told, the task keeps its keys until fn finishes.
-  task.resolved = true
+  task.state |= RESOLVED
   task.notify(new Error(messages.occupationExceeded(task.names()[0])), undefined)
 }
 
 function onExecutionTimeout(task) {
   task.extra.executionTimer = null
-  if (task.resolved && !task.locked) return
+  if ((task.state & (RESOLVED | LOCKED)) === RESOLVED) return
   // A lease, as in async-lock: the caller is told and the keys pass on now,
   // while fn may still be running; fn is no longer the holder. Its late
   // finish releases nothing (async-lock releases a second time then, which
@@ -324,27 +329,26 @@ function startWithOptions(lock, task, opts) {
   const space = lock._space
   let timeout = lock.timeout
   let maxOccupationTime = lock.maxOccupationTime
+  let maxExecutionTime = lock.maxExecutionTime
   let maxPending = lock.maxPending
   let skipQueue = false
-  const extra = (task.extra = new Extra())
   if (opts) {
     timeout = timeOption('timeout', opts.timeout) || timeout
     maxOccupationTime = timeOption('maxOccupationTime', opts.maxOccupationTime) || maxOccupationTime
-    extra.maxExecutionTime = timeOption('maxExecutionTime', opts.maxExecutionTime) || lock.maxExecutionTime
+    maxExecutionTime = timeOption('maxExecutionTime', opts.maxExecutionTime) || maxExecutionTime
     maxPending = maxPendingOption(opts.maxPending || maxPending, maxPending)
     skipQueue = !!opts.skipQueue
-  } else {
-    extra.maxExecutionTime = lock.maxExecutionTime
   }
+  if (maxExecutionTime) extraOf(task).maxExecutionTime = maxExecutionTime
   if (lock.domainReentrant && process.domain) {
     const domain = process.domain
     if (task.names().every((name) => space.isBusy(name) && lock.domains[name] === domain)) {
       // Same domain as the holder: runs at once, unqueued, holding nothing.
-      if (maxOccupationTime) extra.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+      if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
       task.run(false)
       return
     }
-    extra.domainRun = domain.bind((locked) => task.run(locked))
+    extraOf(task).domainRun = domain.bind((locked) => task.run(locked))
   }
   const ids = task.ids
   const outcome =
@@ -352,14 +356,19 @@ function startWithOptions(lock, task, opts) {
       ? space.acquireOne(ids, pendingForNative(maxPending), skipQueue, task)
       : space.acquireMany(ids, pendingForNative(maxPending), skipQueue, task)
   if (outcome === GRANTED) {
-    if (maxOccupationTime) extra.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+    if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
     task.run(true)
   } else if (outcome === QUEUED) {
-    if (timeout) extra.timer = setTimeout(onTimeout, timeout, task)
-    if (maxOccupationTime) extra.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+    if (timeout) extraOf(task).timer = setTimeout(onTimeout, timeout, task)
+    if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
   } else {
     refuse(task, space)
   }
+}
+
+/** The task's Extra, made on first need: a call whose options arm nothing costs none. */
+function extraOf(task) {
+  return task.extra !== null ? task.extra : (task.extra = new Extra())
 }
 
 /**
