@@ -149,12 +149,19 @@ test('FIFO across threads in the order the acquisitions reached the core', async
   const release = await hold(lock, 'k')
   // One worker at a time: worker i has queued before worker i + 1 asks.
   for (let i = 0; i < ws.length; i++) {
-    ws[i].send({ op: 'acquire', keys: 'k', tag: i, then: 'release' })
+    ws[i].send({ op: 'acquire', keys: 'k', tag: i })
     await ws[i].next('requested', i)
   }
   assert.equal(lock.queues.k.length, 6, 'the main thread sees the workers waiting')
+  // Each worker holds the key until main has recorded it: messages from
+  // different workers' ports are not ordered with each other.
   const order = []
-  const grants = ws.map((w, i) => w.next('granted', i).then(() => order.push(i)))
+  const grants = ws.map((w, i) =>
+    w.next('granted', i).then(() => {
+      order.push(i)
+      w.send({ op: 'release', tag: i })
+    }),
+  )
   release()
   await Promise.all(grants)
   assert.deepEqual(order, [0, 1, 2, 3, 4, 5])
@@ -169,10 +176,16 @@ test('a worker waiting on the main thread is granted in FIFO order with main-thr
   const release = await hold(lock, 'k')
   const order = []
   const first = lock.acquire('k', () => order.push('main 1'))
-  w.send({ op: 'acquire', keys: 'k', tag: 'w', then: 'release' })
+  // The worker keeps the key until main has recorded its turn: its
+  // "granted" message and main's own grant travel on different channels, so
+  // a worker that released at once could be overtaken in `order`.
+  w.send({ op: 'acquire', keys: 'k', tag: 'w' })
   await w.next('requested', 'w')
   const last = lock.acquire('k', () => order.push('main 2'))
-  const worker = w.next('granted', 'w').then(() => order.push('worker'))
+  const worker = w.next('granted', 'w').then(() => {
+    order.push('worker')
+    w.send({ op: 'release', tag: 'w' })
+  })
   release()
   await Promise.all([first, worker, last])
   assert.deepEqual(order, ['main 1', 'worker', 'main 2'])
