@@ -11,7 +11,7 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
-type Body = fn() -> Result<()>;
+type Body = fn() -> std::result::Result<(), super::NativeError>;
 
 /// Runs `body`; a failure or a panic becomes a thrown JS error. Never unwinds
 /// into the engine.
@@ -19,7 +19,7 @@ unsafe fn call(env: sys::napi_env, body: Body) -> sys::napi_value {
   let outcome = std::panic::catch_unwind(body);
   let message = match outcome {
     Ok(Ok(())) => return ptr::null_mut(),
-    Ok(Err(e)) => e.reason.clone(),
+    Ok(Err(e)) => e.to_string(),
     Err(_) => "keylock internal error: a panic in the native core".to_owned(),
   };
   let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
@@ -46,7 +46,7 @@ raw_callback!(raw_release, super::release_body);
 raw_callback!(raw_cancel, super::cancel_body);
 raw_callback!(raw_noop, noop_body);
 
-fn noop_body() -> Result<()> {
+fn noop_body() -> std::result::Result<(), super::NativeError> {
   Ok(())
 }
 

@@ -44,13 +44,6 @@ impl NativeIo {
   }
 }
 
-fn io_error(i: usize) -> Error {
-  Error::new(
-    Status::InvalidArg,
-    format!("keylock internal error: io slot {i} is out of range"),
-  )
-}
-
 #[derive(Default)]
 struct NativeRegistry {
   tables: Vec<Option<Table>>,
@@ -64,41 +57,66 @@ thread_local! {
   static REGISTRY: RefCell<NativeRegistry> = RefCell::new(NativeRegistry::default());
 }
 
-fn with_registry<T>(f: impl FnOnce(&mut NativeRegistry) -> Result<T>) -> Result<T> {
+/// Failures of the binding. Small and `Copy`, so the hot paths pass them
+/// around instead of `napi::Error` values; converted once, at the edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NativeError {
+  Core(CoreError),
+  IoSlot(usize),
+  NoIo,
+  NoTable(i32),
+  Reentrant,
+  ShuttingDown,
+}
+
+impl std::fmt::Display for NativeError {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    match self {
+      // `code: message`, the code stable for callers that match on it.
+      NativeError::Core(e) => {
+        let code = match e {
+          CoreError::KeyOutOfRange(_) => "KEYLOCK_KEY_OUT_OF_RANGE",
+          CoreError::NotHeld(_) => "KEYLOCK_NOT_HELD",
+          CoreError::NoKeys => "KEYLOCK_NO_KEYS",
+          CoreError::DuplicateKey(_) => "KEYLOCK_DUPLICATE_KEY",
+        };
+        write!(f, "{code}: {e}")
+      }
+      NativeError::IoSlot(i) => write!(f, "keylock internal error: io slot {i} is out of range"),
+      NativeError::NoIo => write!(f, "keylock internal error: io buffer not created"),
+      NativeError::NoTable(t) => write!(f, "keylock: no table {t}"),
+      NativeError::Reentrant => write!(f, "keylock internal error: re-entrant call"),
+      NativeError::ShuttingDown => write!(f, "keylock: the thread is shutting down"),
+    }
+  }
+}
+
+/// The one mapping from binding and core errors to JS errors.
+impl From<NativeError> for Error {
+  fn from(e: NativeError) -> Error {
+    Error::new(Status::GenericFailure, e.to_string())
+  }
+}
+
+pub(crate) fn to_napi_error(e: CoreError) -> Error {
+  NativeError::Core(e).into()
+}
+
+fn with_registry<T>(
+  f: impl FnOnce(&mut NativeRegistry) -> std::result::Result<T, NativeError>,
+) -> std::result::Result<T, NativeError> {
   REGISTRY
     .try_with(|r| match r.try_borrow_mut() {
       Ok(mut r) => f(&mut r),
-      Err(_) => Err(Error::new(
-        Status::GenericFailure,
-        "keylock internal error: re-entrant call",
-      )),
+      Err(_) => Err(NativeError::Reentrant),
     })
-    .unwrap_or_else(|_| {
-      Err(Error::new(
-        Status::GenericFailure,
-        "keylock: the thread is shutting down",
-      ))
-    })
+    .unwrap_or(Err(NativeError::ShuttingDown))
 }
 
-/// The one mapping from core errors to JS errors; `code` is stable.
-fn to_napi_error(e: CoreError) -> Error {
-  let code = match e {
-    CoreError::KeyOutOfRange(_) => "KEYLOCK_KEY_OUT_OF_RANGE",
-    CoreError::NotHeld(_) => "KEYLOCK_NOT_HELD",
-    CoreError::NoKeys => "KEYLOCK_NO_KEYS",
-    CoreError::DuplicateKey(_) => "KEYLOCK_DUPLICATE_KEY",
-  };
-  Error::new(Status::GenericFailure, format!("{code}: {e}"))
-}
+type NativeResult<T> = std::result::Result<T, NativeError>;
 
-fn io_slots(io: &Option<NativeIo>) -> Result<&Arc<[AtomicI32]>> {
-  io.as_ref().map(|io| &io.slots).ok_or_else(|| {
-    Error::new(
-      Status::GenericFailure,
-      "keylock internal error: io buffer not created",
-    )
-  })
+fn io_slots(io: &Option<NativeIo>) -> NativeResult<&Arc<[AtomicI32]>> {
+  io.as_ref().map(|io| &io.slots).ok_or(NativeError::NoIo)
 }
 
 fn external_i32<'env, T: 'env>(
@@ -130,7 +148,7 @@ pub fn io_buffer(env: &Env, min: u32) -> Result<ArrayBuffer<'_>> {
 
 #[napi(catch_unwind, js_name = "createTable")]
 pub fn create_table() -> Result<u32> {
-  with_registry(|r| {
+  Ok(with_registry(|r| {
     let table = Table::new();
     Ok(match r.free.pop() {
       Some(id) => {
@@ -142,21 +160,21 @@ pub fn create_table() -> Result<u32> {
         (r.tables.len() - 1) as u32
       }
     })
-  })
+  })?)
 }
 
 /// Frees a table. Its waiters are dropped with it: only called once the JS
 /// lock that owns it is unreachable, so nobody can wait on it.
 #[napi(catch_unwind, js_name = "dropTable")]
 pub fn drop_table(table: u32) -> Result<()> {
-  with_registry(|r| {
+  Ok(with_registry(|r| {
     if let Some(slot) = r.tables.get_mut(table as usize) {
       if slot.take().is_some() {
         r.free.push(table);
       }
     }
     Ok(())
-  })
+  })?)
 }
 
 /// The key words of a table, valid for key ids below `min` (grows the table
@@ -184,16 +202,16 @@ fn store(slot: &AtomicI32, value: i32) {
   slot.store(value, Ordering::Relaxed)
 }
 
-fn io_range(io: &[AtomicI32], start: usize, len: usize) -> Result<&[AtomicI32]> {
+fn io_range(io: &[AtomicI32], start: usize, len: usize) -> NativeResult<&[AtomicI32]> {
   io.get(start..start + len)
-    .ok_or_else(|| io_error(start + len))
+    .ok_or(NativeError::IoSlot(start + len))
 }
 
-fn table_mut(tables: &mut [Option<Table>], table: i32) -> Result<&mut Table> {
+fn table_mut(tables: &mut [Option<Table>], table: i32) -> NativeResult<&mut Table> {
   tables
     .get_mut(table as usize)
     .and_then(Option::as_mut)
-    .ok_or_else(|| Error::new(Status::InvalidArg, format!("keylock: no table {table}")))
+    .ok_or(NativeError::NoTable(table))
 }
 
 /// Runs `f` on the key ids in `slots`, without a copy when there is one.
@@ -206,7 +224,7 @@ fn with_keys<T>(slots: &[AtomicI32], scratch: &mut Vec<u32>, f: impl FnOnce(&[u3
   f(scratch)
 }
 
-fn acquire_body() -> Result<()> {
+pub(crate) fn acquire_body() -> NativeResult<()> {
   with_registry(|r| {
     let NativeRegistry {
       tables, io, keys, ..
@@ -220,8 +238,8 @@ fn acquire_body() -> Result<()> {
     let skip = load(&head[2]) != 0;
     let key_slots = io_range(io, 4, load(&head[3]).max(0) as usize)?;
     let t = table_mut(tables, load(&head[0]))?;
-    let outcome =
-      with_keys(key_slots, keys, |ks| t.acquire(ks, max_pending, skip)).map_err(to_napi_error)?;
+    let outcome = with_keys(key_slots, keys, |ks| t.acquire(ks, max_pending, skip))
+      .map_err(NativeError::Core)?;
     let (code, value) = match outcome {
       Acquire::Granted => (0, 0),
       Acquire::Queued(ticket) => (1, ticket as i32),
@@ -233,7 +251,7 @@ fn acquire_body() -> Result<()> {
   })
 }
 
-fn release_body() -> Result<()> {
+pub(crate) fn release_body() -> NativeResult<()> {
   with_registry(|r| {
     let NativeRegistry {
       tables,
@@ -247,12 +265,12 @@ fn release_body() -> Result<()> {
     let key_slots = io_range(io, 2, load(&head[1]).max(0) as usize)?;
     let t = table_mut(tables, load(&head[0]))?;
     grants.clear();
-    with_keys(key_slots, keys, |ks| t.release(ks, grants)).map_err(to_napi_error)?;
+    with_keys(key_slots, keys, |ks| t.release(ks, grants)).map_err(NativeError::Core)?;
     write_grants(io, 0, grants)
   })
 }
 
-fn cancel_body() -> Result<()> {
+pub(crate) fn cancel_body() -> NativeResult<()> {
   with_registry(|r| {
     let NativeRegistry {
       tables, io, grants, ..
@@ -270,7 +288,7 @@ fn cancel_body() -> Result<()> {
   })
 }
 
-fn write_grants(io: &[AtomicI32], at: usize, grants: &[u32]) -> Result<()> {
+fn write_grants(io: &[AtomicI32], at: usize, grants: &[u32]) -> NativeResult<()> {
   let out = io_range(io, at, 1 + grants.len())?;
   store(&out[0], grants.len() as i32);
   for (slot, &g) in out[1..].iter().zip(grants) {
@@ -282,7 +300,9 @@ fn write_grants(io: &[AtomicI32], at: usize, grants: &[u32]) -> Result<()> {
 /// Live waiters on a key (for `queues` introspection; not a hot path).
 #[napi(catch_unwind, js_name = "waitingOn")]
 pub fn waiting_on(table: u32, key: u32) -> Result<u32> {
-  with_registry(|r| Ok(table_mut(&mut r.tables, table as i32)?.waiting_on(key)))
+  Ok(with_registry(|r| {
+    Ok(table_mut(&mut r.tables, table as i32)?.waiting_on(key))
+  })?)
 }
 
 /// Measures the bare cost of a crossing (bench/crossings.js).
