@@ -43,8 +43,14 @@ let sink = 0
 // [name, calls per run as a fraction of CALLS, body]; tableWords allocates
 // an ArrayBuffer per call, so it gets fewer calls.
 const cases = [
-  ['noop()', 1, (calls) => {
+  // The same empty call two ways: through #[napi] (argument and result
+  // conversion) and as a raw N-API callback, which is how acquire, release
+  // and cancel are registered (src/binding/hot.rs).
+  ['noop() via #[napi]', 1, (calls) => {
     for (let i = 0; i < calls; i++) binding.noop()
+  }],
+  ['noopRaw() raw callback', 1, (calls) => {
+    for (let i = 0; i < calls; i++) binding.noopRaw()
   }],
   ['acquire()+release() contended pair', 1, contendedPair],
   ['tableWords(table, 1)', 0.05, (calls) => {

@@ -2,6 +2,12 @@
 // Loads the addon through the loader `napi build` generates (../binding.js),
 // and turns its failure into one error that says what was looked for and
 // what to do, instead of a bare "Cannot find module".
+//
+// Besides what binding.d.ts declares, the addon exports four raw N-API
+// callbacks (src/binding/hot.rs), absent from the generated types because
+// napi-rs does not generate them: acquire(), release() and cancel(), which
+// take no arguments and exchange data through the io buffer (layouts in
+// src/binding/mod.rs), and noopRaw(), which bench/crossings.js times.
 let binding
 try {
   binding = require('../binding.js')
