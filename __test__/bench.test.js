@@ -32,7 +32,10 @@ test('bench/run.js --quick runs W1, W3, W5x for every implementation', { timeout
         }
       }
     }
-    assert.ok(crossings.ok && Number.isFinite(crossings.ns['noop()']), 'crossings ran')
+    assert.ok(crossings.ok, 'crossings ran')
+    for (const name of ['noop() via #[napi]', 'noopRaw() raw callback', 'acquire()+release() contended pair']) {
+      assert.ok(Number.isFinite(crossings.ns[name]), `crossings measured ${name}`)
+    }
   } finally {
     fs.rmSync(out, { recursive: true, force: true })
   }

@@ -25,6 +25,19 @@ const EMPTY = Object.freeze([])
 /** Interned keys kept before the first sweep of idle ones. */
 const MIN_SWEEP = 1024
 
+/**
+ * Writes an acquire request for several keys in the io layout both reaches
+ * share (src/binding/mod.rs): owner, max pending (-1 = none), skip queue,
+ * key count, keys. `io` must hold 4 + ids.length slots.
+ */
+function writeRequest(io, owner, maxPending, skipQueue, ids) {
+  io[0] = owner
+  io[1] = maxPending
+  io[2] = skipQueue ? 1 : 0
+  io[3] = ids.length
+  for (let i = 0; i < ids.length; i++) io[4 + i] = ids[i]
+}
+
 // ---------------------------------------------------------------------------
 // Grant delivery. A release that grants a waiter starts it at once, in the
 // releaser's call, unless a delivery is already running further up the
@@ -183,11 +196,7 @@ class Space {
       return GRANTED
     }
     reserveIo(4 + ids.length)
-    io[0] = this.table
-    io[1] = maxPending
-    io[2] = skipQueue ? 1 : 0
-    io[3] = ids.length
-    for (let i = 0; i < ids.length; i++) io[4 + i] = ids[i]
+    writeRequest(io, this.table, maxPending, skipQueue, ids)
     native.acquire()
     return this._acquired(waiter)
   }
@@ -301,4 +310,4 @@ class Space {
   }
 }
 
-module.exports = { Space, deliver, GRANTED, QUEUED, REJECTED, EMPTY }
+module.exports = { Space, deliver, writeRequest, GRANTED, QUEUED, REJECTED, EMPTY }

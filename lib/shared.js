@@ -13,7 +13,7 @@
 //   the isolate reach.
 
 const native = require('./native')
-const { deliver, GRANTED, QUEUED, REJECTED, EMPTY } = require('./engine')
+const { deliver, writeRequest, GRANTED, QUEUED, REJECTED, EMPTY } = require('./engine')
 
 /** Interned keys kept before the first sweep of idle ones. */
 const MIN_SWEEP = 1024
@@ -116,11 +116,7 @@ class SharedSpace {
 
   acquireMany(ids, maxPending, skipQueue, waiter) {
     reserveIo(4 + ids.length)
-    io[0] = this.member
-    io[1] = maxPending
-    io[2] = skipQueue ? 1 : 0
-    io[3] = ids.length
-    for (let i = 0; i < ids.length; i++) io[4 + i] = ids[i]
+    writeRequest(io, this.member, maxPending, skipQueue, ids)
     native.sharedAcquire()
     const outcome = io[0]
     if (outcome === REJECTED) {
