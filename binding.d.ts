@@ -73,6 +73,7 @@ export declare function sharedOpen(name: string, wake: () => void): number
  */
 export declare function sharedRef(member: number, on: boolean): void
 
+/** Releases held keys; io out: `g, ticket × g`, this thread's grants. */
 export declare function sharedRelease(): void
 
 /** Releases the keys nobody waits for; io out: `c, key × c`, the others. */

@@ -38,6 +38,15 @@ function writeRequest(io, owner, maxPending, skipQueue, ids) {
   for (let i = 0; i < ids.length; i++) io[4 + i] = ids[i]
 }
 
+/** writeRequest for one key, without an array on the hot path. */
+function writeRequestOne(io, owner, maxPending, skipQueue, id) {
+  io[0] = owner
+  io[1] = maxPending
+  io[2] = skipQueue ? 1 : 0
+  io[3] = 1
+  io[4] = id
+}
+
 // ---------------------------------------------------------------------------
 // Grant delivery. A release that grants a waiter starts it at once, in the
 // releaser's call, unless a delivery is already running further up the
@@ -172,11 +181,7 @@ class Space {
       words[id] = HELD
       return GRANTED
     }
-    io[0] = this.table
-    io[1] = maxPending
-    io[2] = skipQueue ? 1 : 0
-    io[3] = 1
-    io[4] = id
+    writeRequestOne(io, this.table, maxPending, skipQueue, id)
     native.acquire()
     return this._acquired(waiter)
   }
@@ -310,4 +315,4 @@ class Space {
   }
 }
 
-module.exports = { Space, deliver, writeRequest, GRANTED, QUEUED, REJECTED, EMPTY }
+module.exports = { Space, deliver, writeRequest, writeRequestOne, GRANTED, QUEUED, REJECTED, EMPTY }

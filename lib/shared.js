@@ -13,7 +13,7 @@
 //   the isolate reach.
 
 const native = require('./native')
-const { deliver, writeRequest, GRANTED, QUEUED, REJECTED, EMPTY } = require('./engine')
+const { deliver, writeRequest, writeRequestOne, GRANTED, QUEUED, REJECTED, EMPTY } = require('./engine')
 
 /** Interned keys kept before the first sweep of idle ones. */
 const MIN_SWEEP = 1024
@@ -98,11 +98,7 @@ class SharedSpace {
   }
 
   acquireOne(id, maxPending, skipQueue, waiter) {
-    io[0] = this.member
-    io[1] = maxPending
-    io[2] = skipQueue ? 1 : 0
-    io[3] = 1
-    io[4] = id
+    writeRequestOne(io, this.member, maxPending, skipQueue, id)
     native.sharedAcquire()
     const outcome = io[0]
     if (outcome === REJECTED) {

@@ -283,35 +283,36 @@ pub fn shared_acquire() -> Result<()> {
   })
 }
 
-#[napi(catch_unwind, js_name = "sharedRelease")]
-pub fn shared_release() -> Result<()> {
+/// A space operation that takes an owner's keys and fills a list of ids.
+type KeysToIds =
+  fn(&SharedSpace, OwnerId, &[u32], &mut Vec<u32>) -> std::result::Result<(), SpaceError>;
+
+/// The io shape both releases share: in `member, n, key × n`; `op` fills a
+/// list of ids, written out as `c, id × c`.
+fn keys_in_ids_out(op: KeysToIds) -> Result<()> {
   with_members(|m| {
     let member = m.get(0)?;
     m.read_keys(1)?;
-    let mut grants = std::mem::take(&mut m.grants);
-    grants.clear();
+    let mut out = std::mem::take(&mut m.grants);
+    out.clear();
     let mm = m.member(member)?;
-    let released = mm.space.release(mm.owner, &m.keys, &mut grants);
-    m.grants = grants;
-    released.map_err(space_error)?;
+    let done = op(&mm.space, mm.owner, &m.keys, &mut out);
+    m.grants = out;
+    done.map_err(space_error)?;
     m.write_grants(0)
   })
+}
+
+/// Releases held keys; io out: `g, ticket × g`, this thread's grants.
+#[napi(catch_unwind, js_name = "sharedRelease")]
+pub fn shared_release() -> Result<()> {
+  keys_in_ids_out(SharedSpace::release)
 }
 
 /// Releases the keys nobody waits for; io out: `c, key × c`, the others.
 #[napi(catch_unwind, js_name = "sharedReleaseIdle")]
 pub fn shared_release_idle() -> Result<()> {
-  with_members(|m| {
-    let member = m.get(0)?;
-    m.read_keys(1)?;
-    let mut contended = std::mem::take(&mut m.grants);
-    contended.clear();
-    let mm = m.member(member)?;
-    let released = mm.space.release_idle(mm.owner, &m.keys, &mut contended);
-    m.grants = contended;
-    released.map_err(space_error)?;
-    m.write_grants(0)
-  })
+  keys_in_ids_out(SharedSpace::release_idle)
 }
 
 #[napi(catch_unwind, js_name = "sharedCancel")]
