@@ -268,3 +268,42 @@ test('timers keep the process alive, as async-lock does (kept)', () => {
   const out = execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 })
   assert.equal(out, 'async-lock timed out in queue k\n')
 })
+
+test('idle keys are swept, busy keys never: many distinct keys keep exclusion and bounded key state', async () => {
+  // Idle keys keep their interned id until a sweep (lib/engine.js), which
+  // runs when new keys arrive. Each wave's 1,000 keys stay held while the
+  // next wave's new keys force sweeps; only then does a second caller ask
+  // for each held key. A sweep that dropped a busy key would hand that
+  // caller a fresh id, and it would run beside the holder.
+  const lock = new KeyLock({ maxPending: Infinity })
+  const inUse = new Set()
+  let violations = 0
+  const body = (key, gate) => async () => {
+    if (inUse.has(key)) violations++
+    inUse.add(key)
+    await gate
+    inUse.delete(key)
+  }
+  const all = []
+  let previous = null
+  for (let wave = 0; wave < 30; wave++) {
+    let open
+    const gate = new Promise((resolve) => (open = resolve))
+    const keys = Array.from({ length: 1000 }, (_, i) => `w${wave}:${i}`)
+    for (const key of keys) all.push(lock.acquire(key, body(key, gate)))
+    if (previous !== null) {
+      for (const key of previous.keys) all.push(lock.acquire(key, body(key, null)))
+      previous.open()
+    }
+    previous = { keys, open }
+    await immediate()
+  }
+  previous.open()
+  await Promise.all(all)
+  assert.equal(violations, 0)
+  assert.equal(lock.isBusy(), false)
+  assert.deepEqual(Object.keys(lock.queues), [])
+  // White-box: interned ids stay proportional to keys in use (about two
+  // waves at once), not to the 30,000 keys ever used.
+  assert.ok(lock._space.ids.size <= 5000, `interned keys: ${lock._space.ids.size}`)
+})
