@@ -99,28 +99,26 @@ class SharedSpace {
 
   acquireOne(id, maxPending, skipQueue, waiter) {
     writeRequestOne(io, this.member, maxPending, skipQueue, id)
-    native.sharedAcquire()
-    const outcome = io[0]
-    if (outcome === REJECTED) {
-      this.rejectedIndex = io[1]
-      return outcome
-    }
-    this.local[id]++
-    if (outcome === QUEUED) this._queued(waiter, io[1], id)
-    return outcome
+    return this._acquire(waiter, id)
   }
 
   acquireMany(ids, maxPending, skipQueue, waiter) {
     reserveIo(4 + ids.length)
     writeRequest(io, this.member, maxPending, skipQueue, ids)
+    return this._acquire(waiter, ids)
+  }
+
+  /** Sends the request written in io; `ids` is the request's id or array of ids. */
+  _acquire(waiter, ids) {
     native.sharedAcquire()
     const outcome = io[0]
     if (outcome === REJECTED) {
       this.rejectedIndex = io[1]
       return outcome
     }
-    for (let i = 0; i < ids.length; i++) this.local[ids[i]]++
-    if (outcome === QUEUED) this._queued(waiter, io[1], ids.slice())
+    if (typeof ids === 'number') this.local[ids]++
+    else for (let i = 0; i < ids.length; i++) this.local[ids[i]]++
+    if (outcome === QUEUED) this._queued(waiter, io[1], typeof ids === 'number' ? ids : ids.slice())
     return outcome
   }
 
