@@ -8,6 +8,8 @@ const { Space, deliver, GRANTED, QUEUED } = require('./lib/engine')
 const { SharedSpace } = require('./lib/shared')
 const { messages, invalidArg } = require('./lib/errors')
 const { timeOption, maxPendingOption, normalizeKey } = require('./lib/validate')
+const { LockLostError, leaseKeys, leaseOptions, abortReason } = require('./lib/lease')
+const { lockLocal } = require('./lib/local-lease')
 
 const MAX_I32 = 0x7fffffff
 
@@ -82,6 +84,9 @@ AsyncLock.DEFAULT_TIMEOUT = 0 // never
 AsyncLock.DEFAULT_MAX_OCCUPATION_TIME = 0 // never
 AsyncLock.DEFAULT_MAX_EXECUTION_TIME = 0 // never
 AsyncLock.DEFAULT_MAX_PENDING = 1000
+
+// The reason a lease's signal aborts with (see lock()); a class, for instanceof.
+AsyncLock.LockLostError = LockLostError
 
 /**
  * What only some tasks need: timers, a per-call execution limit, a domain.
@@ -452,6 +457,45 @@ AsyncLock.prototype._acquireBatch = function (keys, fn, cb, opts) {
 AsyncLock.prototype.isBusy = function (key) {
   if (!key) return this._space.busy
   return this._space.isBusy(normalizeKey(key))
+}
+
+/**
+ * keylock's lease API: resolves with a Lease once `key` (or every key of an
+ * array) is held, on the same queues as acquire(). See index.d.ts for the
+ * contract. Never throws: bad arguments reject with a TypeError. A native
+ * Promise whatever the `Promise` option (that option is async-lock's, for
+ * acquire(); `await using` and AbortSignal are of the native-Promise era).
+ */
+AsyncLock.prototype.lock = function (key, options) {
+  let names
+  let opts
+  try {
+    names = leaseKeys(key)
+    opts = leaseOptions(options, this.timeout)
+  } catch (err) {
+    return Promise.reject(err)
+  }
+  const { timeout, signal } = opts
+  // Node's convention: an aborted signal rejects before anything is queued.
+  if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal))
+  const space = this._space
+  if (space.remote === true) return space.lockLease(names, { timeout, signal, maxPending: this.maxPending })
+  return lockLocal(space, names, timeout, this.maxPending, signal)
+}
+
+/**
+ * Lets go of what the lock space holds outside this thread (a remote reach's
+ * connections). The in-process reaches hold nothing of the kind: it resolves
+ * at once and the lock stays usable.
+ */
+AsyncLock.prototype.close = function () {
+  const space = this._space
+  if (typeof space.close !== 'function') return Promise.resolve()
+  try {
+    return Promise.resolve(space.close()).then(() => undefined)
+  } catch (err) {
+    return Promise.reject(err)
+  }
 }
 
 AsyncLock.prototype._promiseTry = function (fn) {

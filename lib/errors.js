@@ -10,6 +10,7 @@ const messages = {
   tooManyPending: (key) => 'Too many pending tasks in queue ' + keyText(key),
   occupationExceeded: (key) => 'Maximum occupation time is exceeded in queue ' + keyText(key),
   executionExceeded: (key) => 'Maximum execution time is exceeded ' + keyText(key),
+  lockLost: (key, token) => `keylock: the lease on ${keyText(key)} (fencing token ${token}) was lost`,
   domainMissing:
     'Domain-reentrant locks require `process.domain` to exist. Please flip `opts.domainReentrant = false`, ' +
     'use a NodeJS version that still implements Domain, or install a browser polyfill.',
