@@ -23,6 +23,43 @@ export declare function dropTable(table: number): void
  */
 export declare function ioBuffer(min: number): ArrayBuffer
 
+export interface NativeAcquired {
+  /** 'granted' | 'busy' | 'rejected' | 'timeout' */
+  status: string
+  lease: number
+  tokens: Array<number>
+  /** rejected: index of the full queue's name */
+  index: number
+  /** busy: the holder's owner string */
+  holder?: string
+  /** busy: the holder's lease ms left */
+  pttl: number
+}
+
+export interface NativeAcquireOptions {
+  ttl: number
+  /** ms; 0 waits for ever */
+  timeout: number
+  /** 0 try, 1 wait, 2 force */
+  mode: number
+  /** -1: no limit */
+  maxPending: number
+  skipQueue: boolean
+  owner: string
+  watchdog: boolean
+}
+
+export interface NativeInspected {
+  owner?: string
+  pttl: number
+  waiters: number
+}
+
+export interface NativeLostEvent {
+  lease: number
+  reason: string
+}
+
 /** One busy key of a shared space. */
 export interface NativeSharedKeyState {
   id: number
@@ -33,6 +70,45 @@ export interface NativeSharedKeyState {
 
 /** Measures the bare cost of a crossing (bench/crossings.js). */
 export declare function noop(): void
+
+/** Makes the acquisition `request` leave its queues (see `RedisLock::abort`). */
+export declare function redisAbort(handle: number, request: number): void
+
+export declare function redisAcquire(handle: number, request: number, names: Array<string>, opts: NativeAcquireOptions): Promise<NativeAcquired>
+
+/**
+ * Releases every lease of the client (best effort) and closes it; its
+ * waiters end with a `KEYLOCK_CLOSED` error.
+ */
+export declare function redisClose(handle: number): Promise<void>
+
+/**
+ * A raw command; the reply comes back as JSON text (bulk strings as
+ * strings, nil as null), which is all the facades' bookkeeping needs.
+ */
+export declare function redisCommand(handle: number, args: Array<string>): Promise<string>
+
+export declare function redisExtend(handle: number, lease: number, ttl: number): Promise<boolean>
+
+export declare function redisInspect(handle: number, name: string): Promise<NativeInspected>
+
+/**
+ * Synchronous, for async-lock's `isBusy`: one round trip, on the runtime,
+ * while this thread waits for its answer.
+ */
+export declare function redisIsBusy(handle: number, name: string): boolean
+
+/** The Redis key that holds the lease of `name` under `prefix`. */
+export declare function redisLeaseKey(prefix: string, name: string): string
+
+/**
+ * Opens a client for `url` under `prefix` (no I/O yet: it connects on the
+ * first command). `onLost` is called with `{ lease, reason }` once per
+ * lease the watchdog could not keep.
+ */
+export declare function redisOpen(url: string, prefix: string, onLost: (event: NativeLostEvent) => void): number
+
+export declare function redisRelease(handle: number, lease: number): Promise<boolean>
 
 export declare function sharedAcquire(): void
 

@@ -6,6 +6,7 @@
 
 const { Space, deliver, GRANTED, QUEUED } = require('./lib/engine')
 const { SharedSpace } = require('./lib/shared')
+const { RedisSpace } = require('./lib/redis')
 const { messages, invalidArg } = require('./lib/errors')
 const { timeOption, maxPendingOption, normalizeKey } = require('./lib/validate')
 const { LockLostError, leaseKeys, leaseOptions, abortReason } = require('./lib/lease')
@@ -44,9 +45,17 @@ function promiseOption(P) {
  * The lock space: this lock's own (scope 'isolate', the default), or the
  * process-wide one named `name` that every worker thread naming it shares.
  */
-function spaceOption(scope, name) {
+function spaceOption(opts) {
+  const { scope, name } = opts
+  if (opts.redis !== undefined && opts.redis !== null) {
+    if (scope !== undefined && scope !== 'redis') {
+      throw invalidArg('option "scope"', "'redis' or unset when the redis option is given", scope)
+    }
+    return new RedisSpace(opts.redis, { name, prefix: opts.prefix, ttl: opts.ttl })
+  }
+  if (scope === 'redis') throw invalidArg('option "redis"', "a Redis URL when scope is 'redis'", opts.redis)
   if (scope === undefined || scope === 'isolate') return new Space()
-  if (scope !== 'process') throw invalidArg('option "scope"', "'isolate' or 'process'", scope)
+  if (scope !== 'process') throw invalidArg('option "scope"', "'isolate', 'process' or 'redis'", scope)
   if (typeof name !== 'string' || name === '') {
     throw invalidArg('option "name"', "a non-empty string when scope is 'process'", name)
   }
@@ -58,7 +67,7 @@ const pendingForNative = (n) => (n === Infinity ? -1 : Math.min(n, MAX_I32))
 function AsyncLock(opts) {
   opts = opts || {}
   this.Promise = promiseOption(opts.Promise)
-  const space = spaceOption(opts.scope, opts.name)
+  const space = spaceOption(opts)
   Object.defineProperty(this, '_space', { value: space })
   // Read-only view in async-lock's shape: a key is present while held or
   // waited on, its value's length is the number of waiters.
@@ -193,7 +202,7 @@ class Task {
       this.state &= ~LOCKED
       const lock = this.lock
       if (lock.domainReentrant) for (const name of this.names()) delete lock.domains[name]
-      contended = lock._space.releaseIdle(this.ids)
+      contended = lock._space.releaseIdle(this.ids, this)
     }
     if ((this.state & RESOLVED) === 0) {
       this.state |= RESOLVED
@@ -287,7 +296,8 @@ function onTimeout(task) {
 function onOccupationTimeout(task) {
   task.extra.occupationTimer = null
   if ((task.state & RESOLVED) !== 0) return
-  if (task.ticket !== -1) {
+  // (On the Redis reach a ticket is a lease: the task runs.)
+  if (task.ticket !== -1 && task.lock._space.remote !== true) {
     // Still queued: it leaves the queue (async-lock leaves a dead entry).
     const left = task.leaveQueue()
     if (left !== null) {
@@ -312,7 +322,7 @@ function onExecutionTimeout(task) {
 
 /** Takes the task's keys or queues it; the no-options, no-timer case stays lean. */
 function start(lock, task, opts) {
-  if (opts || lock.timeout || lock.maxOccupationTime || lock.maxExecutionTime || lock.domainReentrant) {
+  if (opts || lock.timeout || lock.maxOccupationTime || lock.maxExecutionTime || lock.domainReentrant || lock._space.remote) {
     startWithOptions(lock, task, opts)
     return
   }
@@ -332,6 +342,10 @@ function refuse(task, space) {
 
 function startWithOptions(lock, task, opts) {
   const space = lock._space
+  if (space.remote === true) {
+    startRemote(lock, task, opts)
+    return
+  }
   let timeout = lock.timeout
   let maxOccupationTime = lock.maxOccupationTime
   let maxExecutionTime = lock.maxExecutionTime
@@ -369,6 +383,53 @@ function startWithOptions(lock, task, opts) {
   } else {
     refuse(task, space)
   }
+}
+
+/**
+ * The Redis reach: the grant comes back after a round trip, so fn never
+ * runs synchronously inside acquire() there. Timeouts and maxPending are
+ * decided in Redis (across processes); maxOccupationTime and
+ * maxExecutionTime are timed here, as on the other reaches.
+ */
+function startRemote(lock, task, opts) {
+  const space = lock._space
+  let timeout = lock.timeout
+  let maxOccupationTime = lock.maxOccupationTime
+  let maxExecutionTime = lock.maxExecutionTime
+  let maxPending = lock.maxPending
+  let skipQueue = false
+  if (opts) {
+    timeout = timeOption('timeout', opts.timeout) || timeout
+    maxOccupationTime = timeOption('maxOccupationTime', opts.maxOccupationTime) || maxOccupationTime
+    maxExecutionTime = timeOption('maxExecutionTime', opts.maxExecutionTime) || maxExecutionTime
+    maxPending = maxPendingOption(opts.maxPending || maxPending, maxPending)
+    skipQueue = !!opts.skipQueue
+  }
+  if (maxExecutionTime) extraOf(task).maxExecutionTime = maxExecutionTime
+  if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+  space.request(task, { timeout, maxPending: pendingForNative(maxPending), skipQueue }).then(
+    (r) => {
+      if (r.status === 'granted') {
+        task.ticket = r.lease.id
+        if ((task.state & RESOLVED) !== 0) {
+          // Told already (maxOccupationTime passed while it waited): pass the keys on.
+          space.releaseIdle(task.ids, task)
+          return
+        }
+        task.run(true)
+      } else if ((task.state & RESOLVED) === 0) {
+        if (r.status === 'rejected') {
+          space.rejectedIndex = r.index
+          refuse(task, space)
+        } else {
+          task.fail(new Error(messages.timedOut(task.names()[0])), null)
+        }
+      }
+    },
+    (err) => {
+      if ((task.state & RESOLVED) === 0) task.fail(err, null)
+    },
+  )
 }
 
 /** The task's Extra, made on first need: a call whose options arm nothing costs none. */

@@ -6,6 +6,7 @@
 #![deny(clippy::all)]
 
 pub mod core;
+pub mod redis;
 pub mod shared;
 
 // napi-derive registers the exports only outside `cfg(test)`, so the unit-test

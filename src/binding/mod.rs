@@ -28,6 +28,7 @@ use napi_derive::napi;
 use crate::core::{Acquire, Cancel, CoreError, Table, UNLIMITED};
 
 mod hot;
+mod redis;
 mod shared;
 
 const IO_MIN: usize = 256;

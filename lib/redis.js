@@ -1,0 +1,328 @@
+'use strict'
+// The JS half of the Redis reach (src/redis/mod.rs has the guarantees).
+// RedisClient: one Rust client per (url, prefix) per thread, shared by every
+// lock and facade that names them, reference-counted. RedisSpace: the lock
+// space an `AsyncLock({ redis })` runs on. Unlike the in-process spaces,
+// every decision takes a round trip, so a grant always arrives later than
+// the call that asked for it (`remote = true` tells index.js so).
+
+const native = require('./native')
+const { Lease, leaseLost } = require('./lease')
+const { messages, invalidArg } = require('./errors')
+
+/** Lease time-to-live when the caller gives none; the watchdog renews it every third of that. */
+const DEFAULT_TTL = 10000
+const MODES = { try: 0, wait: 1, force: 2 }
+
+/** `${url}\0${prefix}` -> RedisClient of this thread */
+const clients = new Map()
+
+/** The Rust side's `CODE: message` errors, as Errors with a `code`. */
+function fromNative(err) {
+  const m = /^([A-Z_]+): ([\s\S]*)$/.exec(err && err.message)
+  if (m === null) return err
+  let message = m[2]
+  if (m[1] === 'KEYLOCK_REDIS') message = 'keylock: Redis at ' + message
+  else if (m[1] === 'KEYLOCK_CLOSED') message = 'keylock: ' + message
+  const out = new Error(message)
+  out.code = m[1]
+  return out
+}
+
+function checkUrl(url, name) {
+  if (typeof url !== 'string' || url === '') {
+    throw invalidArg(name, 'a Redis URL string such as "redis://127.0.0.1:6379" or "redis+unix:///path/to/redis.sock"', url)
+  }
+}
+
+function checkTtl(ttl, name) {
+  if (ttl === undefined) return DEFAULT_TTL
+  if (typeof ttl !== 'number' || !(ttl >= 1) || !Number.isFinite(ttl)) {
+    throw invalidArg(name, 'a number of milliseconds >= 1', ttl)
+  }
+  return Math.ceil(ttl)
+}
+
+class RedisClient {
+  /**
+   * The client of this thread for `url` under `prefix` (one connection,
+   * made on first use). Every open() needs its close().
+   */
+  static open(url, { prefix = 'keylock' } = {}) {
+    checkUrl(url, 'option "redis"')
+    if (typeof prefix !== 'string' || prefix === '') throw invalidArg('option "prefix"', 'a non-empty string', prefix)
+    const id = url + '\0' + prefix
+    let client = clients.get(id)
+    if (client === undefined) {
+      client = new RedisClient(url, prefix, id)
+      clients.set(id, client)
+    } else {
+      client.refs++
+    }
+    return client
+  }
+
+  constructor(url, prefix, id) {
+    this.url = url
+    this.prefix = prefix
+    this.id = id
+    this.refs = 1
+    this.requests = 0
+    /** lease id -> called once if the lease is lost */
+    this.lostHandlers = new Map()
+    try {
+      this.handle = native.redisOpen(url, prefix, (event) => this._lost(event))
+    } catch (err) {
+      const out = invalidArg('option "redis"', 'a Redis URL (redis://, redis+unix:// or unix://)', url)
+      out.cause = err
+      throw out
+    }
+  }
+
+  _lost({ lease, reason }) {
+    const handler = this.lostHandlers.get(lease)
+    if (handler === undefined) return
+    this.lostHandlers.delete(lease)
+    const cause = new Error('keylock: ' + reason)
+    cause.code = 'KEYLOCK_LEASE_LOST'
+    handler(cause)
+  }
+
+  /** The Redis key that holds the lease of lock name `name`. */
+  keyOf(name) {
+    return native.redisLeaseKey(this.prefix, name)
+  }
+
+  /**
+   * Takes every name of `names` at once (or waits in every queue at once).
+   * Resolves { status: 'granted' | 'busy' | 'rejected' | 'timeout', lease,
+   * index, holder, pttl }; lease is { id, owner, tokens } when granted.
+   * An aborted `signal` ends the wait like a timeout ('timeout'), unless the
+   * grant won the race (then 'granted': the caller holds it).
+   */
+  acquire(names, opts = {}) {
+    const ttl = checkTtl(opts.ttl, 'option "ttl"')
+    const owner = opts.owner === undefined ? '' : String(opts.owner)
+    const request = ++this.requests
+    const signal = opts.signal
+    const mode = opts.force ? MODES.force : opts.wait === false ? MODES.try : MODES.wait
+    let onAbort = null
+    if (signal !== undefined) {
+      onAbort = () => native.redisAbort(this.handle, request)
+      if (signal.aborted) onAbort()
+      else signal.addEventListener('abort', onAbort, { once: true })
+    }
+    const asked = native.redisAcquire(this.handle, request, names, {
+      ttl,
+      timeout: opts.timeout > 0 ? opts.timeout : 0,
+      mode,
+      maxPending: opts.maxPending === undefined || opts.maxPending < 0 ? -1 : opts.maxPending,
+      skipQueue: !!opts.skipQueue,
+      owner,
+      watchdog: opts.watchdog !== false,
+    })
+    return asked.then(
+      (r) => {
+        if (onAbort !== null) signal.removeEventListener('abort', onAbort)
+        const lease = r.status === 'granted' ? { id: r.lease, owner, tokens: r.tokens } : null
+        return { status: r.status, lease, index: r.index, holder: r.holder === undefined ? null : r.holder, pttl: r.pttl }
+      },
+      (err) => {
+        if (onAbort !== null) signal.removeEventListener('abort', onAbort)
+        throw fromNative(err)
+      },
+    )
+  }
+
+  /** true: released (each name handed to its next waiter); false: it had been lost. */
+  release(leaseId) {
+    this.lostHandlers.delete(leaseId)
+    return native.redisRelease(this.handle, leaseId).catch((err) => {
+      throw fromNative(err)
+    })
+  }
+
+  /** true: renewed to `ttl` ms; false: lost (an owner check in one script; never revived). */
+  extend(leaseId, ttl) {
+    return native.redisExtend(this.handle, leaseId, checkTtl(ttl, 'ttl')).catch((err) => {
+      throw fromNative(err)
+    })
+  }
+
+  /** `handler(cause)` runs once if the watchdog finds the lease lost or cannot confirm it. */
+  onLost(leaseId, handler) {
+    this.lostHandlers.set(leaseId, handler)
+  }
+
+  /** { owner, pttl } of the lease on `name`, or null when nobody holds it. */
+  inspect(name) {
+    return native.redisInspect(this.handle, name).then(
+      (r) => (r.owner === undefined || r.owner === null ? null : { owner: r.owner, pttl: r.pttl, waiters: r.waiters }),
+      (err) => {
+        throw fromNative(err)
+      },
+    )
+  }
+
+  /** Whether anybody, in any process, holds or waits for `name` (one synchronous round trip). */
+  isBusy(name) {
+    try {
+      return native.redisIsBusy(this.handle, name)
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
+  /** A raw command (for facades' bookkeeping); the reply as plain JS values. */
+  command(args) {
+    return native.redisCommand(this.handle, args.map(String)).then(JSON.parse, (err) => {
+      throw fromNative(err)
+    })
+  }
+
+  /** Drops one reference; the last releases every lease still held and closes the connection. */
+  close() {
+    if (this.refs === 0) return Promise.resolve()
+    if (--this.refs > 0) return Promise.resolve()
+    clients.delete(this.id)
+    this.lostHandlers.clear()
+    return native.redisClose(this.handle)
+  }
+}
+
+/**
+ * The lock space of `new AsyncLock({ redis, name })`: the keys of lock
+ * `name` under the client's prefix, shared with every process using them.
+ */
+class RedisSpace {
+  constructor(url, { name, prefix, ttl } = {}) {
+    if (name !== undefined && typeof name !== 'string') throw invalidArg('option "name"', 'a string', name)
+    this.ttl = checkTtl(ttl, 'option "ttl"')
+    this.client = RedisClient.open(url, prefix === undefined ? undefined : { prefix })
+    this.namespace = name ? name + ':' : ''
+    this.remote = true
+    /** key -> holds + waits of this process, for `queues` and isBusy() without a key */
+    this.local = new Map()
+    this.closed = false
+  }
+
+  intern(key) {
+    if (typeof key === 'symbol') {
+      throw invalidArg('key', 'a string or a number on the Redis reach (a symbol cannot be shared between processes)', key)
+    }
+    return key
+  }
+
+  _track(names, delta) {
+    for (const name of typeof names === 'string' ? [names] : names) {
+      const n = (this.local.get(name) || 0) + delta
+      if (n === 0) this.local.delete(name)
+      else this.local.set(name, n)
+    }
+  }
+
+  /**
+   * Asks for the task's keys. Resolves { status, lease, index } as
+   * RedisClient.acquire; index.js runs, refuses or times the task out.
+   */
+  request(task, { timeout, maxPending, skipQueue }) {
+    const names = typeof task.name === 'string' ? [task.name] : task.name
+    this._track(names, 1)
+    return this.client
+      .acquire(
+        names.map((n) => this.namespace + n),
+        { ttl: this.ttl, timeout, maxPending, skipQueue },
+      )
+      .then(
+        (r) => {
+          if (r.status !== 'granted') this._track(names, -1)
+          return r
+        },
+        (err) => {
+          this._track(names, -1)
+          throw err
+        },
+      )
+  }
+
+  /** Releases the task's lease; the hand-off to the next waiter happens in Redis. */
+  releaseIdle(ids, task) {
+    this._track(ids, -1)
+    // A failed release is not the caller's error: the watchdog has stopped,
+    // so the lease runs out within its ttl and passes on then.
+    if (task !== undefined && task.ticket !== -1) this.client.release(task.ticket).catch(() => {})
+    return null
+  }
+
+  isBusy(key) {
+    return this.client.isBusy(this.namespace + key)
+  }
+
+  /** Whether this process holds or waits for any key of this lock. */
+  get busy() {
+    return this.local.size !== 0
+  }
+
+  /** async-lock's `queues`, for this process's holds and waits. */
+  snapshot() {
+    const out = Object.create(null)
+    for (const [name, n] of this.local) out[name] = new Array(Math.max(0, n - 1))
+    return out
+  }
+
+  lockLease(keys, { timeout, signal, maxPending }) {
+    const names = keys.map((k) => {
+      if (typeof k === 'symbol') return this.intern(k)
+      return k
+    })
+    this._track(names, 1)
+    const pending = maxPending === Infinity ? -1 : maxPending
+    return this.client
+      .acquire(
+        names.map((n) => this.namespace + n),
+        { ttl: this.ttl, timeout, maxPending: pending, signal },
+      )
+      .then(
+        (r) => {
+          if (r.status !== 'granted') {
+            this._track(names, -1)
+            if (signal !== undefined && signal.aborted) throw signal.reason
+            if (r.status === 'rejected') throw new Error(messages.tooManyPending(names[Math.max(0, r.index)]))
+            throw new Error(messages.timedOut(names[0]))
+          }
+          const client = this.client
+          const leaseId = r.lease.id
+          let released = false
+          const lease = new Lease({
+            keys: names,
+            tokens: r.lease.tokens,
+            release: () => {
+              if (released) return false
+              released = true
+              this._track(names, -1)
+              return client.release(leaseId)
+            },
+          })
+          client.onLost(leaseId, (cause) => leaseLost(lease, cause))
+          if (signal !== undefined && signal.aborted) {
+            // The grant won the race with the abort: pass it straight on.
+            lease.release().catch(() => {})
+            throw signal.reason
+          }
+          return lease
+        },
+        (err) => {
+          this._track(names, -1)
+          throw err
+        },
+      )
+  }
+
+  close() {
+    if (this.closed) return Promise.resolve()
+    this.closed = true
+    return this.client.close()
+  }
+}
+
+module.exports = { RedisClient, RedisSpace, DEFAULT_TTL }

@@ -1,0 +1,302 @@
+//! N-API layer of the Redis reach: forwards to [`crate::redis`].
+//!
+//! A client is a handle (an index into a process-wide registry), so the
+//! async calls can be free functions that own an `Arc` while their future
+//! runs on napi's tokio runtime. Crossing costs do not matter here: every
+//! call is a Redis round trip (about 100 µs), not a 20 ns decision.
+//!
+//! Lost leases are reported through one weak ThreadsafeFunction per client:
+//! a lease alone does not keep the event loop alive (an `acquire` still in
+//! flight does, through its promise).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
+use napi_derive::napi;
+use parking_lot::Mutex;
+use redis::Value;
+
+use crate::redis::{AcquireOptions, Acquired, Mode, RedisLock, RedisLockError};
+
+#[napi(object)]
+pub struct NativeLostEvent {
+  pub lease: u32,
+  pub reason: String,
+}
+
+type LostCallback =
+  ThreadsafeFunction<NativeLostEvent, Unknown<'static>, NativeLostEvent, Status, false, true>;
+
+static CLIENTS: Mutex<Vec<Option<RedisLock>>> = Mutex::new(Vec::new());
+
+fn client(handle: u32) -> Result<RedisLock> {
+  CLIENTS
+    .lock()
+    .get(handle as usize)
+    .and_then(|c| c.clone())
+    .ok_or_else(|| {
+      Error::new(
+        Status::InvalidArg,
+        format!("KEYLOCK_CLOSED: no open Redis client {handle}"),
+      )
+    })
+}
+
+fn to_napi(e: RedisLockError) -> Error {
+  let status = match e {
+    RedisLockError::Url(_) => Status::InvalidArg,
+    _ => Status::GenericFailure,
+  };
+  Error::new(status, e.to_string())
+}
+
+/// Opens a client for `url` under `prefix` (no I/O yet: it connects on the
+/// first command). `onLost` is called with `{ lease, reason }` once per
+/// lease the watchdog could not keep.
+#[napi(
+  catch_unwind,
+  js_name = "redisOpen",
+  ts_args_type = "url: string, prefix: string, onLost: (event: NativeLostEvent) => void"
+)]
+pub fn redis_open(url: String, prefix: String, on_lost: LostCallback) -> Result<u32> {
+  let on_lost = Arc::new(on_lost);
+  let lock = RedisLock::new(
+    &url,
+    &prefix,
+    Box::new(move |lease, reason| {
+      // `Closing`: the env is going away and nobody is left to tell.
+      let _ = on_lost.call(
+        NativeLostEvent { lease, reason },
+        ThreadsafeFunctionCallMode::NonBlocking,
+      );
+    }),
+  )
+  .map_err(to_napi)?;
+  let mut clients = CLIENTS.lock();
+  clients.push(Some(lock));
+  Ok((clients.len() - 1) as u32)
+}
+
+#[napi(object)]
+pub struct NativeAcquireOptions {
+  pub ttl: f64,
+  /// ms; 0 waits for ever
+  pub timeout: f64,
+  /// 0 try, 1 wait, 2 force
+  pub mode: u32,
+  /// -1: no limit
+  pub max_pending: i64,
+  pub skip_queue: bool,
+  pub owner: String,
+  pub watchdog: bool,
+}
+
+#[napi(object)]
+pub struct NativeAcquired {
+  /// 'granted' | 'busy' | 'rejected' | 'timeout'
+  pub status: String,
+  pub lease: u32,
+  pub tokens: Vec<f64>,
+  /// rejected: index of the full queue's name
+  pub index: i64,
+  /// busy: the holder's owner string
+  pub holder: Option<String>,
+  /// busy: the holder's lease ms left
+  pub pttl: f64,
+}
+
+fn ms(v: f64) -> Duration {
+  Duration::from_millis(if v.is_finite() && v > 0.0 {
+    v as u64
+  } else {
+    0
+  })
+}
+
+#[napi(catch_unwind, js_name = "redisAcquire")]
+pub async fn redis_acquire(
+  handle: u32,
+  request: u32,
+  names: Vec<String>,
+  opts: NativeAcquireOptions,
+) -> Result<NativeAcquired> {
+  let lock = client(handle)?;
+  let mode = match opts.mode {
+    0 => Mode::Try,
+    2 => Mode::Force,
+    _ => Mode::Wait,
+  };
+  let options = AcquireOptions {
+    ttl: ms(opts.ttl).max(Duration::from_millis(1)),
+    timeout: (opts.timeout > 0.0).then(|| ms(opts.timeout)),
+    mode,
+    max_pending: u32::try_from(opts.max_pending).ok(),
+    skip_queue: opts.skip_queue,
+    owner: opts.owner,
+    watchdog: opts.watchdog,
+  };
+  let acquired = lock
+    .acquire(request, names, options)
+    .await
+    .map_err(to_napi)?;
+  let mut out = NativeAcquired {
+    status: String::new(),
+    lease: 0,
+    tokens: Vec::new(),
+    index: -1,
+    holder: None,
+    pttl: -2.0,
+  };
+  match acquired {
+    Acquired::Granted { lease, tokens } => {
+      out.status = "granted".into();
+      out.lease = lease;
+      out.tokens = tokens;
+    }
+    Acquired::Busy { holder, pttl } => {
+      out.status = "busy".into();
+      out.holder = holder;
+      out.pttl = pttl as f64;
+    }
+    Acquired::Rejected { index } => {
+      out.status = "rejected".into();
+      out.index = index as i64;
+    }
+    Acquired::TimedOut => out.status = "timeout".into(),
+  }
+  Ok(out)
+}
+
+/// Makes the acquisition `request` leave its queues (see `RedisLock::abort`).
+#[napi(catch_unwind, js_name = "redisAbort")]
+pub fn redis_abort(handle: u32, request: u32) -> Result<()> {
+  client(handle)?.abort(request);
+  Ok(())
+}
+
+#[napi(catch_unwind, js_name = "redisRelease")]
+pub async fn redis_release(handle: u32, lease: u32) -> Result<bool> {
+  client(handle)?.release(lease).await.map_err(to_napi)
+}
+
+#[napi(catch_unwind, js_name = "redisExtend")]
+pub async fn redis_extend(handle: u32, lease: u32, ttl: f64) -> Result<bool> {
+  client(handle)?
+    .extend(lease, ms(ttl))
+    .await
+    .map_err(to_napi)
+}
+
+#[napi(object)]
+pub struct NativeInspected {
+  pub owner: Option<String>,
+  pub pttl: f64,
+  pub waiters: f64,
+}
+
+#[napi(catch_unwind, js_name = "redisInspect")]
+pub async fn redis_inspect(handle: u32, name: String) -> Result<NativeInspected> {
+  let found = client(handle)?.inspect(&name).await.map_err(to_napi)?;
+  Ok(NativeInspected {
+    owner: found.owner,
+    pttl: found.pttl as f64,
+    waiters: found.waiters as f64,
+  })
+}
+
+/// Synchronous, for async-lock's `isBusy`: one round trip, on the runtime,
+/// while this thread waits for its answer.
+#[napi(catch_unwind, js_name = "redisIsBusy")]
+pub fn redis_is_busy(handle: u32, name: String) -> Result<bool> {
+  let lock = client(handle)?;
+  napi::bindgen_prelude::block_on(async move { lock.is_busy(&name).await }).map_err(to_napi)
+}
+
+/// A raw command; the reply comes back as JSON text (bulk strings as
+/// strings, nil as null), which is all the facades' bookkeeping needs.
+#[napi(catch_unwind, js_name = "redisCommand")]
+pub async fn redis_command(handle: u32, args: Vec<String>) -> Result<String> {
+  let reply = client(handle)?.command(&args).await.map_err(to_napi)?;
+  let mut out = String::new();
+  json(&reply, &mut out);
+  Ok(out)
+}
+
+fn json(v: &Value, out: &mut String) {
+  use std::fmt::Write;
+  match v {
+    Value::Nil => out.push_str("null"),
+    Value::Int(i) => {
+      let _ = write!(out, "{i}");
+    }
+    Value::Double(d) if d.is_finite() => {
+      let _ = write!(out, "{d}");
+    }
+    Value::Boolean(b) => out.push_str(if *b { "true" } else { "false" }),
+    Value::Okay => json_str("OK", out),
+    Value::SimpleString(s) => json_str(s, out),
+    Value::BulkString(b) => json_str(&String::from_utf8_lossy(b), out),
+    Value::VerbatimString { text, .. } => json_str(text, out),
+    Value::Array(items) | Value::Set(items) => {
+      out.push('[');
+      for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+          out.push(',');
+        }
+        json(item, out);
+      }
+      out.push(']');
+    }
+    Value::Map(pairs) => {
+      out.push('[');
+      for (i, (k, item)) in pairs.iter().enumerate() {
+        if i > 0 {
+          out.push(',');
+        }
+        json(k, out);
+        out.push(',');
+        json(item, out);
+      }
+      out.push(']');
+    }
+    other => json_str(&format!("{other:?}"), out),
+  }
+}
+
+fn json_str(s: &str, out: &mut String) {
+  use std::fmt::Write;
+  out.push('"');
+  for c in s.chars() {
+    match c {
+      '"' => out.push_str("\\\""),
+      '\\' => out.push_str("\\\\"),
+      c if (c as u32) < 0x20 => {
+        let _ = write!(out, "\\u{:04x}", c as u32);
+      }
+      c => out.push(c),
+    }
+  }
+  out.push('"');
+}
+
+/// Releases every lease of the client (best effort) and closes it; its
+/// waiters end with a `KEYLOCK_CLOSED` error.
+#[napi(catch_unwind, js_name = "redisClose")]
+pub async fn redis_close(handle: u32) -> Result<()> {
+  let lock = {
+    let mut clients = CLIENTS.lock();
+    clients.get_mut(handle as usize).and_then(Option::take)
+  };
+  if let Some(lock) = lock {
+    lock.close().await;
+  }
+  Ok(())
+}
+
+/// The Redis key that holds the lease of `name` under `prefix`.
+#[napi(catch_unwind, js_name = "redisLeaseKey")]
+pub fn redis_lease_key(prefix: String, name: String) -> String {
+  crate::redis::lease_key(&prefix, &name)
+}

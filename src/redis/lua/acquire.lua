@@ -1,0 +1,87 @@
+-- ACQUIRE: take every named lock at once, or join every queue at once.
+-- Idempotent: a re-run (heartbeat, lost message, reconnect) keeps the
+-- waiter's place, refreshes its liveness deadline, re-enqueues it if the
+-- server lost the queue, and finds a grant that raced the reply.
+-- KEYS: lease, meta, queue, waiters per name (see common.lua), then P:tkt.
+-- ARGV: prefix, waiter id, ttl ms, mode (0 try, 1 wait, 2 force),
+--       max pending (-1: no limit), skip queue (0/1), owner, liveness ms.
+-- Returns: {0, token per name}   granted
+--          {1, pttl}             queued (pttl of the first busy lease)
+--          {2, index}            refused: the queue of name `index` (1-based) is full
+--          {3, holder, pttl}     busy (try mode): the first busy lease's owner
+local prefix, id, ttl, mode = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+local max_pending, skip, owner, live = tonumber(ARGV[5]), ARGV[6] == '1', ARGV[7], tonumber(ARGV[8])
+local n = names_in_keys()
+
+local function grant_all()
+  local out = { 0 }
+  for i = 1, n do
+    redis.call('SET', KEYS[4 * i - 3], id .. '|' .. owner, 'PX', ttl)
+    out[i + 1] = next_token(KEYS[4 * i - 2])
+    redis.call('ZREM', KEYS[4 * i - 1], id)
+    redis.call('HDEL', KEYS[4 * i], id)
+  end
+  return out
+end
+
+local mine = true
+for i = 1, n do
+  if not owns(redis.call('GET', KEYS[4 * i - 3]), id) then
+    mine = false
+    break
+  end
+end
+if mine then
+  local out = { 0 }
+  for i = 1, n do
+    out[i + 1] = tonumber(redis.call('HGET', KEYS[4 * i - 2], 'fence') or '0')
+  end
+  return out
+end
+
+if mode == 2 then return grant_all() end
+
+-- Only the head of a queue may take a free lease: no barging.
+local busy_at = 0
+for i = 1, n do
+  local lease, queue, waiters = KEYS[4 * i - 3], KEYS[4 * i - 1], KEYS[4 * i]
+  local head = reap(queue, waiters)
+  local busy = redis.call('EXISTS', lease) == 1
+  if not busy and head and head ~= id then
+    -- The holder expired or crashed; nobody released, so pass it on now.
+    promote(prefix, i)
+    busy = true
+  end
+  if busy and busy_at == 0 then busy_at = i end
+end
+if busy_at == 0 then return grant_all() end
+
+local busy_lease = KEYS[4 * busy_at - 3]
+if mode == 0 then
+  return { 3, owner_of(redis.call('GET', busy_lease)), redis.call('PTTL', busy_lease) }
+end
+
+if not redis.call('ZSCORE', KEYS[3], id) then
+  if max_pending >= 0 then
+    for i = 1, n do
+      if redis.call('ZCARD', KEYS[4 * i - 1]) >= max_pending then return { 2, i } end
+    end
+  end
+  -- One ticket for every queue of the request, from one counter: any two
+  -- waiters are in the same order in every queue they share, so multi-name
+  -- waits can never form a cycle. skipQueue goes before every ticket, the
+  -- latest first (async-lock's unshift).
+  local ticket = redis.call('INCR', KEYS[#KEYS])
+  local score = ticket
+  if skip then score = -ticket end
+  for i = 1, n do
+    redis.call('ZADD', KEYS[4 * i - 1], 'NX', score, id)
+  end
+end
+local record = fmt(now_ms + live) .. '|' .. ttl .. '|' .. n .. '|' .. owner
+for i = 1, n do
+  redis.call('HSET', KEYS[4 * i], id, record)
+  redis.call('PEXPIRE', KEYS[4 * i - 1], IDLE_TTL)
+  redis.call('PEXPIRE', KEYS[4 * i], IDLE_TTL)
+end
+return { 1, redis.call('PTTL', busy_lease) }

@@ -1,0 +1,837 @@
+//! The Redis reach: keyed FIFO locks shared by every process that uses the
+//! same Redis and prefix. Pure Rust on tokio; `crate::binding::redis` is its
+//! N-API face.
+//!
+//! The queue lives in Redis (layout in `lua/common.lua`) and every state
+//! change is one Lua script, so each step is atomic on the server.
+//!
+//! # Guarantees
+//! - **FIFO across processes.** Waiters are ordered by a server-side ticket;
+//!   a free lease goes only to the head of its queue, so nobody barges
+//!   (`skip_queue` is the one way to the front). Test: `__test__/redis.test.js`
+//!   "FIFO across processes".
+//! - **Hand-off in the release.** RELEASE grants the head and publishes the
+//!   grant to the head's process in the same script: a contended acquisition
+//!   costs its client two commands (ACQUIRE, RELEASE) and no polling.
+//!   Test: "two client commands per contended acquisition".
+//! - **Multi-name requests cannot deadlock.** ACQUIRE joins every queue in one
+//!   script with one ticket from one counter, so two waiters are in the same
+//!   order in every queue they share, and a request is granted only when it
+//!   heads every queue with every lease free.
+//! - **Fencing.** Each grant carries a token per name that strictly increases
+//!   per name: `max(last + 1, server time in µs)`, so it keeps increasing
+//!   across a Redis restart that lost the counter (unless the server clock
+//!   went back). Test: "tokens still increase after a Redis restart".
+//! - **Nothing stranded.** A waiter re-runs ACQUIRE (idempotent) every
+//!   [`RECHECK`] and after every reconnect: that is its heartbeat (a waiter
+//!   silent for [`LIVENESS`] is reaped, so a crashed process stops blocking
+//!   the queue within seconds), its re-enqueue after a server restart, and
+//!   its fallback for a lost grant message. A cancel that races a grant
+//!   keeps the grant (the caller is told), so no grant is swallowed.
+//! - **Leases are kept alive off the JS thread.** With the watchdog on, a
+//!   tokio task extends the lease every ttl/3. If Redis says the lease is
+//!   gone, or no extension is confirmed before `sent + ttl − drift` of the
+//!   last confirmed one (redlock's drift rule: 1% + 2 ms), the lease is
+//!   reported lost exactly once.
+//!
+//! # What is not guaranteed
+//! A single Redis gives efficiency-grade exclusion: after a restart without
+//! persistence, or a failover to a replica that missed the write, a second
+//! holder can be granted before the first learns (within ttl/3) that it lost
+//! its lease. The fencing token is the defence: the guarded store must
+//! reject a token lower than one it has seen. FIFO order across a Redis
+//! restart is the order in which waiters re-enqueue.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Script, Value};
+use tokio::sync::{mpsc, OnceCell};
+use tokio::time::Instant;
+
+/// How often a waiter re-runs ACQUIRE (heartbeat + fallback re-check).
+pub const RECHECK: Duration = Duration::from_millis(1000);
+/// A waiter whose process has not heartbeated for this long is reaped.
+pub const LIVENESS: Duration = Duration::from_millis(3000);
+/// Commands and connection attempts give up after this long.
+const COMMAND_TIMEOUT: Duration = Duration::from_millis(5000);
+
+fn script(body: &str) -> Script {
+  Script::new(body)
+}
+
+macro_rules! with_common {
+  ($file:literal) => {
+    concat!(include_str!("lua/common.lua"), "\n", include_str!($file))
+  };
+}
+
+struct Scripts {
+  acquire: Script,
+  release: Script,
+  cancel: Script,
+  extend: Script,
+  inspect: Script,
+}
+
+impl Scripts {
+  fn new() -> Self {
+    Scripts {
+      acquire: script(with_common!("lua/acquire.lua")),
+      release: script(with_common!("lua/release.lua")),
+      cancel: script(with_common!("lua/cancel.lua")),
+      extend: script(include_str!("lua/extend.lua")),
+      inspect: script(include_str!("lua/inspect.lua")),
+    }
+  }
+}
+
+/// How an acquisition treats a lock somebody else holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+  /// Answer [`Acquired::Busy`] at once.
+  Try,
+  /// Join the queue and wait for the grant (or the timeout).
+  Wait,
+  /// Take it anyway; the previous holder's lease is lost (fast-locky's `force`).
+  Force,
+}
+
+#[derive(Debug, Clone)]
+pub struct AcquireOptions {
+  /// Lease time-to-live; the watchdog (if on) renews it every ttl/3.
+  pub ttl: Duration,
+  /// How long to wait in the queue; `None` waits for ever.
+  pub timeout: Option<Duration>,
+  pub mode: Mode,
+  /// Refuse when a queue already has this many waiters.
+  pub max_pending: Option<u32>,
+  pub skip_queue: bool,
+  /// Stored with the lease and shown by [`RedisLock::inspect`].
+  pub owner: String,
+  pub watchdog: bool,
+}
+
+/// The outcome of an acquisition: expected results are values, not errors.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Acquired {
+  /// `lease` is the handle for `release`/`extend`; one token per name.
+  Granted { lease: u32, tokens: Vec<f64> },
+  /// Try mode, and somebody holds it: their owner string and lease ms left.
+  Busy { holder: Option<String>, pttl: i64 },
+  /// The queue of the name at `index` (0-based) already had `max_pending` waiters.
+  Rejected { index: usize },
+  /// The timeout passed before the grant; the waiter has left every queue.
+  TimedOut,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inspected {
+  pub owner: Option<String>,
+  /// Lease ms left; -2 when free, -1 without expiry.
+  pub pttl: i64,
+  pub waiters: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisLockError {
+  /// The URL could not be parsed.
+  Url(String),
+  /// Redis could not be reached or answered with an error.
+  Redis {
+    url: String,
+    message: String,
+  },
+  /// A script replied with something this version does not understand.
+  Protocol(String),
+  Closed,
+  NoLease(u32),
+}
+
+impl std::fmt::Display for RedisLockError {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    match self {
+      RedisLockError::Url(m) => write!(f, "KEYLOCK_REDIS_URL: {m}"),
+      RedisLockError::Redis { url, message } => write!(f, "KEYLOCK_REDIS: {url}: {message}"),
+      RedisLockError::Protocol(m) => write!(f, "KEYLOCK_REDIS_PROTOCOL: unexpected reply: {m}"),
+      RedisLockError::Closed => write!(f, "KEYLOCK_CLOSED: the Redis lock client is closed"),
+      RedisLockError::NoLease(id) => write!(f, "KEYLOCK_NO_LEASE: no lease {id} on this client"),
+    }
+  }
+}
+
+impl std::error::Error for RedisLockError {}
+
+pub type Result<T> = std::result::Result<T, RedisLockError>;
+
+/// Called once per lost lease with the lease handle and why.
+pub type LostFn = Box<dyn Fn(u32, String) + Send + Sync>;
+
+/// What a waiter is told through its process's grant channel.
+#[derive(Debug)]
+enum Wake {
+  /// A single-name grant with its token.
+  Granted(f64),
+  /// Re-run ACQUIRE now (multi-name head, or a reconnect).
+  Recheck,
+  /// The caller gave up (AbortSignal): leave the queues.
+  Abort,
+}
+
+struct LeaseState {
+  id: String,
+  names: Vec<String>,
+  watchdog: Option<tokio::task::AbortHandle>,
+}
+
+/// One process's (one JS thread's) connection to the locks under a prefix.
+#[derive(Clone)]
+pub struct RedisLock {
+  inner: Arc<Inner>,
+}
+
+struct Inner {
+  /// For messages: the URL without its password.
+  url: String,
+  client: redis::Client,
+  prefix: String,
+  client_id: String,
+  channel: String,
+  conn: OnceCell<ConnectionManager>,
+  scripts: Scripts,
+  waiters: Mutex<HashMap<String, mpsc::UnboundedSender<Wake>>>,
+  leases: Mutex<HashMap<u32, LeaseState>>,
+  /// Requests aborted before their acquisition started.
+  aborted_early: Mutex<std::collections::HashSet<u32>>,
+  seq: AtomicU32,
+  closed: AtomicBool,
+  on_lost: LostFn,
+}
+
+fn redact(url: &str) -> String {
+  // redis://user:secret@host -> redis://user:***@host
+  if let Some(scheme_end) = url.find("://") {
+    let rest = &url[scheme_end + 3..];
+    if let Some(at) = rest.find('@') {
+      let cred = &rest[..at];
+      let user = cred.split(':').next().unwrap_or("");
+      if cred.contains(':') {
+        return format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..]);
+      }
+    }
+  }
+  url.to_string()
+}
+
+fn random_id() -> String {
+  use std::collections::hash_map::RandomState;
+  use std::hash::{BuildHasher, Hasher};
+  let mut h = RandomState::new().build_hasher();
+  h.write_u128(
+    std::time::SystemTime::now()
+      .duration_since(std::time::UNIX_EPOCH)
+      .map(|d| d.as_nanos())
+      .unwrap_or(0),
+  );
+  h.write_u32(std::process::id());
+  format!("{:016x}", h.finish())
+}
+
+/// The Redis key of a lock name: `P:{N}`, or `P:N` when N already carries
+/// its own hash tag, so users can put names in one slot.
+pub fn lease_key(prefix: &str, name: &str) -> String {
+  let tagged = name
+    .find('{')
+    .and_then(|open| name[open + 1..].find('}').map(|len| len > 0))
+    .unwrap_or(false);
+  if tagged {
+    format!("{prefix}:{name}")
+  } else {
+    format!("{prefix}:{{{name}}}")
+  }
+}
+
+impl RedisLock {
+  /// Parses `url` (`redis://`, `rediss://` is not built in, `redis+unix://`,
+  /// `unix://`); connects lazily, on the first command.
+  pub fn new(url: &str, prefix: &str, on_lost: LostFn) -> Result<Self> {
+    let shown = redact(url);
+    let info = url
+      .into_connection_info()
+      .map_err(|e| RedisLockError::Url(format!("{shown}: {e}")))?;
+    // Grants arrive as RESP3 pushes on the command connection.
+    let redis_settings = info
+      .redis_settings()
+      .clone()
+      .set_protocol(ProtocolVersion::RESP3);
+    let info = info.set_redis_settings(redis_settings);
+    let client =
+      redis::Client::open(info).map_err(|e| RedisLockError::Url(format!("{shown}: {e}")))?;
+    let client_id = random_id();
+    Ok(RedisLock {
+      inner: Arc::new(Inner {
+        url: shown,
+        client,
+        prefix: prefix.to_string(),
+        channel: format!("{prefix}:c:{client_id}"),
+        client_id,
+        conn: OnceCell::new(),
+        scripts: Scripts::new(),
+        waiters: Mutex::new(HashMap::new()),
+        leases: Mutex::new(HashMap::new()),
+        aborted_early: Mutex::new(Default::default()),
+        seq: AtomicU32::new(0),
+        closed: AtomicBool::new(false),
+        on_lost,
+      }),
+    })
+  }
+
+  pub fn url(&self) -> &str {
+    &self.inner.url
+  }
+
+  pub fn prefix(&self) -> &str {
+    &self.inner.prefix
+  }
+
+  fn error(&self, e: impl std::fmt::Display) -> RedisLockError {
+    RedisLockError::Redis {
+      url: self.inner.url.clone(),
+      message: e.to_string(),
+    }
+  }
+
+  /// Connects and subscribes to this client's grant channel (once; a failed
+  /// attempt is retried by the next call).
+  async fn conn(&self) -> Result<ConnectionManager> {
+    if self.inner.closed.load(Ordering::Acquire) {
+      return Err(RedisLockError::Closed);
+    }
+    let inner = &self.inner;
+    let conn = inner
+      .conn
+      .get_or_try_init(|| async {
+        let (tx, rx) = mpsc::unbounded_channel::<PushInfo>();
+        let config = ConnectionManagerConfig::new()
+          .set_push_sender(tx)
+          .set_automatic_resubscription()
+          .set_connection_timeout(Some(COMMAND_TIMEOUT))
+          .set_response_timeout(Some(COMMAND_TIMEOUT))
+          .set_number_of_retries(2)
+          .set_max_delay(Duration::from_millis(1000));
+        let connect = async {
+          let mut conn = ConnectionManager::new_with_config(inner.client.clone(), config).await?;
+          conn.subscribe(&inner.channel).await?;
+          Ok::<_, redis::RedisError>(conn)
+        };
+        let conn = tokio::time::timeout(COMMAND_TIMEOUT, connect)
+          .await
+          .map_err(|_| self.error("timed out connecting"))?
+          .map_err(|e| self.error(e))?;
+        tokio::spawn(route_pushes(Arc::downgrade(&self.inner), rx));
+        Ok::<_, RedisLockError>(conn)
+      })
+      .await?;
+    Ok(conn.clone())
+  }
+
+  fn keys_of(&self, names: &[String]) -> Vec<String> {
+    let mut keys = Vec::with_capacity(names.len() * 4 + 1);
+    for name in names {
+      let base = lease_key(&self.inner.prefix, name);
+      keys.push(format!("{base}:m"));
+      keys.push(format!("{base}:q"));
+      keys.push(format!("{base}:w"));
+      let at = keys.len() - 3;
+      keys.insert(at, base);
+    }
+    keys.push(format!("{}:tkt", self.inner.prefix));
+    keys
+  }
+
+  async fn run(&self, script: &Script, keys: &[String], args: &[&str]) -> Result<Value> {
+    let mut conn = self.conn().await?;
+    let mut invocation = script.prepare_invoke();
+    for k in keys {
+      invocation.key(k);
+    }
+    for a in args {
+      invocation.arg(*a);
+    }
+    invocation
+      .invoke_async(&mut conn)
+      .await
+      .map_err(|e| self.error(e))
+  }
+
+  /// Takes every name at once (or queues for all of them at once); see the
+  /// module docs for the guarantees. `request` names this acquisition for
+  /// [`RedisLock::abort`]; it must be unique among this client's requests
+  /// in flight.
+  pub async fn acquire(
+    &self,
+    request: u32,
+    names: Vec<String>,
+    opts: AcquireOptions,
+  ) -> Result<Acquired> {
+    let id = format!("{}:r{}", self.inner.client_id, request);
+    let keys = self.keys_of(&names);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // Registered before the first ACQUIRE: a grant may be published before
+    // the script's own reply reaches us.
+    self.inner.waiters.lock().insert(id.clone(), tx);
+    let _unregister = Unregister(&self.inner, id.clone());
+    if self.inner.aborted_early.lock().remove(&request) {
+      return Ok(Acquired::TimedOut);
+    }
+    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let ttl = opts.ttl.as_millis().max(1).to_string();
+    let mode = match opts.mode {
+      Mode::Try => "0",
+      Mode::Wait => "1",
+      Mode::Force => "2",
+    };
+    let max_pending = opts.max_pending.map_or(-1i64, i64::from).to_string();
+    let live = LIVENESS.as_millis().to_string();
+    let args = [
+      self.inner.prefix.as_str(),
+      id.as_str(),
+      ttl.as_str(),
+      mode,
+      max_pending.as_str(),
+      if opts.skip_queue { "1" } else { "0" },
+      opts.owner.as_str(),
+      live.as_str(),
+    ];
+    let mut first = true;
+    loop {
+      let sent = Instant::now();
+      let reply = match deadline {
+        Some(d) => {
+          match tokio::time::timeout_at(d, self.run(&self.inner.scripts.acquire, &keys, &args))
+            .await
+          {
+            Ok(r) => r,
+            Err(_) => return self.give_up(&id, &names, &keys, opts.clone(), sent).await,
+          }
+        }
+        None => self.run(&self.inner.scripts.acquire, &keys, &args).await,
+      };
+      let reply = match reply {
+        Ok(r) => r,
+        // Unreachable at the start: say so at once, naming the URL.
+        Err(e) if first => return Err(e),
+        // A drop mid-wait: keep re-running (re-enqueues after a restart)
+        // until it answers or the timeout passes.
+        Err(e) => {
+          if deadline.is_some_and(|d| Instant::now() + Duration::from_millis(100) >= d) {
+            return Err(e);
+          }
+          tokio::time::sleep(Duration::from_millis(100)).await;
+          continue;
+        }
+      };
+      first = false;
+      let items = array(&reply)?;
+      match int_at(&items, 0)? {
+        0 => return Ok(self.granted(id, names, tokens(&items[1..])?, &opts, sent)),
+        1 => {}
+        2 => {
+          return Ok(Acquired::Rejected {
+            index: (int_at(&items, 1)?.max(1) - 1) as usize,
+          })
+        }
+        3 => {
+          return Ok(Acquired::Busy {
+            holder: string_at(&items, 1),
+            pttl: int_at(&items, 2).unwrap_or(-2),
+          })
+        }
+        other => return Err(RedisLockError::Protocol(format!("ACQUIRE status {other}"))),
+      }
+      // Queued: wait for our grant message, the re-check, or the timeout.
+      let recheck = Instant::now() + RECHECK;
+      let until = deadline.map_or(recheck, |d| d.min(recheck));
+      let woke = tokio::time::timeout_at(until, rx.recv()).await;
+      match woke {
+        Ok(Some(Wake::Granted(token))) => {
+          return Ok(self.granted(id, names, vec![token], &opts, Instant::now()));
+        }
+        Ok(Some(Wake::Recheck)) => {}
+        Ok(Some(Wake::Abort)) => {
+          return self
+            .give_up(&id, &names, &keys, opts.clone(), Instant::now())
+            .await;
+        }
+        Ok(None) => return Err(RedisLockError::Closed),
+        Err(_) => {
+          if deadline.is_some_and(|d| Instant::now() >= d) {
+            return self
+              .give_up(&id, &names, &keys, opts.clone(), Instant::now())
+              .await;
+          }
+        }
+      }
+    }
+  }
+
+  /// Makes the acquisition `request` leave its queues: it ends with
+  /// [`Acquired::TimedOut`], or [`Acquired::Granted`] if the grant won the
+  /// race (the caller then holds the lease and must release it).
+  pub fn abort(&self, request: u32) {
+    let id = format!("{}:r{}", self.inner.client_id, request);
+    let waiters = self.inner.waiters.lock();
+    match waiters.get(&id) {
+      Some(tx) => {
+        let _ = tx.send(Wake::Abort);
+      }
+      None => {
+        self.inner.aborted_early.lock().insert(request);
+      }
+    }
+  }
+
+  /// The timeout passed: leave the queues, unless the grant won the race.
+  async fn give_up(
+    &self,
+    id: &str,
+    names: &[String],
+    keys: &[String],
+    opts: AcquireOptions,
+    sent: Instant,
+  ) -> Result<Acquired> {
+    let reply = self
+      .run(
+        &self.inner.scripts.cancel,
+        keys,
+        &[self.inner.prefix.as_str(), id],
+      )
+      .await?;
+    let items = array(&reply)?;
+    if int_at(&items, 0)? == 1 {
+      return Ok(self.granted(
+        id.to_string(),
+        names.to_vec(),
+        tokens(&items[1..])?,
+        &opts,
+        sent,
+      ));
+    }
+    Ok(Acquired::TimedOut)
+  }
+
+  fn granted(
+    &self,
+    id: String,
+    names: Vec<String>,
+    tokens: Vec<f64>,
+    opts: &AcquireOptions,
+    sent: Instant,
+  ) -> Acquired {
+    let lease = self
+      .inner
+      .seq
+      .fetch_add(1, Ordering::Relaxed)
+      .wrapping_add(1);
+    let watchdog = opts.watchdog.then(|| {
+      let task = tokio::spawn(watchdog(
+        Arc::downgrade(&self.inner),
+        lease,
+        id.clone(),
+        names
+          .iter()
+          .map(|n| lease_key(&self.inner.prefix, n))
+          .collect(),
+        opts.ttl,
+        sent,
+      ));
+      task.abort_handle()
+    });
+    self.inner.leases.lock().insert(
+      lease,
+      LeaseState {
+        id,
+        names,
+        watchdog,
+      },
+    );
+    Acquired::Granted { lease, tokens }
+  }
+
+  /// Releases a lease and hands each name to its next waiter. `Ok(false)`:
+  /// the lease had been lost, and nothing of anybody else's was touched.
+  pub async fn release(&self, lease: u32) -> Result<bool> {
+    let state = self.inner.leases.lock().remove(&lease);
+    let Some(state) = state else {
+      return Ok(false);
+    };
+    if let Some(w) = &state.watchdog {
+      w.abort();
+    }
+    let keys = self.keys_of(&state.names);
+    let reply = self
+      .run(
+        &self.inner.scripts.release,
+        &keys,
+        &[self.inner.prefix.as_str(), state.id.as_str()],
+      )
+      .await?;
+    Ok(int(&reply)? > 0)
+  }
+
+  /// Renews a lease to `ttl`. `Ok(false)`: it had been lost (never revived).
+  pub async fn extend(&self, lease: u32, ttl: Duration) -> Result<bool> {
+    let (id, keys) = {
+      let leases = self.inner.leases.lock();
+      let state = leases.get(&lease).ok_or(RedisLockError::NoLease(lease))?;
+      let keys: Vec<String> = state
+        .names
+        .iter()
+        .map(|n| lease_key(&self.inner.prefix, n))
+        .collect();
+      (state.id.clone(), keys)
+    };
+    let ttl = ttl.as_millis().max(1).to_string();
+    let reply = self
+      .run(
+        &self.inner.scripts.extend,
+        &keys,
+        &[id.as_str(), ttl.as_str()],
+      )
+      .await?;
+    Ok(int(&reply)? == 1)
+  }
+
+  pub async fn inspect(&self, name: &str) -> Result<Inspected> {
+    let base = lease_key(&self.inner.prefix, name);
+    let keys = [base.clone(), format!("{base}:q")];
+    let reply = self.run(&self.inner.scripts.inspect, &keys, &[]).await?;
+    let items = array(&reply)?;
+    Ok(Inspected {
+      owner: string_at(&items, 0),
+      pttl: int_at(&items, 1)?,
+      waiters: int_at(&items, 2)?,
+    })
+  }
+
+  /// Whether anybody holds or waits for `name`, in any process.
+  pub async fn is_busy(&self, name: &str) -> Result<bool> {
+    let found = self.inspect(name).await?;
+    Ok(found.owner.is_some() || found.waiters > 0)
+  }
+
+  /// A raw command, for the facades' own bookkeeping.
+  pub async fn command(&self, args: &[String]) -> Result<Value> {
+    let Some((name, rest)) = args.split_first() else {
+      return Err(RedisLockError::Protocol("empty command".into()));
+    };
+    let mut conn = self.conn().await?;
+    let mut cmd = redis::cmd(name);
+    for a in rest {
+      cmd.arg(a);
+    }
+    cmd.query_async(&mut conn).await.map_err(|e| self.error(e))
+  }
+
+  /// Releases every lease this client holds (best effort) and refuses new
+  /// work; waiters in `acquire` end with [`RedisLockError::Closed`].
+  pub async fn close(&self) {
+    let leases: Vec<u32> = self.inner.leases.lock().keys().copied().collect();
+    for lease in leases {
+      let _ = tokio::time::timeout(COMMAND_TIMEOUT, self.release(lease)).await;
+    }
+    self.inner.closed.store(true, Ordering::Release);
+    // Dropping the senders ends every wait with `Closed`.
+    self.inner.waiters.lock().clear();
+  }
+
+  /// Lease handles this client holds now.
+  pub fn held(&self) -> usize {
+    self.inner.leases.lock().len()
+  }
+}
+
+struct Unregister<'a>(&'a Arc<Inner>, String);
+
+impl Drop for Unregister<'_> {
+  fn drop(&mut self) {
+    self.0.waiters.lock().remove(&self.1);
+  }
+}
+
+/// Delivers grant messages to the waiters of this client; a disconnection
+/// makes every waiter re-run ACQUIRE (its grant may have been published
+/// while we could not hear it).
+async fn route_pushes(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<PushInfo>) {
+  while let Some(push) = rx.recv().await {
+    let Some(inner) = inner.upgrade() else { return };
+    match push.kind {
+      PushKind::Message => {
+        let Some(payload) = push.data.get(1).and_then(value_string) else {
+          continue;
+        };
+        let mut parts = payload.split(' ');
+        let (kind, id) = (parts.next(), parts.next());
+        let Some(id) = id else { continue };
+        let wake = match kind {
+          Some("g") => parts
+            .next()
+            .and_then(|t| t.parse::<f64>().ok())
+            .map(Wake::Granted),
+          Some("w") => Some(Wake::Recheck),
+          _ => None,
+        };
+        if let Some(wake) = wake {
+          if let Some(tx) = inner.waiters.lock().get(id) {
+            let _ = tx.send(wake);
+          }
+        }
+      }
+      PushKind::Disconnection => {
+        for tx in inner.waiters.lock().values() {
+          let _ = tx.send(Wake::Recheck);
+        }
+      }
+      _ => {}
+    }
+  }
+}
+
+/// Keeps one lease alive; reports it lost once and stops.
+async fn watchdog(
+  inner: std::sync::Weak<Inner>,
+  lease: u32,
+  id: String,
+  keys: Vec<String>,
+  ttl: Duration,
+  granted_at: Instant,
+) {
+  let drift = ttl / 100 + Duration::from_millis(2);
+  let validity = ttl.saturating_sub(drift);
+  let mut valid_until = granted_at + validity;
+  let ttl_arg = ttl.as_millis().max(1).to_string();
+  loop {
+    tokio::time::sleep(ttl / 3).await;
+    loop {
+      let Some(strong) = inner.upgrade() else {
+        return;
+      };
+      let lock = RedisLock { inner: strong };
+      let sent = Instant::now();
+      let args = [id.as_str(), ttl_arg.as_str()];
+      let extend = lock.run(&lock.inner.scripts.extend, &keys, &args);
+      match tokio::time::timeout_at(valid_until, extend).await {
+        Ok(Ok(reply)) if int(&reply).ok() == Some(1) => {
+          valid_until = sent + validity;
+          break;
+        }
+        Ok(Ok(_)) => {
+          lost(
+            &lock,
+            lease,
+            "the lease is gone from Redis (it expired or was taken)",
+          );
+          return;
+        }
+        Ok(Err(_)) if Instant::now() + Duration::from_millis(50) < valid_until => {
+          tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        _ => {
+          lost(
+            &lock,
+            lease,
+            "no extension of the lease could be confirmed before it ran out",
+          );
+          return;
+        }
+      }
+    }
+  }
+}
+
+fn lost(lock: &RedisLock, lease: u32, why: &str) {
+  let known = lock
+    .inner
+    .leases
+    .lock()
+    .get_mut(&lease)
+    .map(|state| state.watchdog.take())
+    .is_some();
+  if known {
+    (lock.inner.on_lost)(lease, format!("{}: {why}", lock.inner.url));
+  }
+}
+
+fn array(v: &Value) -> Result<Vec<Value>> {
+  match v {
+    Value::Array(items) => Ok(items.clone()),
+    other => Err(RedisLockError::Protocol(format!("{other:?}"))),
+  }
+}
+
+fn int(v: &Value) -> Result<i64> {
+  match v {
+    Value::Int(i) => Ok(*i),
+    Value::BulkString(b) => std::str::from_utf8(b)
+      .ok()
+      .and_then(|s| s.parse().ok())
+      .ok_or_else(|| RedisLockError::Protocol(format!("{v:?}"))),
+    other => Err(RedisLockError::Protocol(format!("{other:?}"))),
+  }
+}
+
+fn int_at(items: &[Value], i: usize) -> Result<i64> {
+  items
+    .get(i)
+    .ok_or_else(|| RedisLockError::Protocol(format!("missing item {i}")))
+    .and_then(int)
+}
+
+fn value_string(v: &Value) -> Option<String> {
+  match v {
+    Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+    Value::SimpleString(s) => Some(s.clone()),
+    Value::VerbatimString { text, .. } => Some(text.clone()),
+    _ => None,
+  }
+}
+
+fn string_at(items: &[Value], i: usize) -> Option<String> {
+  items.get(i).and_then(value_string)
+}
+
+fn tokens(items: &[Value]) -> Result<Vec<f64>> {
+  items.iter().map(|v| int(v).map(|t| t as f64)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn names_get_their_own_hash_tag_unless_they_carry_one() {
+    assert_eq!(lease_key("keylock", "a"), "keylock:{a}");
+    assert_eq!(
+      lease_key("keylock", "{user:1}:cart"),
+      "keylock:{user:1}:cart"
+    );
+    assert_eq!(lease_key("keylock", "odd{}name"), "keylock:{odd{}name}");
+  }
+
+  #[test]
+  fn passwords_never_reach_messages() {
+    assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
+    assert_eq!(redact("redis://h:1"), "redis://h:1");
+  }
+
+  #[test]
+  fn bad_urls_are_refused_up_front() {
+    let made = RedisLock::new("http://nope", "keylock", Box::new(|_, _| {}));
+    assert!(matches!(made, Err(RedisLockError::Url(_))));
+  }
+}
