@@ -140,6 +140,114 @@ declare namespace AsyncLock {
      */
     name?: string | undefined
   }
+
+  /**
+   * The `AbortSignal` of the environment's types (`@types/node` or the DOM
+   * lib); where neither is loaded, the part of it keylock uses. Resolved
+   * this way so that these declarations compile without either.
+   */
+  type LeaseAbortSignal = typeof globalThis extends { AbortSignal: { prototype: infer S } } ? S : AbortSignalLike
+
+  /** What keylock reads of an `AbortSignal`, for projects whose types have none. */
+  interface AbortSignalLike {
+    readonly aborted: boolean
+    readonly reason: any
+    addEventListener(type: 'abort', listener: (event: any) => void, options?: { once?: boolean }): void
+    removeEventListener(type: 'abort', listener: (event: any) => void): void
+  }
+
+  /** `Symbol.asyncDispose` where the project's types declare it (TS 5.2+ esnext.disposable, or `@types/node`). */
+  type AsyncDisposeSymbol = SymbolConstructor extends { readonly asyncDispose: infer S extends symbol } ? S : never
+
+  /**
+   * `[Symbol.asyncDispose]()` where the project's types know the symbol (so
+   * `await using` works there), and nothing elsewhere.
+   */
+  type LeaseAsyncDispose = { readonly [K in AsyncDisposeSymbol]: () => Promise<void> }
+
+  /** Options for `lock.lock(key, options)`. */
+  interface LockOptions {
+    /**
+     * How long to wait in the queue, in milliseconds. `0` or unset: the
+     * lock's `timeout` option (which defaults to waiting forever);
+     * `Infinity`: wait forever even if the lock has a timeout; at most
+     * 2147483647 otherwise. At the limit the request leaves the queue and the
+     * promise rejects with `Error('async-lock timed out in queue <key>')`,
+     * naming the key it was still waiting for. Not counted on a free key: the
+     * lease is granted at once. Anything else rejects with a `TypeError`
+     * (code `ERR_INVALID_ARG_VALUE`) naming `options.timeout`.
+     */
+    timeout?: number | undefined
+    /**
+     * Cancels the wait. If it has aborted already, the promise rejects with
+     * `signal.reason` at once and nothing is queued; if it aborts while the
+     * request waits, the request leaves the queue and the promise rejects
+     * with `signal.reason`. Once the lease is granted the signal is no longer
+     * listened to. Anything but an `AbortSignal` rejects with a `TypeError`
+     * (code `ERR_INVALID_ARG_VALUE`) naming `options.signal`.
+     */
+    signal?: LeaseAbortSignal | undefined
+  }
+
+  /**
+   * A held lock on one or several keys, from `lock.lock()`. Nobody else holds
+   * any of its keys until `release()`. Its fields are read-only.
+   *
+   * Not tied to a callback: hold it across awaits, hand it to other code,
+   * release it from anywhere on this thread. A lease that is never released
+   * holds its keys for as long as the lock space lives (on the process reach,
+   * until its thread ends).
+   */
+  interface Lease extends LeaseAsyncDispose {
+    /**
+     * The keys held, normalized as `acquire()` normalizes them (numbers
+     * become strings; symbols stay symbols), duplicates dropped, in the
+     * order given.
+     */
+    readonly keys: readonly (string | symbol)[]
+    /**
+     * The fencing token: a safe integer that strictly increases with every
+     * grant of each key, on every thread that shares the lock space. Send it
+     * with writes so the storage can refuse a write from an older holder.
+     * For several keys it is the token of each of them (see `tokens`).
+     */
+    readonly token: number
+    /** The fencing token per key, in the order of `keys`. */
+    readonly tokens: readonly number[]
+    /**
+     * Aborts, with a `LockLostError`, if the lease is lost: its keys were
+     * taken from it by something other than `release()`. On the isolate and
+     * process reaches that never happens (the lock's `maxOccupationTime` and
+     * `maxExecutionTime` do not apply to leases), so it never aborts there.
+     * `release()` does not abort it either: it says "lost", not "ended".
+     */
+    readonly signal: LeaseAbortSignal
+    /**
+     * Gives the keys up and hands them to the next waiters, in FIFO order,
+     * before it returns. Idempotent: the promise resolves `true` on the first
+     * call and `false` on every later one. If starting the next waiter runs
+     * code that throws synchronously (a callback-mode `acquire()`'s `cb`), the
+     * keys are released all the same and the promise rejects with that error.
+     */
+    release(): Promise<boolean>
+  }
+
+  /**
+   * The reason `lease.signal` aborts with when a lease is lost
+   * (`AsyncLock.LockLostError`, for `instanceof`). Never happens on the
+   * isolate and process reaches.
+   */
+  class LockLostError extends Error {
+    readonly name: 'LockLostError'
+    readonly code: 'ELOCKLOST'
+    /** The key whose lock was lost. */
+    readonly key: string | symbol
+    /** The lease's fencing token for that key. */
+    readonly token: number
+    /** What detected the loss, if anything. */
+    readonly cause: unknown
+    constructor(key: string | symbol, token: number, cause?: unknown)
+  }
 }
 
 /**
@@ -270,6 +378,56 @@ declare class AsyncLock {
    * key. Never throws for a string, number or symbol.
    */
   isBusy(key?: AsyncLock.AsyncLockKey): boolean
+
+  /**
+   * keylock's lease API: waits for `key` (or every key of an array, all at
+   * once) and resolves with a `Lease` that holds it until `lease.release()`.
+   *
+   * Leases wait in the same queues as `acquire()`: FIFO per key with
+   * `acquire()` callers, multi-key requests all-or-nothing and
+   * deadlock-free, the lock's `maxPending` applies. The lock's
+   * `maxOccupationTime`, `maxExecutionTime` and `domainReentrant` do not
+   * (they are about `acquire()`'s `fn`); there is no `skipQueue`.
+   *
+   * The promise is always a native `Promise`, whatever the lock's `Promise`
+   * option. It never throws; it rejects with:
+   * - `Error('async-lock timed out in queue <key>')` when `options.timeout`
+   *   (or the lock's `timeout`) runs out;
+   * - `Error('Too many pending tasks in queue <key>')` at once when a key
+   *   already has `maxPending` waiters;
+   * - `options.signal.reason` when the signal has aborted or aborts while
+   *   waiting;
+   * - `TypeError` (code `ERR_INVALID_ARG_VALUE`) naming `key`, `key[i]`,
+   *   `options`, `options.timeout` or `options.signal` for bad arguments.
+   *
+   * Once it has rejected, the caller holds nothing: a grant that raced the
+   * timeout or abort is passed straight on to the next waiter, never lost.
+   *
+   * @param key the key, or a non-empty array of keys taken together
+   *   (duplicates by string form are dropped). Stricter than `acquire()`:
+   *   only strings, numbers and symbols.
+   *
+   * @example
+   * await using lease = await lock.lock('account:42', { timeout: 5000 })
+   * await db.write('account:42', value, { fencingToken: lease.token })
+   * // released at the end of the block
+   *
+   * @example
+   * const lease = await lock.lock(['from', 'to'], { signal: AbortSignal.timeout(1000) })
+   * try {
+   *   await transfer()
+   * } finally {
+   *   await lease.release()
+   * }
+   */
+  lock(key: AsyncLock.AsyncLockKey | readonly AsyncLock.AsyncLockKey[], options?: AsyncLock.LockOptions): Promise<AsyncLock.Lease>
+
+  /**
+   * Lets go of what the lock's space holds outside this thread. On the
+   * isolate and process reaches there is nothing of the kind: it resolves at
+   * once, takes nothing from holders or waiters, and the lock stays usable.
+   */
+  close(): Promise<void>
 }
 
 export = AsyncLock
