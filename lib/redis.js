@@ -17,6 +17,22 @@ const MODES = { try: 0, wait: 1, force: 2 }
 /** `${url}\0${prefix}` -> RedisClient of this thread */
 const clients = new Map()
 
+// A promise made by a napi async function does not keep Node's event loop
+// alive, so `await lock.lock(k)` in a script with nothing else to do would
+// end the process mid-wait, and a final `await lease.release()` could exit
+// before the release reached Redis. One ref'd timer stands in for all calls
+// in flight.
+let inFlight = 0
+let keepAliveTimer = null
+function keepAlive(promise) {
+  if (inFlight++ === 0) keepAliveTimer = setInterval(() => {}, 0x7fffffff)
+  const done = () => {
+    if (--inFlight === 0) clearInterval(keepAliveTimer)
+  }
+  promise.then(done, done)
+  return promise
+}
+
 /** The Rust side's `CODE: message` errors, as Errors with a `code`. */
 function fromNative(err) {
   const m = /^([A-Z_]+): ([\s\S]*)$/.exec(err && err.message)
@@ -112,7 +128,7 @@ class RedisClient {
       if (signal.aborted) onAbort()
       else signal.addEventListener('abort', onAbort, { once: true })
     }
-    const asked = native.redisAcquire(this.handle, request, names, {
+    const asked = keepAlive(native.redisAcquire(this.handle, request, names, {
       ttl,
       timeout: opts.timeout > 0 ? opts.timeout : 0,
       mode,
@@ -120,7 +136,7 @@ class RedisClient {
       skipQueue: !!opts.skipQueue,
       owner,
       watchdog: opts.watchdog !== false,
-    })
+    }))
     return asked.then(
       (r) => {
         if (onAbort !== null) signal.removeEventListener('abort', onAbort)
@@ -137,14 +153,14 @@ class RedisClient {
   /** true: released (each name handed to its next waiter); false: it had been lost. */
   release(leaseId) {
     this.lostHandlers.delete(leaseId)
-    return native.redisRelease(this.handle, leaseId).catch((err) => {
+    return keepAlive(native.redisRelease(this.handle, leaseId)).catch((err) => {
       throw fromNative(err)
     })
   }
 
   /** true: renewed to `ttl` ms; false: lost (an owner check in one script; never revived). */
   extend(leaseId, ttl) {
-    return native.redisExtend(this.handle, leaseId, checkTtl(ttl, 'ttl')).catch((err) => {
+    return keepAlive(native.redisExtend(this.handle, leaseId, checkTtl(ttl, 'ttl'))).catch((err) => {
       throw fromNative(err)
     })
   }
@@ -156,7 +172,7 @@ class RedisClient {
 
   /** { owner, pttl } of the lease on `name`, or null when nobody holds it. */
   inspect(name) {
-    return native.redisInspect(this.handle, name).then(
+    return keepAlive(native.redisInspect(this.handle, name)).then(
       (r) => (r.owner === undefined || r.owner === null ? null : { owner: r.owner, pttl: r.pttl, waiters: r.waiters }),
       (err) => {
         throw fromNative(err)
@@ -175,7 +191,7 @@ class RedisClient {
 
   /** A raw command (for facades' bookkeeping); the reply as plain JS values. */
   command(args) {
-    return native.redisCommand(this.handle, args.map(String)).then(JSON.parse, (err) => {
+    return keepAlive(native.redisCommand(this.handle, args.map(String))).then(JSON.parse, (err) => {
       throw fromNative(err)
     })
   }
@@ -186,7 +202,7 @@ class RedisClient {
     if (--this.refs > 0) return Promise.resolve()
     clients.delete(this.id)
     this.lostHandlers.clear()
-    return native.redisClose(this.handle)
+    return keepAlive(native.redisClose(this.handle))
   }
 }
 

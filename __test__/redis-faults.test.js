@@ -1,0 +1,120 @@
+'use strict'
+// What a holder and a waiter see when Redis itself misbehaves: stalls past
+// the lease (SIGSTOP), dies and comes back empty (kill -9 + restart), or
+// drops the connection while somebody waits. Each test has its own server.
+
+const { test } = require('node:test')
+const assert = require('node:assert/strict')
+const AsyncLock = require('../index.js')
+const { startRedis } = require('./redis-harness')
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const now = () => performance.now()
+
+/**
+ * Resolves with the time `signal` aborted, and its reason. A held lease does
+ * not keep the process alive (its watchdog is off the event loop), so the
+ * wait holds a timer of its own.
+ */
+const aborted = (signal) =>
+  new Promise((resolve, reject) => {
+    if (signal.aborted) return resolve({ at: now(), reason: signal.reason })
+    const giveUp = setTimeout(() => reject(new Error('the lease signal never fired')), 20000)
+    signal.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(giveUp)
+        resolve({ at: now(), reason: signal.reason })
+      },
+      { once: true },
+    )
+  })
+
+test('Redis stalled (SIGSTOP) past the ttl: the lease signal fires before Redis is back', async (t) => {
+  const server = await startRedis()
+  t.after(() => server.stop())
+  const lock = new AsyncLock({ redis: server.url, name: 'stall', ttl: 1200 })
+  t.after(() => lock.close())
+  const lease = await lock.lock('k')
+  const lost = aborted(lease.signal)
+  server.pause()
+  const pausedAt = now()
+  await sleep(3000)
+  const firedBeforeResume = lease.signal.aborted
+  server.resume()
+  const { at, reason } = await lost
+  assert.ok(firedBeforeResume, 'the watchdog could not confirm the lease and said so while Redis was stopped')
+  // Lost once the last confirmed extension ran out (ttl minus drift), not much later.
+  assert.ok(at - pausedAt < 1200 + 1000, `fired ${Math.round(at - pausedAt)} ms after the stall began`)
+  assert.equal(reason.name, 'LockLostError')
+  assert.equal(reason.code, 'ELOCKLOST')
+  assert.equal(reason.key, 'k')
+  assert.equal(reason.token, lease.token)
+  assert.match(reason.cause.message, /could be confirmed before it ran out/)
+  // Back up: the lease expired meanwhile, so releasing frees nothing of anybody's.
+  assert.equal(await lease.release(), false)
+  const next = await lock.lock('k', { timeout: 3000 })
+  assert.ok(next.token > lease.token)
+  await next.release()
+})
+
+test('Redis killed and restarted empty: the holder learns it lost the lease, the waiter re-enqueues and is granted, tokens still increase', async (t) => {
+  const server = await startRedis()
+  t.after(() => server.stop())
+  const holder = new AsyncLock({ redis: server.url, name: 'restart', ttl: 1500 })
+  const waiter = new AsyncLock({ redis: server.url, name: 'restart', ttl: 1500 })
+  t.after(() => Promise.all([holder.close(), waiter.close()]))
+  const lease = await holder.lock('k')
+  const lost = aborted(lease.signal)
+  const waiting = waiter.lock('k', { timeout: 15000 })
+  await sleep(200) // queued behind the holder
+  await server.kill9()
+  await server.restart()
+  const started = now()
+  const { reason } = await lost
+  assert.equal(reason.name, 'LockLostError')
+  assert.ok(now() - started < 1500 + 1500, 'told within about a ttl of the restart')
+  // The waiter's re-check found its queue gone and re-enqueued; the lease
+  // was free, so it is granted: that is the documented double-holder window.
+  const second = await waiting
+  assert.ok(second.token > lease.token, `${second.token} > ${lease.token}`)
+  assert.equal(await lease.release(), false, "the old holder cannot free the new holder's lock")
+  assert.ok((await server.command('GET', 'keylock:{restart:k}')) !== null)
+  assert.equal(await second.release(), true)
+})
+
+test('a connection drop mid-wait is survived: the waiter is granted once Redis is back', async (t) => {
+  const server = await startRedis()
+  t.after(() => server.stop())
+  const holder = new AsyncLock({ redis: server.url, name: 'drop', ttl: 1000 })
+  const waiter = new AsyncLock({ redis: server.url, name: 'drop', ttl: 1000 })
+  t.after(() => Promise.all([holder.close(), waiter.close()]))
+  const lease = await holder.lock('k')
+  const order = []
+  const waiting = waiter.acquire('k', () => order.push('waiter ran'), { timeout: 20000 })
+  await sleep(200)
+  // Every client connection is cut; the server stays up with its state.
+  await server.command('CLIENT', 'KILL', 'TYPE', 'normal')
+  await sleep(300)
+  await lease.release()
+  await waiting
+  assert.deepEqual(order, ['waiter ran'])
+})
+
+test('an acquire timeout with Redis unreachable mid-wait rejects; it never hangs', async (t) => {
+  const server = await startRedis()
+  t.after(() => server.stop())
+  const holder = new AsyncLock({ redis: server.url, name: 'gone', ttl: 1000 })
+  const waiter = new AsyncLock({ redis: server.url, name: 'gone', ttl: 1000 })
+  t.after(() => Promise.all([holder.close(), waiter.close()]))
+  await holder.lock('k')
+  const started = now()
+  const waiting = waiter.acquire('k', () => {}, { timeout: 1500 })
+  await sleep(200)
+  await server.kill9()
+  await assert.rejects(waiting, (err) => {
+    assert.ok(/timed out|127\.0\.0\.1/.test(err.message), err.message)
+    return true
+  })
+  assert.ok(now() - started < 1500 + 6000, 'settled within the timeout plus one command timeout')
+})
