@@ -22,7 +22,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 const net = require('node:net')
-const { fork } = require('node:child_process')
+const { fork, execFileSync } = require('node:child_process')
 
 const ROOT = path.join(__dirname, '..')
 
@@ -261,6 +261,31 @@ async function childMain(cfg) {
   process.disconnect()
 }
 
+/** The round trip every lock pays at least twice: sequential ioredis PINGs, p50 and p99 in ms. */
+async function pingChild(url) {
+  const client = ioredisClient(url)
+  for (let i = 0; i < 200; i++) await client.ping()
+  const times = []
+  for (let i = 0; i < 3000; i++) {
+    const t0 = now()
+    await client.ping()
+    times.push(now() - t0)
+  }
+  times.sort((a, b) => a - b)
+  client.disconnect()
+  process.send({ p50: percentile(times, 50), p99: percentile(times, 99) })
+  process.disconnect()
+}
+
+function measurePing(url) {
+  return new Promise((resolve) => {
+    const child = fork(__filename, ['--ping', url], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    let result = null
+    child.on('message', (m) => (result = m))
+    child.on('exit', () => resolve(result))
+  })
+}
+
 // -------------------------------------------------------------- parent ----
 
 function parseArgs(argv) {
@@ -270,7 +295,7 @@ function parseArgs(argv) {
     clients: 4,
     hold: 1,
     think: 0,
-    uncontendedSeconds: 1,
+    uncontendedSeconds: 2,
     libs: ALL_LIBS,
     monitor: true,
     out: path.join(__dirname, 'results'),
@@ -550,9 +575,13 @@ function buildReport(args, meta, cellsA, cellsB, skipped) {
   L.push(
     `Measured ${meta.date}, ${meta.cpu} × ${meta.cores}, Node ${meta.node}, redis-server ${meta.redis} on 127.0.0.1 (one throwaway server), ` +
       `${args.rounds} round(s), libraries interleaved and rotated; every client in its own process. ` +
-      `Versions: ${meta.versions}.`,
+      `keylock at ${meta.keylock}; versions: ${meta.versions}.`,
   )
   L.push('')
+  if (meta.ping) {
+    L.push(`One ioredis PING round trip (1 client, sequential): p50 ${fmtMs(meta.ping.p50)} ms, p99 ${fmtMs(meta.ping.p99)} ms.`)
+    L.push('')
+  }
   const ref = (cells, name) => (cells[name] && !cells[name].failed ? cells[name] : null)
 
   L.push(`## (a) Uncontended: 1 client, sequential acquire + release, ${args.uncontendedSeconds} s per round`)
@@ -630,6 +659,15 @@ function buildReport(args, meta, cellsA, cellsB, skipped) {
   return L.join('\n') + '\n'
 }
 
+/** Which keylock was measured: the commit, and whether the tree had uncommitted changes. */
+function keylockRevision() {
+  try {
+    return execFileSync('git', ['describe', '--always', '--dirty'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
+  } catch {
+    return `version ${versionOf('..')}`
+  }
+}
+
 function versionOf(name) {
   try {
     return JSON.parse(fs.readFileSync(path.join(ROOT, 'node_modules', name, 'package.json'), 'utf8')).version
@@ -662,7 +700,10 @@ async function main() {
       return true
     }
     const rotate = (libs, round) => libs.map((_, i) => libs[(i + round) % libs.length])
-    console.log(`redis-server ${redisVersion} at ${server.url}; ${args.rounds} round(s)`)
+    const ping = await measurePing(server.url)
+    console.log(
+      `redis-server ${redisVersion} at ${server.url}; PING round trip p50 ${ping ? fmtMs(ping.p50) : '?'} ms; ${args.rounds} round(s)`,
+    )
     for (let round = 0; round < args.rounds; round++) {
       const line = []
       for (const lib of rotate(libsA, round)) {
@@ -715,6 +756,8 @@ async function main() {
       cores: cpus.length,
       node: process.version,
       redis: redisVersion,
+      keylock: keylockRevision(),
+      ping,
       versions: ['redlock', 'redis-semaphore', 'ioredis'].map((n) => `${n} ${versionOf(n)}`).join(', '),
     }
     const report = buildReport(args, meta, cellsA, cellsB, skipped)
@@ -734,7 +777,9 @@ async function main() {
   }
 }
 
-if (process.argv[2] === '--child') {
+if (process.argv[2] === '--ping') {
+  pingChild(process.argv[3])
+} else if (process.argv[2] === '--child') {
   childMain(JSON.parse(process.argv[3])).catch((err) => {
     console.error(err)
     process.exit(1)
