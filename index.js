@@ -4,7 +4,7 @@
 // lib/engine.js). Where keylock deliberately differs, docs/compat.md says
 // so and names the test that pins it.
 
-const { Space, deliver, GRANTED, QUEUED } = require('./lib/engine')
+const { Space, deliver, internAll, GRANTED, QUEUED } = require('./lib/engine')
 const { SharedSpace } = require('./lib/shared')
 const { RedisSpace } = require('./lib/redis')
 const { messages, invalidArg } = require('./lib/errors')
@@ -500,7 +500,7 @@ AsyncLock.prototype._acquireBatch = function (keys, fn, cb, opts) {
     return cb !== null ? this.acquire(names[0], fn, cb, opts) : this.acquire(names[0], fn, opts)
   }
   const space = this._space
-  const ids = names.map((name) => space.intern(name))
+  const ids = internAll(space, names)
   if (cb !== null) {
     start(this, new Task(this, fn, cb, names, ids), opts)
     return undefined

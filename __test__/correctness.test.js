@@ -307,3 +307,26 @@ test('idle keys are swept, busy keys never: many distinct keys keep exclusion an
   // waves at once), not to the 30,000 keys ever used.
   assert.ok(lock._space.ids.size <= 5000, `interned keys: ${lock._space.ids.size}`)
 })
+
+test('a multi-key acquire that crosses the idle-key sweep keeps all its keys (both reaches)', async () => {
+  // 1023 idle keys put the next intern at the sweep threshold: interning
+  // ['x', 'y'] one by one used to sweep 'x' (idle until acquired) and give
+  // its id to 'y', so a later acquire('x') ran while [x, y] was held.
+  for (const opts of [{}, { scope: 'process', name: 'sweep-multi-' + process.pid }]) {
+    const lock = new KeyLock(opts)
+    for (let i = 0; i < 1023; i++) await lock.acquire('k' + i, () => {})
+    let release
+    const held = lock.acquire(['x', 'y'], () => new Promise((resolve) => (release = resolve)))
+    let overlapped = false
+    const other = lock.acquire('x', () => {
+      overlapped = release !== null
+    })
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(overlapped, false, `acquire('x') ran while [x, y] was held (${JSON.stringify(opts)})`)
+    const r = release
+    release = null
+    r()
+    await held
+    await other
+  }
+})

@@ -315,4 +315,23 @@ class Space {
   }
 }
 
-module.exports = { Space, deliver, writeRequest, writeRequestOne, GRANTED, QUEUED, REJECTED, EMPTY }
+/**
+ * The key id, or array of ids, of `names`. Both in-process spaces sweep idle
+ * keys from inside intern(), and a key interned a moment ago for this same
+ * request is idle until it is acquired: a sweep between two of its keys
+ * would free the first one and hand its id to the second (two holders of
+ * one key). So the sweep waits until the request's keys are all interned;
+ * the next intern() catches up with it.
+ */
+function internAll(space, names) {
+  if (names.length === 1) return space.intern(names[0])
+  const sweepAt = space.sweepAt
+  space.sweepAt = Infinity
+  try {
+    return names.map((name) => space.intern(name))
+  } finally {
+    space.sweepAt = sweepAt
+  }
+}
+
+module.exports = { Space, deliver, writeRequest, writeRequestOne, GRANTED, QUEUED, REJECTED, EMPTY, internAll }

@@ -6,7 +6,7 @@
 // maxOccupationTime and maxExecutionTime are about acquire()'s fn, which a
 // lease does not have), so its signal never aborts.
 
-const { deliver, GRANTED, QUEUED } = require('./engine')
+const { deliver, internAll, GRANTED, QUEUED } = require('./engine')
 const { SharedSpace } = require('./shared')
 const { messages } = require('./errors')
 const { Lease, abortReason } = require('./lease')
@@ -155,24 +155,6 @@ function lockLocal(space, names, timeout, maxPending, signal) {
       reject(new Error(messages.tooManyPending(full)))
     }
   })
-}
-
-/**
- * The key id, or array of ids, of `names`. Both spaces sweep idle keys from
- * inside intern(), and a key interned a moment ago for this same request is
- * idle until it is acquired: a sweep between two of its keys would free the
- * first one (and hand its id to the second). So the sweep waits until the
- * request's keys are all interned; the next intern() catches up with it.
- */
-function internAll(space, names) {
-  if (names.length === 1) return space.intern(names[0])
-  const sweepAt = space.sweepAt
-  space.sweepAt = Infinity
-  try {
-    return names.map((name) => space.intern(name))
-  } finally {
-    space.sweepAt = sweepAt
-  }
 }
 
 module.exports = { lockLocal }
