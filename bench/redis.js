@@ -420,7 +420,10 @@ async function runClients(ctx, lib, { clients, key, hold, think, seconds, record
     for (const m of await Promise.all(ready)) {
       if (m.type !== 'ready') throw new Error(describe(m))
     }
+    // Every commandstats call is also a mark on the MONITOR stream; count
+    // them as they are sent, so a failed run cannot shift later windows.
     const before = commandCalls(await ctx.server.command('INFO', 'commandstats'))
+    const beforeMark = ++ctx.infoCalls
     const start = now() + 50
     const until = start + seconds * 1000
     const results = children.map((c) => c.next(seconds * 1000 + 60000))
@@ -431,12 +434,11 @@ async function runClients(ctx, lib, { clients, key, hold, think, seconds, record
       out.push(m)
     }
     const after = commandCalls(await ctx.server.command('INFO', 'commandstats'))
-    ctx.infoCalls += 2
+    const afterMark = ++ctx.infoCalls
     let scriptCalls = null
     if (ctx.monitor) {
-      await ctx.monitor.reached(ctx.infoCalls)
-      const [a, b] = ctx.monitor.marks.slice(-2)
-      scriptCalls = b.script - a.script
+      await ctx.monitor.reached(afterMark)
+      scriptCalls = ctx.monitor.marks[afterMark - 1].script - ctx.monitor.marks[beforeMark - 1].script
     }
     // close() must let the process exit: a library that keeps it alive
     // would hang every user's shutdown.
