@@ -540,7 +540,14 @@ AsyncLock.prototype.lock = function (key, options) {
   // Node's convention: an aborted signal rejects before anything is queued.
   if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal))
   const space = this._space
-  if (space.remote === true) return space.lockLease(names, { timeout, signal, maxPending: this.maxPending })
+  if (space.remote === true) {
+    // A key the reach refuses (a symbol on Redis) is a rejection too.
+    try {
+      return space.lockLease(names, { timeout, signal, maxPending: this.maxPending })
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
   return lockLocal(space, names, timeout, this.maxPending, signal)
 }
 

@@ -1,0 +1,124 @@
+'use strict'
+// Where AsyncLock({ redis }) answers unlike the in-process reaches, seen
+// through the async-lock API from one process (docs/compat.md, "Redis
+// reach"): fn is never run inside acquire(), keys must be strings or
+// numbers, isBusy(key) asks Redis while isBusy() and queues count this
+// process only, a queued task past maxOccupationTime keeps its place in
+// Redis, domainReentrant is ignored, close() releases what is held. Two
+// AsyncLock instances on one URL and name share the Redis locks (and this
+// thread's connection) but no JS state, as two processes would; the
+// multi-process tests are redis-processes.test.js. One throwaway server for
+// the file; a fresh lock name per test.
+
+const { test, before, after } = require('node:test')
+const assert = require('node:assert/strict')
+const AsyncLock = require('../index.js')
+const { startRedis } = require('./redis-harness')
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+let server
+before(async () => {
+  server = await startRedis()
+})
+after(() => server.stop())
+
+let next = 0
+/** Two locks on one fresh name; closed after the test. */
+function pair(t, opts = {}) {
+  const name = 'api' + ++next
+  const a = new AsyncLock({ redis: server.url, name, ...opts })
+  const b = new AsyncLock({ redis: server.url, name, ...opts })
+  t.after(() => Promise.all([a.close(), b.close()]))
+  return { name, a, b, lease: (key) => `keylock:{${name}:${key}}`, queue: (key) => `keylock:{${name}:${key}}:q` }
+}
+
+test('fn never runs inside acquire(), even on a free key', async (t) => {
+  const { a } = pair(t)
+  let ran = false
+  const promise = a.acquire('k', () => (ran = true))
+  assert.equal(ran, false)
+  let cbRan = false
+  a.acquire('k2', (done) => done(null, 1), () => (cbRan = true))
+  assert.equal(cbRan, false)
+  await promise
+  assert.equal(ran, true)
+})
+
+test('symbol keys are a TypeError: thrown by acquire, a rejection from lock()', async (t) => {
+  const { a } = pair(t)
+  const check = { name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: /symbol/ }
+  assert.throws(() => a.acquire(Symbol('s'), () => {}), check)
+  assert.throws(() => a.acquire(['x', Symbol('s')], () => {}), check)
+  let promise
+  assert.doesNotThrow(() => (promise = a.lock(Symbol('s'))))
+  await assert.rejects(promise, check)
+  await assert.rejects(a.lock(['x', Symbol('s')]), check)
+  assert.equal(a.isBusy('x'), false, 'nothing was taken')
+})
+
+test('isBusy(key) answers for every client; isBusy() and queues for this one only', async (t) => {
+  const { a, b } = pair(t)
+  const held = await a.lock('k')
+  assert.equal(b.isBusy('k'), true)
+  assert.equal(b.isBusy(), false)
+  assert.deepEqual(Object.keys(b.queues), [])
+  assert.equal(a.isBusy(), true)
+  assert.deepEqual(Object.keys(a.queues), ['k'])
+  const waiting = b.acquire('k', () => 'b')
+  await sleep(100)
+  assert.equal(b.isBusy(), true)
+  assert.deepEqual(Object.keys(b.queues), ['k'])
+  await held.release()
+  assert.equal(await waiting, 'b')
+  assert.equal(a.isBusy('k'), false)
+  assert.equal(a.isBusy(), false)
+})
+
+test('maxOccupationTime on a queued task: the caller is told, the waiter keeps its place until granted, then passes the key on', async (t) => {
+  const { a, b, lease, queue } = pair(t)
+  const held = await a.lock('k')
+  let ran = false
+  await assert.rejects(
+    b.acquire('k', () => (ran = true), { maxOccupationTime: 100 }),
+    { message: 'Maximum occupation time is exceeded in queue k' },
+  )
+  assert.equal(await server.command('ZCARD', queue('k')), 1, 'still queued in Redis')
+  await held.release()
+  for (let i = 0; i < 100 && (await server.command('EXISTS', lease('k'))) === 1; i++) await sleep(10)
+  assert.equal(await server.command('EXISTS', lease('k')), 0, 'granted, then passed straight on')
+  assert.equal(ran, false)
+})
+
+test('domainReentrant is accepted and ignored: a nested acquire of a held key waits', async (t) => {
+  const { a } = pair(t, { domainReentrant: true })
+  const domain = require('node:domain')
+  const order = []
+  await new Promise((resolve, reject) => {
+    domain.create().run(() => {
+      a.acquire('k', async () => {
+        a.acquire('k', () => order.push('nested')).then(resolve, reject)
+        await sleep(100)
+        order.push('outer done')
+      }).catch(reject)
+    })
+  })
+  assert.deepEqual(order, ['outer done', 'nested'])
+})
+
+test('close() releases the leases still held and hands the keys on; the closed lock rejects', async (t) => {
+  const name = 'api' + ++next
+  const a = new AsyncLock({ redis: server.url, name })
+  // Another URL string for the same server: a connection of its own, which
+  // a.close() does not close.
+  const b = new AsyncLock({ redis: server.url + '/0', name })
+  t.after(() => b.close())
+  await a.lock('k')
+  const waiting = b.lock('k')
+  await sleep(100)
+  await a.close()
+  const lease = await waiting
+  assert.deepEqual(lease.keys, ['k'])
+  await assert.rejects(a.lock('k'), { code: 'KEYLOCK_CLOSED' })
+  await lease.release()
+})
