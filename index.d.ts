@@ -28,7 +28,8 @@ declare namespace AsyncLock {
 
   /**
    * Options for `new AsyncLock(options)` and, all but `Promise`,
-   * `domainReentrant`, `scope` and `name`, for one `acquire(…, options)` call.
+   * `domainReentrant`, `scope`, `name`, `redis`, `prefix` and `ttl`, for one
+   * `acquire(…, options)` call.
    *
    * A per-call value is merged with the instance's with `||`, as in
    * async-lock: a per-call `0` cannot switch off a non-zero instance limit.
@@ -47,6 +48,13 @@ declare namespace AsyncLock {
      * handed the lock runs, and the lock is never lost. The timer starts only
      * when the task has to queue. Throws `TypeError` (code
      * `ERR_INVALID_ARG_VALUE`) for a negative or non-numeric value.
+     *
+     * On the Redis reach the timer runs in the native client and the task
+     * leaves the queue in Redis, in one script that also checks for a grant:
+     * a grant that races the timeout still wins. With Redis unreachable
+     * mid-wait, the acquire rejects (with the timeout's error or the
+     * connection's) within the timeout plus one 5 s command timeout; without
+     * a timeout it waits for Redis to come back.
      */
     timeout?: number | undefined
     /**
@@ -58,6 +66,9 @@ declare namespace AsyncLock {
      * `cb`, or as an already rejected promise. `skipQueue` does not bypass
      * it. On the constructor, anything but `Infinity` or an integer ≥ 0 falls
      * back to the default, as in async-lock.
+     *
+     * On the Redis reach it counts the waiters of every process in the
+     * key's queue in Redis.
      */
     maxPending?: number | undefined
     /**
@@ -70,6 +81,11 @@ declare namespace AsyncLock {
      * keeps its lock until `fn` finishes, so no two holders ever overlap.
      * Throws `TypeError` (code `ERR_INVALID_ARG_VALUE`) for a negative or
      * non-numeric value.
+     *
+     * On the Redis reach a task still waiting at the limit is failed but
+     * keeps its place in the Redis queue (it still counts toward
+     * `maxPending`) until it is granted, and then passes the key(s) straight
+     * on without running `fn`.
      */
     maxOccupationTime?: number | undefined
     /**
@@ -100,6 +116,9 @@ declare namespace AsyncLock {
      * domain.create().run(() => {
      *   lock.acquire('key', () => lock.acquire('key', () => 'nested'))
      * })
+     *
+     * Accepted and ignored on the Redis reach: a nested acquire of a key the
+     * task holds waits for it, like any other.
      */
     domainReentrant?: boolean | undefined
     /**
@@ -112,6 +131,9 @@ declare namespace AsyncLock {
      * lock.acquire(key, fn1, cb) // runs at once
      * lock.acquire(key, fn2, cb) // queued
      * lock.acquire(key, urgent, cb, { skipQueue: true }) // runs before fn2
+     *
+     * On the Redis reach the front is the front of the key's queue in
+     * Redis, ahead of the waiters of every process.
      */
     skipQueue?: boolean | undefined
     /**
@@ -124,21 +146,63 @@ declare namespace AsyncLock {
     Promise?: unknown
     /**
      * Constructor only; keylock's addition. Which threads share this lock's
-     * keys. `'isolate'` (the default): only this `AsyncLock` instance.
-     * `'process'`: every `AsyncLock` in any worker thread of this process
-     * that is created with the same `name`; FIFO holds across threads, and a
-     * thread that exits, is terminated or throws gives up what it held and
-     * what it waited for. Throws `TypeError` (code `ERR_INVALID_ARG_VALUE`)
-     * for any other value.
+     * keys. `'isolate'` (the default without `redis`): only this `AsyncLock`
+     * instance. `'process'`: every `AsyncLock` in any worker thread of this
+     * process that is created with the same `name`; FIFO holds across
+     * threads, and a thread that exits, is terminated or throws gives up what
+     * it held and what it waited for. `'redis'` (the default with `redis`,
+     * and only allowed with it): every `AsyncLock` in any process that uses
+     * the same Redis, `prefix` and `name`. Throws `TypeError` (code
+     * `ERR_INVALID_ARG_VALUE`) for any other value, for `'redis'` without
+     * `redis`, and for `'isolate'` or `'process'` with it.
      */
-    scope?: 'isolate' | 'process' | undefined
+    scope?: 'isolate' | 'process' | 'redis' | undefined
     /**
-     * Constructor only; keylock's addition. The name of the process-wide lock
-     * space when `scope` is `'process'` (required then: a non-empty string,
-     * or the constructor throws `TypeError`, code `ERR_INVALID_ARG_VALUE`).
+     * Constructor only; keylock's addition. With `scope: 'process'`, the name
+     * of the process-wide lock space (required then: a non-empty string, or
+     * the constructor throws `TypeError`, code `ERR_INVALID_ARG_VALUE`).
+     * With `redis`, the namespace of this lock's keys in Redis (optional):
+     * key `k` of the lock named `name` is the Redis lock `name:k` (stored
+     * under `<prefix>:{name:k}`); without a name it is `k`. Locks in any
+     * process with the same Redis, `prefix` and `name` share their keys.
+     * A non-string throws `TypeError` (code `ERR_INVALID_ARG_VALUE`).
      * Ignored for `'isolate'`.
      */
     name?: string | undefined
+    /**
+     * Constructor only; keylock's addition. A Redis URL: enables the Redis
+     * reach (`scope: 'redis'`), where this lock's keys are shared by every
+     * process that uses the same Redis, `prefix` and `name`. Forms:
+     * `redis://[user:pass@]host:port[/db]`, `redis+unix:///path/redis.sock`
+     * or `unix:///path/redis.sock` (no TLS). Default: unset, no Redis. Not
+     * contacted until the first `acquire`, `lock` or `isBusy`: an
+     * unreachable Redis fails those (code `KEYLOCK_REDIS`, the message names
+     * the URL, without its password). Throws `TypeError` (code
+     * `ERR_INVALID_ARG_VALUE`) for an empty or non-string value or an
+     * unparsable URL.
+     */
+    redis?: string | undefined
+    /**
+     * Constructor only, Redis reach; keylock's addition. The prefix of every
+     * Redis key keylock writes (leases, queues, fencing counters, the grant
+     * channel). Default `'keylock'`. Processes only share locks under the
+     * same prefix. Throws `TypeError` (code `ERR_INVALID_ARG_VALUE`) unless
+     * it is a non-empty string.
+     */
+    prefix?: string | undefined
+    /**
+     * Constructor only, Redis reach; keylock's addition. How long a lease in
+     * Redis lives without renewal, in milliseconds (rounded up). Default
+     * `10000`. While its process lives, a watchdog on a native (tokio)
+     * thread, not the JS event loop, renews every held lease every `ttl / 3`;
+     * a holder that dies frees its keys within `ttl`. A lease whose renewal
+     * is refused, or not confirmed before it would run out (`ttl` minus
+     * 1% + 2 ms of drift, counted from the last confirmed renewal), is lost:
+     * a `lock()` lease's `signal` aborts with a `LockLostError`. Throws
+     * `TypeError` (code `ERR_INVALID_ARG_VALUE`) for anything but a finite
+     * number ≥ 1.
+     */
+    ttl?: number | undefined
   }
 
   /**
@@ -196,7 +260,8 @@ declare namespace AsyncLock {
    * Not tied to a callback: hold it across awaits, hand it to other code,
    * release it from anywhere on this thread. A lease that is never released
    * holds its keys for as long as the lock space lives (on the process reach,
-   * until its thread ends).
+   * until its thread ends; on the Redis reach, until `close()` or until its
+   * process dies and the lease's `ttl` runs out).
    */
   interface Lease extends LeaseAsyncDispose {
     /**
@@ -209,7 +274,13 @@ declare namespace AsyncLock {
      * The fencing token: a safe integer that strictly increases with every
      * grant of each key, on every thread that shares the lock space. Send it
      * with writes so the storage can refuse a write from an older holder.
-     * For several keys it is the token of each of them (see `tokens`).
+     * For several keys it is the largest of their tokens (see `tokens`).
+     *
+     * On the Redis reach it is issued by Redis in the granting script,
+     * `max(last + 1, Redis server time in µs)`, so it strictly increases per
+     * key across every process, and across a Redis restart that lost the
+     * counter as long as the server clock did not go back. Tokens of
+     * different reaches are not comparable.
      */
     readonly token: number
     /** The fencing token per key, in the order of `keys`. */
@@ -219,7 +290,12 @@ declare namespace AsyncLock {
      * taken from it by something other than `release()`. On the isolate and
      * process reaches that never happens (the lock's `maxOccupationTime` and
      * `maxExecutionTime` do not apply to leases), so it never aborts there.
-     * `release()` does not abort it either: it says "lost", not "ended".
+     * On the Redis reach it aborts, once, when the watchdog finds the lease
+     * gone from Redis (expired, deleted, or lost in a restart or failover)
+     * or cannot confirm a renewal before the lease would run out (Redis
+     * stalled or unreachable): at most about `ttl / 3` after a restart,
+     * before the lease runs out when Redis stops answering.
+     * `release()` does not abort it: it says "lost", not "ended".
      */
     readonly signal: LeaseAbortSignal
     /**
@@ -228,14 +304,20 @@ declare namespace AsyncLock {
      * call and `false` on every later one. If starting the next waiter runs
      * code that throws synchronously (a callback-mode `acquire()`'s `cb`), the
      * keys are released all the same and the promise rejects with that error.
+     *
+     * On the Redis reach one script frees the keys and grants each to the
+     * head of its queue; it resolves `false` if the lease had been lost
+     * (nothing of the next holder's is touched), and rejects if Redis
+     * cannot be reached (the lease then runs out within `ttl`, its watchdog
+     * stopped).
      */
     release(): Promise<boolean>
   }
 
   /**
    * The reason `lease.signal` aborts with when a lease is lost
-   * (`AsyncLock.LockLostError`, for `instanceof`). Never happens on the
-   * isolate and process reaches.
+   * (`AsyncLock.LockLostError`, for `instanceof`). Only on the Redis reach;
+   * never on the isolate and process reaches.
    */
   class LockLostError extends Error {
     readonly name: 'LockLostError'
@@ -244,7 +326,11 @@ declare namespace AsyncLock {
     readonly key: string | symbol
     /** The lease's fencing token for that key. */
     readonly token: number
-    /** What detected the loss, if anything. */
+    /**
+     * What detected the loss, if anything: on the Redis reach an `Error`
+     * with code `KEYLOCK_LEASE_LOST` whose message names the Redis URL and
+     * says whether Redis refused the renewal or none could be confirmed.
+     */
     readonly cause: unknown
     constructor(key: string | symbol, token: number, cause?: unknown)
   }
@@ -268,12 +354,44 @@ declare namespace AsyncLock {
  * - **A timed-out or refused task never runs and never takes a lock from
  *   anyone.**
  *
+ * **On the Redis reach** (`new AsyncLock({ redis: url, name })`) the queues
+ * live in Redis and are shared by every process using the same Redis,
+ * `prefix` and `name`. FIFO is by a server-side ticket; a release grants the
+ * next waiter inside its own Redis script (two client commands per contended
+ * acquisition, no polling); multi-key requests join every queue with one
+ * ticket, so they cannot deadlock. What differs from the in-process reaches:
+ * - `fn` never runs synchronously inside `acquire()`: even a free key takes
+ *   a round trip.
+ * - `timeout`, `maxPending` and `skipQueue` are decided in Redis, across
+ *   processes; a queued task past `maxOccupationTime` keeps its place there
+ *   until granted, then passes the key(s) on.
+ * - `isBusy(key)` asks Redis (one synchronous round trip) and answers for
+ *   every process; `isBusy()` without a key and `queues` count this process's
+ *   tasks only.
+ * - Keys must be strings or numbers (anything else `String()` converts, for
+ *   `acquire()`); a symbol is a `TypeError`.
+ * - `domainReentrant` is accepted and ignored.
+ * - `close()` releases the leases still held and closes the connection
+ *   (shared by this thread's locks with the same URL and `prefix`: the last
+ *   `close()` does it).
+ * - A single Redis gives efficiency-grade exclusion: after a Redis restart
+ *   without persistence, or a failover to a replica that missed the write,
+ *   a second holder can be granted before the first learns, within
+ *   `ttl / 3`, that it lost its lease. Use `lock()` and its fencing token
+ *   where that matters; `acquire()`'s `fn` gets neither a token nor a lost
+ *   signal.
+ *
  * @example
  * import AsyncLock = require('keylock')
  * const lock = new AsyncLock({ timeout: 5000 })
  * const balance = await lock.acquire('account:42', async () => {
  *   return readModifyWrite()
  * })
+ *
+ * @example
+ * // every process that runs this shares the keys of lock 'billing'
+ * const shared = new AsyncLock({ redis: 'redis://127.0.0.1:6379', name: 'billing', timeout: 5000 })
+ * await shared.acquire('account:42', () => readModifyWrite())
  */
 declare class AsyncLock {
   /** Default `timeout`, read at construction time: `0`, wait forever. Writable at runtime, as in async-lock. */
@@ -287,12 +405,19 @@ declare class AsyncLock {
 
   /**
    * A new, empty lock space: keys of one instance are unrelated to keys of
-   * another.
+   * another. Not so with `scope: 'process'` (keys shared with every lock of
+   * the same `name` in this process) or `redis` (keys shared with every lock
+   * of the same Redis, `prefix` and `name`, in any process). With `redis` it
+   * does not connect yet: the first `acquire`, `lock` or `isBusy` does.
    *
    * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) when `timeout`,
    * `maxOccupationTime` or `maxExecutionTime` is negative or not a number,
-   * `Promise` is not a usable Promise constructor, `scope` is neither
-   * `'isolate'` nor `'process'`, or `scope` is `'process'` without a `name`.
+   * `Promise` is not a usable Promise constructor, `scope` is not
+   * `'isolate'`, `'process'` or `'redis'`, `scope` is `'process'` without a
+   * `name`, `scope` is `'redis'` without `redis` (or `'isolate'` or
+   * `'process'` with it), `redis` is not a Redis URL, `prefix` is not a
+   * non-empty string, `ttl` is not a finite number ≥ 1, or `name` is not a
+   * string on the Redis reach.
    * @throws Error when `domainReentrant` is set and `process.domain` does not
    * exist.
    */
@@ -317,6 +442,14 @@ declare class AsyncLock {
    * (`maxOccupationTime`), `Maximum execution time is exceeded <key>`
    * (`maxExecutionTime`). As in async-lock, a falsy rejection reason
    * resolves it with `undefined`.
+   *
+   * On the Redis reach `fn` is never called inside `acquire()`, even for a
+   * free key: the grant comes back from Redis. The promise also rejects
+   * with an `Error` with code `KEYLOCK_REDIS` naming the URL when Redis
+   * cannot be reached, and `KEYLOCK_CLOSED` after `close()`. A symbol key
+   * throws `TypeError` (code `ERR_INVALID_ARG_VALUE`). The watchdog keeps
+   * the key(s) while `fn` runs; `fn` is not told if they are lost (use
+   * `lock()` for a fencing token and a lost signal).
    *
    * @param key the key, or an array of keys taken together (duplicates by
    *   string form are dropped; an empty array takes no lock and runs `fn` at
@@ -349,6 +482,10 @@ declare class AsyncLock {
    * promise overload. A refused task (`maxPending`) calls `cb` before
    * `acquire` returns.
    *
+   * On the Redis reach `fn` never runs and `cb` is never called inside
+   * `acquire()`: every answer, a refusal too, comes back from Redis. A
+   * symbol key throws `TypeError`.
+   *
    * @param key the key, or an array of keys taken together.
    * @param fn the work, `fn(done)`: call `done(err, ret)` once to release.
    * @param cb told the outcome once the lock is released.
@@ -375,7 +512,16 @@ declare class AsyncLock {
   /**
    * Whether `key` is held or waited on; without a key, whether any key of
    * this lock is. As in async-lock, a falsy key (`0`, `''`) is treated as no
-   * key. Never throws for a string, number or symbol.
+   * key. Never throws for a string, number or symbol, except on the Redis
+   * reach.
+   *
+   * On the Redis reach `isBusy(key)` makes one synchronous round trip to
+   * Redis (blocking this thread meanwhile) and answers for every process:
+   * held or waited on by anyone. It throws an `Error` with code
+   * `KEYLOCK_REDIS` when Redis cannot be reached (after up to a 5 s command
+   * timeout), `KEYLOCK_CLOSED` after `close()`, and `TypeError` for a
+   * symbol. `isBusy()` without a key (and a falsy key) answers for this
+   * process only, without a round trip.
    */
   isBusy(key?: AsyncLock.AsyncLockKey): boolean
 
@@ -403,9 +549,19 @@ declare class AsyncLock {
    * Once it has rejected, the caller holds nothing: a grant that raced the
    * timeout or abort is passed straight on to the next waiter, never lost.
    *
+   * On the Redis reach the queues, `maxPending` and the FIFO order are
+   * Redis's, shared with every process; a grant that races the timeout
+   * wins (the promise resolves with the lease), one that races an abort is
+   * passed on. The lease is renewed by the watchdog every `ttl / 3` and its
+   * `signal` aborts with a `LockLostError` if it is lost. It also rejects
+   * with an `Error` with code `KEYLOCK_REDIS` naming the URL when Redis
+   * cannot be reached, `KEYLOCK_CLOSED` after `close()`, and a `TypeError`
+   * for a symbol key.
+   *
    * @param key the key, or a non-empty array of keys taken together
    *   (duplicates by string form are dropped). Stricter than `acquire()`:
-   *   only strings, numbers and symbols.
+   *   only strings, numbers and symbols (on the Redis reach: strings and
+   *   numbers).
    *
    * @example
    * await using lease = await lock.lock('account:42', { timeout: 5000 })
@@ -426,6 +582,15 @@ declare class AsyncLock {
    * Lets go of what the lock's space holds outside this thread. On the
    * isolate and process reaches there is nothing of the kind: it resolves at
    * once, takes nothing from holders or waiters, and the lock stays usable.
+   *
+   * On the Redis reach the locks of one thread with the same `redis` URL
+   * and `prefix` share one connection. Closing the last of them releases
+   * every lease still held through it (handing the keys to the next
+   * waiters), ends the waits still pending with `KEYLOCK_CLOSED`, and closes
+   * the connection; from then on their calls reject (`isBusy` throws) with
+   * `KEYLOCK_CLOSED`. Closing any other only gives up its share: its leases
+   * stay held, and renewed, until released or until the last one closes.
+   * Idempotent.
    */
   close(): Promise<void>
 }

@@ -33,7 +33,7 @@ AsyncLock.DEFAULT_TIMEOUT = 5
 const one: 1 = AsyncLock.DEFAULT_MAX_PENDING
 // @ts-expect-error AsyncLock is a class: it needs `new`
 AsyncLock()
-// @ts-expect-error scope is 'isolate' or 'process'
+// @ts-expect-error scope is 'isolate', 'process' or 'redis'
 new AsyncLock({ scope: 'cluster' })
 
 // @ts-expect-error alock needs a callback
