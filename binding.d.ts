@@ -102,11 +102,12 @@ export declare function redisIsBusy(handle: number, name: string): boolean
 export declare function redisLeaseKey(prefix: string, name: string): string
 
 /**
- * Opens a client for `url` under `prefix` (no I/O yet: it connects on the
- * first command). `onLost` is called with `{ lease, reason }` once per
- * lease the watchdog could not keep.
+ * Opens a client under `prefix` (no I/O yet: it connects on the first
+ * command): for the Redis at `urls[0]`, or, with `cluster`, for the Redis
+ * Cluster whose seed nodes are `urls`. `onLost` is called with
+ * `{ lease, reason }` once per lease the watchdog could not keep.
  */
-export declare function redisOpen(url: string, prefix: string, onLost: (event: NativeLostEvent) => void): number
+export declare function redisOpen(urls: string[], cluster: boolean, prefix: string, onLost: (event: NativeLostEvent) => void): number
 
 export declare function redisRelease(handle: number, lease: number): Promise<boolean>
 

@@ -258,7 +258,7 @@ class Task {
   }
 
   names() {
-    return typeof this.ids === 'number' ? [this.name] : this.name
+    return Array.isArray(this.name) ? this.name : [this.name]
   }
 
   /**
@@ -336,7 +336,7 @@ function start(lock, task, opts) {
 }
 
 function refuse(task, space) {
-  const full = typeof task.ids === 'number' ? task.name : task.name[space.rejectedIndex]
+  const full = Array.isArray(task.name) ? task.name[space.rejectedIndex] : task.name
   task.fail(new Error(messages.tooManyPending(full)), null)
 }
 

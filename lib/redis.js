@@ -40,15 +40,34 @@ function fromNative(err) {
   let message = m[2]
   if (m[1] === 'KEYLOCK_REDIS') message = 'keylock: Redis at ' + message
   else if (m[1] === 'KEYLOCK_CLOSED') message = 'keylock: ' + message
+  if (m[1] === 'KEYLOCK_CROSSSLOT') {
+    const out = new TypeError(
+      `keylock: keys[${m[2].split(':')[0]}] hashes to another Redis Cluster slot than keys[0]; ` +
+        'every key of one request must share a hash tag, e.g. "{order:42}:items" and "{order:42}:total"',
+    )
+    out.code = 'ERR_INVALID_ARG_VALUE'
+    return out
+  }
   const out = new Error(message)
   out.code = m[1]
   return out
 }
 
+/**
+ * A URL string, or an array of seed-node URLs for a Redis Cluster. Returns
+ * the list of URLs.
+ */
 function checkUrl(url, name) {
-  if (typeof url !== 'string' || url === '') {
-    throw invalidArg(name, 'a Redis URL string such as "redis://127.0.0.1:6379" or "redis+unix:///path/to/redis.sock"', url)
+  const urls = Array.isArray(url) ? url : [url]
+  if (urls.length === 0 || urls.some((u) => typeof u !== 'string' || u === '')) {
+    throw invalidArg(
+      name,
+      'a Redis URL such as "redis://127.0.0.1:6379" or "redis+unix:///path/to/redis.sock", ' +
+        'or an array of Redis Cluster node URLs',
+      url,
+    )
   }
+  return urls
 }
 
 function checkTtl(ttl, name) {
@@ -65,12 +84,12 @@ class RedisClient {
    * made on first use). Every open() needs its close().
    */
   static open(url, { prefix = 'keylock' } = {}) {
-    checkUrl(url, 'option "redis"')
+    const urls = checkUrl(url, 'option "redis"')
     if (typeof prefix !== 'string' || prefix === '') throw invalidArg('option "prefix"', 'a non-empty string', prefix)
-    const id = url + '\0' + prefix
+    const id = (Array.isArray(url) ? 'cluster:' + urls.join(',') : url) + '\0' + prefix
     let client = clients.get(id)
     if (client === undefined) {
-      client = new RedisClient(url, prefix, id)
+      client = new RedisClient(urls, Array.isArray(url), prefix, id)
       clients.set(id, client)
     } else {
       client.refs++
@@ -78,8 +97,9 @@ class RedisClient {
     return client
   }
 
-  constructor(url, prefix, id) {
-    this.url = url
+  constructor(urls, cluster, prefix, id) {
+    this.url = cluster ? urls : urls[0]
+    this.cluster = cluster
     this.prefix = prefix
     this.id = id
     this.refs = 1
@@ -87,9 +107,9 @@ class RedisClient {
     /** lease id -> called once if the lease is lost */
     this.lostHandlers = new Map()
     try {
-      this.handle = native.redisOpen(url, prefix, (event) => this._lost(event))
+      this.handle = native.redisOpen(urls, cluster, prefix, (event) => this._lost(event))
     } catch (err) {
-      const out = invalidArg('option "redis"', 'a Redis URL (redis://, redis+unix:// or unix://)', url)
+      const out = invalidArg('option "redis"', 'a Redis URL (redis://, redis+unix:// or unix://)', this.url)
       out.cause = err
       throw out
     }

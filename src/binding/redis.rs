@@ -52,27 +52,35 @@ fn to_napi(e: RedisLockError) -> Error {
   Error::new(status, e.to_string())
 }
 
-/// Opens a client for `url` under `prefix` (no I/O yet: it connects on the
-/// first command). `onLost` is called with `{ lease, reason }` once per
-/// lease the watchdog could not keep.
+/// Opens a client under `prefix` (no I/O yet: it connects on the first
+/// command): for the Redis at `urls[0]`, or, with `cluster`, for the Redis
+/// Cluster whose seed nodes are `urls`. `onLost` is called with
+/// `{ lease, reason }` once per lease the watchdog could not keep.
 #[napi(
   catch_unwind,
   js_name = "redisOpen",
-  ts_args_type = "url: string, prefix: string, onLost: (event: NativeLostEvent) => void"
+  ts_args_type = "urls: string[], cluster: boolean, prefix: string, onLost: (event: NativeLostEvent) => void"
 )]
-pub fn redis_open(url: String, prefix: String, on_lost: LostCallback) -> Result<u32> {
+pub fn redis_open(
+  urls: Vec<String>,
+  cluster: bool,
+  prefix: String,
+  on_lost: LostCallback,
+) -> Result<u32> {
   let on_lost = Arc::new(on_lost);
-  let lock = RedisLock::new(
-    &url,
-    &prefix,
-    Box::new(move |lease, reason| {
-      // `Closing`: the env is going away and nobody is left to tell.
-      let _ = on_lost.call(
-        NativeLostEvent { lease, reason },
-        ThreadsafeFunctionCallMode::NonBlocking,
-      );
-    }),
-  )
+  let report: crate::redis::LostFn = Box::new(move |lease, reason| {
+    // `Closing`: the env is going away and nobody is left to tell.
+    let _ = on_lost.call(
+      NativeLostEvent { lease, reason },
+      ThreadsafeFunctionCallMode::NonBlocking,
+    );
+  });
+  let lock = if cluster {
+    RedisLock::new_cluster(&urls, &prefix, report)
+  } else {
+    let url = urls.first().map(String::as_str).unwrap_or("");
+    RedisLock::new(url, &prefix, report)
+  }
   .map_err(to_napi)?;
   let mut clients = CLIENTS.lock();
   clients.push(Some(lock));

@@ -49,6 +49,8 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
 use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Script, Value};
 use tokio::sync::{mpsc, OnceCell};
 use tokio::time::Instant;
@@ -150,6 +152,9 @@ pub enum RedisLockError {
   Protocol(String),
   Closed,
   NoLease(u32),
+  /// Cluster: the names of one request hash to different slots (index of
+  /// the first name that differs from the first name's slot).
+  CrossSlot(usize),
 }
 
 impl std::fmt::Display for RedisLockError {
@@ -160,6 +165,10 @@ impl std::fmt::Display for RedisLockError {
       RedisLockError::Protocol(m) => write!(f, "KEYLOCK_REDIS_PROTOCOL: unexpected reply: {m}"),
       RedisLockError::Closed => write!(f, "KEYLOCK_CLOSED: the Redis lock client is closed"),
       RedisLockError::NoLease(id) => write!(f, "KEYLOCK_NO_LEASE: no lease {id} on this client"),
+      RedisLockError::CrossSlot(i) => write!(
+        f,
+        "KEYLOCK_CROSSSLOT: {i}: on a Redis Cluster every key of one request must share a hash tag"
+      ),
     }
   }
 }
@@ -197,11 +206,11 @@ pub struct RedisLock {
 struct Inner {
   /// For messages: the URL without its password.
   url: String,
-  client: redis::Client,
+  client: Client,
   prefix: String,
   client_id: String,
   channel: String,
-  conn: OnceCell<ConnectionManager>,
+  conn: OnceCell<Conn>,
   scripts: Scripts,
   waiters: Mutex<HashMap<String, mpsc::UnboundedSender<Wake>>>,
   leases: Mutex<HashMap<u32, LeaseState>>,
@@ -255,24 +264,107 @@ pub fn lease_key(prefix: &str, name: &str) -> String {
   }
 }
 
+/// A single Redis (standalone, or a Sentinel-managed master by URL) or a
+/// Redis Cluster.
+enum Client {
+  Single(redis::Client),
+  /// Seed nodes; the client is built on connect, with this client's push
+  /// channel.
+  Cluster(Vec<redis::ConnectionInfo>),
+}
+
+#[derive(Clone)]
+enum Conn {
+  Single(ConnectionManager),
+  Cluster(ClusterConnection),
+}
+
+/// CRC16/XMODEM, the checksum Redis Cluster maps keys to slots with.
+fn crc16(bytes: &[u8]) -> u16 {
+  let mut crc: u16 = 0;
+  for &b in bytes {
+    crc ^= u16::from(b) << 8;
+    for _ in 0..8 {
+      crc = if crc & 0x8000 != 0 {
+        (crc << 1) ^ 0x1021
+      } else {
+        crc << 1
+      };
+    }
+  }
+  crc
+}
+
+/// The hash tag of a key: the part between the first `{` and the next `}`
+/// when it is not empty, else the whole key (Redis Cluster's rule).
+fn hash_tag(key: &str) -> &str {
+  if let Some(open) = key.find('{') {
+    if let Some(len) = key[open + 1..].find('}') {
+      if len > 0 {
+        return &key[open + 1..open + 1 + len];
+      }
+    }
+  }
+  key
+}
+
+/// The cluster slot of a key.
+pub fn slot(key: &str) -> u16 {
+  crc16(hash_tag(key).as_bytes()) % 16384
+}
+
+fn with_resp3(url: &str, shown: &str) -> Result<redis::ConnectionInfo> {
+  let info = url
+    .into_connection_info()
+    .map_err(|e| RedisLockError::Url(format!("{shown}: {e}")))?;
+  // Grants arrive as RESP3 pushes on the command connection.
+  let redis_settings = info
+    .redis_settings()
+    .clone()
+    .set_protocol(ProtocolVersion::RESP3);
+  Ok(info.set_redis_settings(redis_settings))
+}
+
 impl RedisLock {
+  /// A client for the Redis Cluster reached through any of `urls` (seed
+  /// nodes); connects lazily. Grants travel by PUBLISH, which a cluster
+  /// delivers on every node, so one subscription per client still hears
+  /// its own grants; names of one request must share a hash tag.
+  pub fn new_cluster(urls: &[String], prefix: &str, on_lost: LostFn) -> Result<Self> {
+    let shown = urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(",");
+    let infos = urls
+      .iter()
+      .map(|u| with_resp3(u, &redact(u)))
+      .collect::<Result<Vec<_>>>()?;
+    if infos.is_empty() {
+      return Err(RedisLockError::Url("no cluster node URL".into()));
+    }
+    Ok(Self::with_client(
+      shown,
+      Client::Cluster(infos),
+      prefix,
+      on_lost,
+    ))
+  }
+
   /// Parses `url` (`redis://`, `rediss://` is not built in, `redis+unix://`,
   /// `unix://`); connects lazily, on the first command.
   pub fn new(url: &str, prefix: &str, on_lost: LostFn) -> Result<Self> {
     let shown = redact(url);
-    let info = url
-      .into_connection_info()
-      .map_err(|e| RedisLockError::Url(format!("{shown}: {e}")))?;
-    // Grants arrive as RESP3 pushes on the command connection.
-    let redis_settings = info
-      .redis_settings()
-      .clone()
-      .set_protocol(ProtocolVersion::RESP3);
-    let info = info.set_redis_settings(redis_settings);
+    let info = with_resp3(url, &shown)?;
     let client =
       redis::Client::open(info).map_err(|e| RedisLockError::Url(format!("{shown}: {e}")))?;
+    Ok(Self::with_client(
+      shown,
+      Client::Single(client),
+      prefix,
+      on_lost,
+    ))
+  }
+
+  fn with_client(shown: String, client: Client, prefix: &str, on_lost: LostFn) -> Self {
     let client_id = random_id();
-    Ok(RedisLock {
+    RedisLock {
       inner: Arc::new(Inner {
         url: shown,
         client,
@@ -288,7 +380,11 @@ impl RedisLock {
         closed: AtomicBool::new(false),
         on_lost,
       }),
-    })
+    }
+  }
+
+  pub fn is_cluster(&self) -> bool {
+    matches!(self.inner.client, Client::Cluster(_))
   }
 
   pub fn url(&self) -> &str {
@@ -308,7 +404,7 @@ impl RedisLock {
 
   /// Connects and subscribes to this client's grant channel (once; a failed
   /// attempt is retried by the next call).
-  async fn conn(&self) -> Result<ConnectionManager> {
+  async fn conn(&self) -> Result<Conn> {
     if self.inner.closed.load(Ordering::Acquire) {
       return Err(RedisLockError::Closed);
     }
@@ -317,17 +413,32 @@ impl RedisLock {
       .conn
       .get_or_try_init(|| async {
         let (tx, rx) = mpsc::unbounded_channel::<PushInfo>();
-        let config = ConnectionManagerConfig::new()
-          .set_push_sender(tx)
-          .set_automatic_resubscription()
-          .set_connection_timeout(Some(COMMAND_TIMEOUT))
-          .set_response_timeout(Some(COMMAND_TIMEOUT))
-          .set_number_of_retries(2)
-          .set_max_delay(Duration::from_millis(1000));
         let connect = async {
-          let mut conn = ConnectionManager::new_with_config(inner.client.clone(), config).await?;
-          conn.subscribe(&inner.channel).await?;
-          Ok::<_, redis::RedisError>(conn)
+          match &inner.client {
+            Client::Single(client) => {
+              let config = ConnectionManagerConfig::new()
+                .set_push_sender(tx)
+                .set_automatic_resubscription()
+                .set_connection_timeout(Some(COMMAND_TIMEOUT))
+                .set_response_timeout(Some(COMMAND_TIMEOUT))
+                .set_number_of_retries(2)
+                .set_max_delay(Duration::from_millis(1000));
+              let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
+              conn.subscribe(&inner.channel).await?;
+              Ok::<_, redis::RedisError>(Conn::Single(conn))
+            }
+            Client::Cluster(nodes) => {
+              let client = ClusterClient::builder(nodes.clone())
+                .use_protocol(ProtocolVersion::RESP3)
+                .connection_timeout(COMMAND_TIMEOUT)
+                .response_timeout(COMMAND_TIMEOUT)
+                .push_sender(tx)
+                .build()?;
+              let mut conn = client.get_async_connection().await?;
+              conn.subscribe(&inner.channel).await?;
+              Ok(Conn::Cluster(conn))
+            }
+          }
         };
         let conn = tokio::time::timeout(COMMAND_TIMEOUT, connect)
           .await
@@ -340,7 +451,23 @@ impl RedisLock {
     Ok(conn.clone())
   }
 
-  fn keys_of(&self, names: &[String]) -> Vec<String> {
+  /// The KEYS of a request: 4 per name, then the ticket counter. On a
+  /// cluster every key must be in one slot, so the names must share a hash
+  /// tag (checked here, before any command is sent) and the counter takes
+  /// that tag; a single Redis has one counter for all names.
+  fn keys_of(&self, names: &[String]) -> Result<Vec<String>> {
+    let cluster = self.is_cluster();
+    if cluster {
+      if let Some((first, rest)) = names.split_first() {
+        let want = slot(&lease_key(&self.inner.prefix, first));
+        if let Some(i) = rest
+          .iter()
+          .position(|n| slot(&lease_key(&self.inner.prefix, n)) != want)
+        {
+          return Err(RedisLockError::CrossSlot(i + 1));
+        }
+      }
+    }
     let mut keys = Vec::with_capacity(names.len() * 4 + 1);
     for name in names {
       let base = lease_key(&self.inner.prefix, name);
@@ -350,8 +477,14 @@ impl RedisLock {
       let at = keys.len() - 3;
       keys.insert(at, base);
     }
-    keys.push(format!("{}:tkt", self.inner.prefix));
-    keys
+    match names.first() {
+      Some(first) if cluster => {
+        let tag = hash_tag(&lease_key(&self.inner.prefix, first)).to_string();
+        keys.push(format!("{}:{{{tag}}}:tkt", self.inner.prefix));
+      }
+      _ => keys.push(format!("{}:tkt", self.inner.prefix)),
+    }
+    Ok(keys)
   }
 
   async fn run(&self, script: &Script, keys: &[String], args: &[&str]) -> Result<Value> {
@@ -363,10 +496,11 @@ impl RedisLock {
     for a in args {
       invocation.arg(*a);
     }
-    invocation
-      .invoke_async(&mut conn)
-      .await
-      .map_err(|e| self.error(e))
+    match &mut conn {
+      Conn::Single(c) => invocation.invoke_async(c).await,
+      Conn::Cluster(c) => invocation.invoke_async(c).await,
+    }
+    .map_err(|e| self.error(e))
   }
 
   /// Takes every name at once (or queues for all of them at once); see the
@@ -380,7 +514,7 @@ impl RedisLock {
     opts: AcquireOptions,
   ) -> Result<Acquired> {
     let id = format!("{}:r{}", self.inner.client_id, request);
-    let keys = self.keys_of(&names);
+    let keys = self.keys_of(&names)?;
     let (tx, mut rx) = mpsc::unbounded_channel();
     // Registered before the first ACQUIRE: a grant may be published before
     // the script's own reply reaches us.
@@ -573,7 +707,7 @@ impl RedisLock {
     if let Some(w) = &state.watchdog {
       w.abort();
     }
-    let keys = self.keys_of(&state.names);
+    let keys = self.keys_of(&state.names)?;
     let reply = self
       .run(
         &self.inner.scripts.release,
@@ -635,7 +769,11 @@ impl RedisLock {
     for a in rest {
       cmd.arg(a);
     }
-    cmd.query_async(&mut conn).await.map_err(|e| self.error(e))
+    match &mut conn {
+      Conn::Single(c) => cmd.query_async(c).await,
+      Conn::Cluster(c) => cmd.query_async(c).await,
+    }
+    .map_err(|e| self.error(e))
   }
 
   /// Releases every lease this client holds (best effort) and refuses new
@@ -821,6 +959,18 @@ mod tests {
       "keylock:{user:1}:cart"
     );
     assert_eq!(lease_key("keylock", "odd{}name"), "keylock:{odd{}name}");
+  }
+
+  #[test]
+  fn slots_follow_redis_cluster_hashing() {
+    // Values from the Redis Cluster specification.
+    assert_eq!(crc16(b"123456789"), 0x31c3);
+    assert_eq!(slot("foo"), 12182);
+    assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
+    assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}"));
+    assert_eq!(hash_tag("foo{}{bar}"), "foo{}{bar}");
+    assert_eq!(hash_tag("foo{{bar}}zap"), "{bar");
+    assert_eq!(hash_tag("foo{bar}{zap}"), "bar");
   }
 
   #[test]
