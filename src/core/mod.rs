@@ -6,6 +6,12 @@
 //! Holders are not tickets: a hold is released by naming its keys, which is
 //! what lets the uncontended path run without the table (see *Key words*).
 //!
+//! Every reach is a face of this model behind one small async trait,
+//! [`Backend`]: its docs state the guarantees all reaches share, and
+//! `tests/backend.rs` proves them once against every implementation
+//! ([`LocalBackend`] over a [`Table`] here, the Redis reach in
+//! `crate::backend`).
+//!
 //! # Guarantees
 //!
 //! - **FIFO per key.** Waiters on one key are granted in the order they were
@@ -69,8 +75,12 @@
 //! table, used by tests and by callers that have no direct access to the
 //! words.
 
+pub mod backend;
+mod local;
 mod table;
 
+pub use backend::{Backend, Outcome, Request};
+pub use local::{LocalBackend, LocalLease};
 pub use table::{Acquire, Cancel, CoreError, KeyId, Table, TicketId, Words, UNLIMITED};
 
 /// A key word value: not held, nobody waits.
