@@ -291,7 +291,7 @@ class RedisSpace {
   }
 
   isBusy(key) {
-    return this.client.isBusy(this.namespace + key)
+    return this.client.isBusy(this.namespace + this.intern(key))
   }
 
   /** Whether this process holds or waits for any key of this lock. */

@@ -8,31 +8,45 @@
 //! # Guarantees
 //! - **FIFO across processes.** Waiters are ordered by a server-side ticket;
 //!   a free lease goes only to the head of its queue, so nobody barges
-//!   (`skip_queue` is the one way to the front). Test: `__test__/redis.test.js`
-//!   "FIFO across processes".
+//!   (`skip_queue` is the one way to the front). Tests:
+//!   `__test__/redis-processes.test.js` "FIFO across processes",
+//!   `__test__/redis-scripts.test.js` "an expired holder is passed over".
 //! - **Hand-off in the release.** RELEASE grants the head and publishes the
 //!   grant to the head's process in the same script: a contended acquisition
 //!   costs its client two commands (ACQUIRE, RELEASE) and no polling.
-//!   Test: "two client commands per contended acquisition".
+//!   Test: `redis-processes.test.js` "two client commands per contended
+//!   acquisition".
 //! - **Multi-name requests cannot deadlock.** ACQUIRE joins every queue in one
 //!   script with one ticket from one counter, so two waiters are in the same
 //!   order in every queue they share, and a request is granted only when it
-//!   heads every queue with every lease free.
+//!   heads every queue with every lease free. Test: `redis-scripts.test.js`
+//!   "opposite key orders cannot deadlock".
 //! - **Fencing.** Each grant carries a token per name that strictly increases
 //!   per name: `max(last + 1, server time in µs)`, so it keeps increasing
 //!   across a Redis restart that lost the counter (unless the server clock
-//!   went back). Test: "tokens still increase after a Redis restart".
+//!   went back). Tests: `redis-scripts.test.js` "tokens keep increasing when
+//!   Redis loses the counter", `redis-faults.test.js` "Redis killed and
+//!   restarted empty".
 //! - **Nothing stranded.** A waiter re-runs ACQUIRE (idempotent) every
 //!   [`RECHECK`] and after every reconnect: that is its heartbeat (a waiter
 //!   silent for [`LIVENESS`] is reaped, so a crashed process stops blocking
 //!   the queue within seconds), its re-enqueue after a server restart, and
 //!   its fallback for a lost grant message. A cancel that races a grant
 //!   keeps the grant (the caller is told), so no grant is swallowed.
+//!   Tests: `redis-scripts.test.js` "waiters that stopped heartbeating are
+//!   reaped", "a CANCEL that lost the race to a grant keeps the grant";
+//!   `redis-processes.test.js` "a SIGKILLed waiter"; `redis-faults.test.js`
+//!   "a connection drop mid-wait is survived".
 //! - **Leases are kept alive off the JS thread.** With the watchdog on, a
 //!   tokio task extends the lease every ttl/3. If Redis says the lease is
 //!   gone, or no extension is confirmed before `sent + ttl − drift` of the
 //!   last confirmed one (redlock's drift rule: 1% + 2 ms), the lease is
-//!   reported lost exactly once.
+//!   reported lost exactly once. Tests: `redis-faults.test.js` "Redis stalled
+//!   (SIGSTOP) past the ttl"; `redis-processes.test.js` "a lost lease's
+//!   release frees nothing of the next holder's".
+//! - **Cluster.** With seed-node URLs every key of a request must share a
+//!   hash tag; a request whose names hash to different slots is refused
+//!   before any command is sent. Test: `redis-cluster.test.js`.
 //!
 //! # What is not guaranteed
 //! A single Redis gives efficiency-grade exclusion: after a restart without
@@ -217,6 +231,9 @@ struct Inner {
   /// Requests aborted before their acquisition started.
   aborted_early: Mutex<std::collections::HashSet<u32>>,
   seq: AtomicU32,
+  /// close() has begun: no new acquisitions, and grants still in flight
+  /// are handed back rather than given out.
+  closing: AtomicBool,
   closed: AtomicBool,
   on_lost: LostFn,
 }
@@ -377,6 +394,7 @@ impl RedisLock {
         leases: Mutex::new(HashMap::new()),
         aborted_early: Mutex::new(Default::default()),
         seq: AtomicU32::new(0),
+        closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),
         on_lost,
       }),
@@ -508,6 +526,27 @@ impl RedisLock {
   /// [`RedisLock::abort`]; it must be unique among this client's requests
   /// in flight.
   pub async fn acquire(
+    &self,
+    request: u32,
+    names: Vec<String>,
+    opts: AcquireOptions,
+  ) -> Result<Acquired> {
+    if self.inner.closing.load(Ordering::Acquire) {
+      return Err(RedisLockError::Closed);
+    }
+    let acquired = self.acquire_or_wait(request, names, opts).await?;
+    if let Acquired::Granted { lease, .. } = acquired {
+      if self.inner.closing.load(Ordering::Acquire) {
+        // Granted while closing (close() aborted the wait, the grant won):
+        // pass it on rather than hand out a lease of a closed client.
+        let _ = self.release(lease).await;
+        return Err(RedisLockError::Closed);
+      }
+    }
+    Ok(acquired)
+  }
+
+  async fn acquire_or_wait(
     &self,
     request: u32,
     names: Vec<String>,
@@ -779,6 +818,17 @@ impl RedisLock {
   /// Releases every lease this client holds (best effort) and refuses new
   /// work; waiters in `acquire` end with [`RedisLockError::Closed`].
   pub async fn close(&self) {
+    // Waiters leave their queues first: releasing a lease this client also
+    // waits for would otherwise hand it to a waiter about to be dropped,
+    // stranding the key until its ttl.
+    self.inner.closing.store(true, Ordering::Release);
+    for tx in self.inner.waiters.lock().values() {
+      let _ = tx.send(Wake::Abort);
+    }
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    while !self.inner.waiters.lock().is_empty() && Instant::now() < deadline {
+      tokio::time::sleep(Duration::from_millis(2)).await;
+    }
     let leases: Vec<u32> = self.inner.leases.lock().keys().copied().collect();
     for lease in leases {
       let _ = tokio::time::timeout(COMMAND_TIMEOUT, self.release(lease)).await;
