@@ -1,0 +1,125 @@
+// Types for `require('keylock/exclusive-lock')`: @logdna/exclusive-lock
+// 2.0.0's API over keylock's Redis client.
+
+import { EventEmitter } from 'events'
+import AsyncLock = require('./index')
+
+/**
+ * One named lock in Redis that at most one instance (in any process) holds,
+ * renewed by a timer until `release()`. @logdna/exclusive-lock's API,
+ * constructor checks, events and log calls.
+ *
+ * Unlike the original:
+ * - a refresh extends only this instance's own lease, and `release()`
+ *   deletes only that lease: a stale holder can no longer extend or delete
+ *   the next holder's lock;
+ * - a refresh that finds the lease gone emits `'error'` with a
+ *   `LockLostError` (then releases, as after any refresh failure), instead
+ *   of `'refreshed'`; `'refreshed'` means the extension was confirmed;
+ * - with no `'error'` listener, the lock is released first and the error is
+ *   then thrown as an uncaught exception (not an unhandled rejection);
+ * - Redis is reached through keylock's own client: `cache_connection` only
+ *   says where it is (an ioredis or node-redis client's options are read;
+ *   a URL string or `{url}` also work).
+ *
+ * @example
+ * const ExclusiveLock = require('keylock/exclusive-lock')
+ * const lock = new ExclusiveLock({ name: 'nightly-report', cache_connection: ioredisClient })
+ * lock.on('error', (err) => stopWork(err))
+ * if (await lock.acquire()) {
+ *   try { await work() } finally { await lock.release() }
+ * }
+ */
+declare class ExclusiveLock extends EventEmitter {
+  /**
+   * @throws Error `'Input validation failed'` (`code: 'EINVAL'`, `errors:
+   *   [{instancePath, message}]`, the first schema error only), logged with
+   *   `log.error` first.
+   * @throws TypeError `'A valid cache_connection to a cache store is
+   *   required'` (`code: 'EINVAL'`) for an object without `.set()` (a URL
+   *   string or `{url}` is accepted).
+   * @throws RangeError `'lock_refresh_ms must be at least 500ms less than
+   *   lock_ttl_ms'` (`code: 'EINVAL'`, `meta: {lock_ttl_ms, lock_refresh_ms, diff}`).
+   * @throws TypeError (`code: 'ERR_INVALID_ARG_VALUE'`) naming
+   *   `cache_connection` when no server address can be read from it.
+   */
+  constructor(opts: ExclusiveLock.ExclusiveLockOptions)
+
+  log: ExclusiveLock.Logger
+  cache_connection: ExclusiveLock.CacheConnection
+  /** `name`, slugged (`/[\s\W]+/g` → `-`). */
+  name: string
+  lock_ttl_ms: number
+  lock_refresh_ms: number
+  lock_contents: string
+  acquired: boolean
+  is_refreshing: boolean
+  refresh_timer: ReturnType<typeof setInterval> | null
+  /** `slug(key_prefix) + ':' + slug(name)`. */
+  readonly key: string
+  readonly [Symbol.toStringTag]: 'ExclusiveLock'
+
+  /**
+   * Takes the lock if nobody holds it. Resolves `true` (after `'acquired'`)
+   * or `false`; `true` at once, with a warning, if this instance holds it
+   * already. A Redis error rejects.
+   */
+  acquire(): Promise<boolean>
+  /** The lock's remaining TTL and contents, whoever holds it, or `null` if nobody does. */
+  inspect(): Promise<{ lock_ttl_ms: number; lock_contents: string } | null>
+  /**
+   * Gives the lock up (after `'released'`); a no-op when not held. If the
+   * lock had been lost unnoticed, emits `'error'` (LockLostError) first, or
+   * rejects with it when nobody listens for `'error'`.
+   */
+  release(): Promise<void>
+
+  on(event: 'acquired' | 'released', listener: (key: string) => void): this
+  on(event: 'refreshed', listener: (payload: { key: string; lock_ttl_ms: number }) => void): this
+  on(event: 'error', listener: (err: Error) => void): this
+  on(event: string | symbol, listener: (...args: any[]) => void): this
+  once(event: 'acquired' | 'released', listener: (key: string) => void): this
+  once(event: 'refreshed', listener: (payload: { key: string; lock_ttl_ms: number }) => void): this
+  once(event: 'error', listener: (err: Error) => void): this
+  once(event: string | symbol, listener: (...args: any[]) => void): this
+}
+
+declare namespace ExclusiveLock {
+  /** The calls made: `info`, `warn`, `error` and (if present) `trace`. pino fits. */
+  export interface Logger {
+    info(...args: any[]): unknown
+    warn(...args: any[]): unknown
+    error(...args: any[]): unknown
+    trace?(...args: any[]): unknown
+    [level: string]: any
+  }
+
+  /**
+   * An ioredis or node-redis client (only its options are read; keylock
+   * never sends commands through it), or keylock's `redis://…` URL string
+   * or `{url}`.
+   */
+  export type CacheConnection = string | { url: string } | { set(...args: any[]): unknown; [key: string]: any }
+
+  export interface ExclusiveLockOptions {
+    /** Required; slugged into the key. */
+    name: string
+    cache_connection: CacheConnection
+    log?: Logger
+    /** Default 3000; give it together with `lock_refresh_ms`. */
+    lock_ttl_ms?: number
+    /** Default 1000; at least 500 less than `lock_ttl_ms`. */
+    lock_refresh_ms?: number
+    /** What `inspect()` reports as the contents. Default `'1'`. */
+    lock_contents?: string
+    /** Default `'exclusive-lock'`. */
+    key_prefix?: string
+    /** Other options are accepted and ignored, as the original's schema allowed. */
+    [option: string]: unknown
+  }
+
+  export import LockLostError = AsyncLock.LockLostError
+  export { ExclusiveLock }
+}
+
+export = ExclusiveLock

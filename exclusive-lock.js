@@ -1,0 +1,380 @@
+'use strict'
+// The @logdna/exclusive-lock 2.0.0 face over keylock's Redis client. The
+// constructor checks (messages, codes, order), defaults, slugged key,
+// fields, events and log calls are the original's; what changed is what it
+// did to Redis. A refresh extends only this instance's own lease and a
+// release deletes only that lease, so a stale holder can no longer extend or
+// delete the next holder's lock, and a lease found gone is reported as an
+// 'error' (LockLostError) instead of a 'refreshed'. docs/compat.md lists
+// every kept and fixed behaviour with the test that pins it.
+
+const { EventEmitter } = require('events')
+const { performance } = require('perf_hooks')
+const { cacheConnectionUrl } = require('./lib/redis-url')
+const { LockLostError } = require('./lib/lease')
+
+const DEFAULT_LOCK_TTL_MS = 3000
+const DEFAULT_LOCK_REFRESH_MS = 1000
+const REQUIRED_MIN_MS_DIFF = 500
+const DEFAULT_LOCK_CONTENTS = '1'
+const DEFAULT_KEY_PREFIX = 'exclusive-lock'
+const SLUGIFY_REGEX = /[\s\W]+/g
+// Every keylock Redis lock lives under one prefix, so a lock taken here and
+// one taken by another keylock face under the same name are the same lock.
+const REDIS_PREFIX = 'keylock'
+
+// abstract-logging 2's shape, without the dependency.
+const noop = () => {}
+const abstractLogging = { fatal: noop, error: noop, warn: noop, info: noop, debug: noop, trace: noop }
+
+// Read at call time, not captured at load: lib/redis loads the native Redis
+// client, which a process that only builds instances (or fails validation)
+// never needs.
+const redisClient = () => require('./lib/redis').RedisClient
+
+/**
+ * How long a lease set (or extended) by a request sent at `sent` is surely
+ * still ours: its ttl less redlock's clock-drift allowance (1% + 2 ms).
+ */
+const validUntil = (sent, ttl) => sent + ttl - Math.floor(ttl * 0.01) - 2
+
+// ---------------------------------------------------------------------------
+// The original validated its options with ajv against a JSON schema
+// (draft-07, ajv defaults: first error only). This reproduces that schema's
+// verdicts and messages by hand, keyword by keyword in the order ajv runs
+// them: the root type, `required`, `dependencies`, then `properties` in the
+// schema's order. ajv tests presence with `!== undefined` (inherited
+// properties count, an own property set to undefined does not) and its
+// `number` excludes NaN and ±Infinity.
+
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v)
+const isNumber = (v) => typeof v === 'number' && Number.isFinite(v)
+const isString = (v) => typeof v === 'string'
+
+const PROPERTIES = [
+  ['name', isString, 'string'],
+  // keylock: a URL string is accepted too (the original took only a client object).
+  ['cache_connection', (v) => isObject(v) || isString(v), 'object'],
+  ['log', isObject, 'object'],
+  ['lock_ttl_ms', isNumber, 'number'],
+  ['lock_refresh_ms', isNumber, 'number'],
+  ['lock_contents', isString, 'string'],
+  ['key_prefix', isString, 'string'],
+]
+
+function firstSchemaError(opts) {
+  if (!isObject(opts)) return { instancePath: '', message: 'must be object' }
+  for (const required of ['name', 'cache_connection']) {
+    if (opts[required] === undefined) return { instancePath: '', message: `must have required property '${required}'` }
+  }
+  for (const [present, needed] of [
+    ['lock_ttl_ms', 'lock_refresh_ms'],
+    ['lock_refresh_ms', 'lock_ttl_ms'],
+  ]) {
+    if (opts[present] !== undefined && opts[needed] === undefined) {
+      return { instancePath: '', message: `must have property ${needed} when property ${present} is present` }
+    }
+  }
+  for (const [prop, ok, type] of PROPERTIES) {
+    const value = opts[prop]
+    if (value === undefined) continue
+    if (!ok(value)) return { instancePath: `/${prop}`, message: `must be ${type}` }
+    if (prop === 'name' && value.length === 0) {
+      return { instancePath: '/name', message: 'must NOT have fewer than 1 characters' }
+    }
+  }
+  return null
+}
+
+// A URL string, or keylock's `{url}` options object: keylock's own ways of
+// naming the server, which the original's client-object check must let through.
+const namesServerByUrl = (conn) =>
+  typeof conn === 'string' || (isObject(conn) && typeof conn.set !== 'function' && typeof conn.url === 'string')
+
+class ExclusiveLock extends EventEmitter {
+  #key
+  #url
+  #client = null
+  #uses = 0
+  #lease = null
+  #releasing = null
+
+  constructor(opts) {
+    super()
+    opts = opts ?? {}
+
+    let { log } = opts
+    if (!log) log = abstractLogging
+    this.log = log
+
+    const schemaError = firstSchemaError(opts)
+    if (schemaError) {
+      const err = new Error('Input validation failed')
+      err.code = 'EINVAL'
+      err.errors = [schemaError]
+      this.log.error(err)
+      throw err
+    }
+
+    const {
+      name,
+      cache_connection,
+      lock_ttl_ms = DEFAULT_LOCK_TTL_MS,
+      lock_refresh_ms = DEFAULT_LOCK_REFRESH_MS,
+      lock_contents = DEFAULT_LOCK_CONTENTS,
+      key_prefix = DEFAULT_KEY_PREFIX,
+    } = opts
+
+    if (!namesServerByUrl(cache_connection) && typeof cache_connection?.set !== 'function') {
+      const err = new TypeError('A valid cache_connection to a cache store is required')
+      err.code = 'EINVAL'
+      throw err
+    }
+    const diff = lock_ttl_ms - lock_refresh_ms
+    if (diff < REQUIRED_MIN_MS_DIFF) {
+      const err = new RangeError(`lock_refresh_ms must be at least ${REQUIRED_MIN_MS_DIFF}ms less than lock_ttl_ms`)
+      err.code = 'EINVAL'
+      err.meta = { lock_ttl_ms, lock_refresh_ms, diff }
+      throw err
+    }
+    // keylock's own check, after the original's: where does the client point?
+    this.#url = cacheConnectionUrl(cache_connection)
+
+    this.cache_connection = cache_connection
+    this.name = name.replace(SLUGIFY_REGEX, '-')
+    this.lock_ttl_ms = lock_ttl_ms
+    this.lock_refresh_ms = lock_refresh_ms
+    this.lock_contents = lock_contents
+    this.#key = `${key_prefix.replace(SLUGIFY_REGEX, '-')}:${this.name}`
+
+    this.acquired = false
+    this.is_refreshing = false
+    this.refresh_timer = null
+  }
+
+  get [Symbol.toStringTag]() {
+    return 'ExclusiveLock'
+  }
+
+  get key() {
+    return this.#key
+  }
+
+  async acquire() {
+    if (this.acquired) {
+      this.log.warn('%s lock is already acquired. Must call release() first.', this.key)
+      return true
+    }
+    // A cache error rejects: the original let it throw ("a deal breaker").
+    const client = this.#use()
+    const sent = performance.now()
+    let result
+    try {
+      result = await client.acquire([this.#key], {
+        ttl: this.lock_ttl_ms,
+        wait: false,
+        owner: this.lock_contents,
+        // The refresh timer below is the original's own renewal; a second,
+        // hidden one would keep a lock alive after its holder stopped refreshing.
+        watchdog: false,
+      })
+    } catch (err) {
+      this.#unuse()
+      throw err
+    }
+    if (result.status !== 'granted') {
+      this.#unuse()
+      return this.acquired
+    }
+    if (this.acquired) {
+      // Another acquire() on this instance got there first and the lock was
+      // released and re-taken in between: keep that one, give this one back.
+      client.release(result.lease.id).catch(noop).finally(() => this.#unuse())
+      return true
+    }
+
+    const lease = {
+      id: result.lease.id,
+      token: result.lease.tokens[0],
+      reported: false,
+      releasing: false,
+      validUntil: validUntil(sent, this.lock_ttl_ms),
+    }
+    this.#lease = lease
+    this.acquired = true
+    client.onLost(lease.id, (cause) => this.#onLost(lease, cause))
+    // Not unref'd, as in the original: a process holding the lock stays up until release().
+    this.refresh_timer = setInterval(() => this.#refresh(), this.lock_refresh_ms)
+    this.log.info(
+      {
+        lock_contents: this.lock_contents,
+        lock_refresh_ms: this.lock_refresh_ms,
+        lock_ttl_ms: this.lock_ttl_ms,
+      },
+      '%s lock acquired',
+      this.name,
+    )
+    this.emit('acquired', this.key)
+    return this.acquired
+  }
+
+  async inspect() {
+    const client = this.#use()
+    let found
+    try {
+      found = await client.inspect(this.#key)
+    } catch (err) {
+      this.log.error({ key: this.key, err }, 'Error during inspect while getting the key: %s', err)
+      throw err
+    } finally {
+      this.#unuse()
+    }
+    // Return null only if there is no lock file
+    if (found === null || found === undefined) return null
+    return { lock_ttl_ms: found.pttl, lock_contents: found.owner }
+  }
+
+  release() {
+    if (!this.acquired) return Promise.resolve(undefined)
+    // A second release() while one is in flight shares its outcome instead
+    // of asking Redis again (and then calling the lease lost).
+    if (this.#releasing === null) {
+      this.#releasing = this.#release().finally(() => {
+        this.#releasing = null
+      })
+    }
+    return this.#releasing
+  }
+
+  async #release() {
+    clearInterval(this.refresh_timer)
+    this.refresh_timer = null
+    const lease = this.#lease
+    // From here on a refresh outcome says nothing about the lock: keylock's
+    // client may answer an extend racing this release with "gone".
+    lease.releasing = true
+    // A lease already reported lost is not this instance's, whatever Redis
+    // answers (or however long it takes to answer).
+    if (lease.reported) this.#forget(lease)
+    try {
+      const released = await this.#client.release(lease.id)
+      if (!released && !lease.reported) {
+        // The original's DEL would have deleted whoever holds the key now.
+        // Nothing was touched; the holder learns its lock had been lost.
+        lease.reported = true
+        const err = new LockLostError(this.key, lease.token)
+        this.log.error({ err }, 'Could not refresh lock: %s', err)
+        if (this.listenerCount('error') === 0) throw err
+        this.emit('error', err)
+      }
+      this.log.info('%s lock removed', this.key)
+      this.emit('released', this.key)
+    } finally {
+      this.#forget(lease)
+      this.#unuse()
+    }
+  }
+
+  #forget(lease) {
+    if (this.#lease !== lease) return
+    this.#lease = null
+    this.acquired = false
+  }
+
+  #refresh() {
+    const lease = this.#lease
+    if (lease === null) return
+    if (this.is_refreshing) {
+      // The refresh in flight is still unanswered (a stalled or unreachable
+      // server) and the lease may have ended meanwhile: treat it as lost
+      // rather than wait for Redis to say so.
+      if (performance.now() > lease.validUntil) {
+        const cause = new Error(`keylock: no refresh of ${this.key} was confirmed within lock_ttl_ms (${this.lock_ttl_ms} ms)`)
+        this.#refreshFailed(lease, new LockLostError(this.key, lease.token, cause))
+      }
+      return
+    }
+    this.is_refreshing = true
+    const client = this.#use()
+    const sent = performance.now()
+    client
+      .extend(lease.id, this.lock_ttl_ms)
+      .then((extended) => {
+        if (lease !== this.#lease || lease.reported || lease.releasing) return // released or given up meanwhile
+        if (!extended) throw new LockLostError(this.key, lease.token)
+        lease.validUntil = validUntil(sent, this.lock_ttl_ms)
+        // The original called trace unconditionally, so a logger without it
+        // turned every refresh into an error and a release.
+        if (typeof this.log.trace === 'function') this.log.trace('%s lock refreshed to %sms', this.key, this.lock_ttl_ms)
+        this.emit('refreshed', { key: this.key, lock_ttl_ms: this.lock_ttl_ms })
+      })
+      .catch((err) => this.#refreshFailed(lease, err))
+      .finally(() => {
+        this.is_refreshing = false
+        this.#unuse()
+      })
+  }
+
+  #onLost(lease, cause) {
+    // While a refresh is in flight its own outcome reports the loss.
+    if (this.is_refreshing) return
+    this.#refreshFailed(lease, new LockLostError(this.key, lease.token, cause))
+  }
+
+  // The original's refresh-failure path: log, 'error', then release(), and a
+  // second 'error' if that fails. With no 'error' listener it threw inside a
+  // promise (an unhandled rejection, the lock never released, the timer
+  // still running); here the release happens first and the error is then
+  // thrown as an uncaught exception, Node's rule for an unheard 'error'.
+  #refreshFailed(lease, err) {
+    if (lease !== this.#lease || lease.reported || lease.releasing) return
+    lease.reported = true
+    this.log.error({ err }, 'Could not refresh lock: %s', err)
+    const unheard = []
+    this.#emitError(err, unheard)
+    let releasing
+    try {
+      releasing = this.release()
+    } catch (releaseErr) {
+      releasing = Promise.reject(releaseErr)
+    }
+    Promise.resolve(releasing)
+      .catch((releaseErr) => {
+        this.log.error({ err: releaseErr }, 'Error removing lock %s: %s', this.key, releaseErr)
+        this.#emitError(releaseErr, unheard)
+      })
+      .then(() => {
+        if (unheard.length !== 0) {
+          process.nextTick(() => {
+            throw unheard[0]
+          })
+        }
+      })
+  }
+
+  #emitError(err, unheard) {
+    if (this.listenerCount('error') === 0) unheard.push(err)
+    else this.emit('error', err)
+  }
+
+  // The Redis client is shared per URL and reference-counted: an instance
+  // holds a reference while it holds the lock or has a call in flight, so an
+  // idle instance (the original had no close()) keeps no connection open.
+  #use() {
+    if (this.#client === null) this.#client = redisClient().open(this.#url, { prefix: REDIS_PREFIX })
+    this.#uses++
+    return this.#client
+  }
+
+  #unuse() {
+    if (--this.#uses > 0) return
+    const client = this.#client
+    this.#client = null
+    if (client !== null) client.close().catch(noop)
+  }
+}
+
+ExclusiveLock.ExclusiveLock = ExclusiveLock
+ExclusiveLock.LockLostError = LockLostError
+
+module.exports = ExclusiveLock

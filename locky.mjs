@@ -1,0 +1,8 @@
+// ESM entry for `import Locky from 'keylock/locky'` (and `import { Locky }`).
+// It re-exports the CommonJS module, so both module systems hand out the
+// very same class.
+import Locky from './locky.js'
+
+export const { LockLostError } = Locky
+export { Locky }
+export default Locky
