@@ -180,8 +180,14 @@ declare namespace AsyncLock {
      * the URL, without its password). Throws `TypeError` (code
      * `ERR_INVALID_ARG_VALUE`) for an empty or non-string value or an
      * unparsable URL.
+     *
+     * An array of URLs is a Redis Cluster's seed nodes. There, every key of
+     * one request must share a hash tag (`'{order:42}:items'` and
+     * `'{order:42}:total'`, or a `name` with a tag such as `'{billing}'`):
+     * a request whose keys hash to different slots rejects with a
+     * `TypeError` naming the key, before any command is sent.
      */
-    redis?: string | undefined
+    redis?: string | readonly string[] | undefined
     /**
      * Constructor only, Redis reach; keylock's addition. The prefix of every
      * Redis key keylock writes (leases, queues, fencing counters, the grant

@@ -18,10 +18,11 @@ const options: AsyncLock.AsyncLockOptions = {
 const lock = new AsyncLock(options)
 new AsyncLock({ redis: 'redis+unix:///run/redis/redis.sock' })
 new AsyncLock({ redis: 'unix:///run/redis/redis.sock', name: 'uploads', ttl: undefined, prefix: undefined })
+new AsyncLock({ redis: ['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000'], name: '{billing}' })
 new AsyncLock({ redis: process.env.REDIS_URL, name: 'jobs' }) // string | undefined: no Redis when unset
 
 assertType<Equals<AsyncLock.AsyncLockOptions['scope'], 'isolate' | 'process' | 'redis' | undefined>>()
-assertType<Equals<AsyncLock.AsyncLockOptions['redis'], string | undefined>>()
+assertType<Equals<AsyncLock.AsyncLockOptions['redis'], string | readonly string[] | undefined>>()
 assertType<Equals<AsyncLock.AsyncLockOptions['ttl'], number | undefined>>()
 
 declare const store: { write(key: string, value: number, opts: { fencingToken: number }): Promise<void> }
