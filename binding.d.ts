@@ -83,6 +83,12 @@ export declare function redisAcquire(handle: number, request: number, names: Arr
 export declare function redisClose(handle: number): Promise<void>
 
 /**
+ * For the `exit` event (process.exit() runs no env cleanup hook): frees
+ * the client's leases now, waiting at most half a second.
+ */
+export declare function redisCloseAtExit(handle: number): void
+
+/**
  * A raw command; the reply comes back as JSON text (bulk strings as
  * strings, nil as null), which is all the facades' bookkeeping needs.
  */

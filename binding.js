@@ -842,6 +842,7 @@ module.exports.noop = nativeBinding.noop
 module.exports.redisAbort = nativeBinding.redisAbort
 module.exports.redisAcquire = nativeBinding.redisAcquire
 module.exports.redisClose = nativeBinding.redisClose
+module.exports.redisCloseAtExit = nativeBinding.redisCloseAtExit
 module.exports.redisCommand = nativeBinding.redisCommand
 module.exports.redisExtend = nativeBinding.redisExtend
 module.exports.redisInspect = nativeBinding.redisInspect

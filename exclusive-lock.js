@@ -98,6 +98,8 @@ class ExclusiveLock extends EventEmitter {
   #uses = 0
   #lease = null
   #releasing = null
+  /** acquire() calls of this instance still waiting for Redis */
+  #acquiring = new Set()
 
   constructor(opts) {
     super()
@@ -169,21 +171,30 @@ class ExclusiveLock extends EventEmitter {
     const client = this.#use()
     const sent = performance.now()
     let result
+    const asked = client.acquire([this.#key], {
+      ttl: this.lock_ttl_ms,
+      wait: false,
+      owner: this.lock_contents,
+      // The refresh timer below is the original's own renewal; a second,
+      // hidden one would keep a lock alive after its holder stopped refreshing.
+      watchdog: false,
+    })
+    const others = [...this.#acquiring]
+    this.#acquiring.add(asked)
     try {
-      result = await client.acquire([this.#key], {
-        ttl: this.lock_ttl_ms,
-        wait: false,
-        owner: this.lock_contents,
-        // The refresh timer below is the original's own renewal; a second,
-        // hidden one would keep a lock alive after its holder stopped refreshing.
-        watchdog: false,
-      })
+      result = await asked
     } catch (err) {
       this.#unuse()
       throw err
+    } finally {
+      this.#acquiring.delete(asked)
     }
     if (result.status !== 'granted') {
       this.#unuse()
+      // Busy because an earlier acquire() of this very instance took it: the
+      // original's replies came back in order on one connection, so that
+      // one had set `acquired` by now. Ours may arrive in either order.
+      if (others.length !== 0) await Promise.allSettled(others)
       return this.acquired
     }
     if (this.acquired) {

@@ -201,6 +201,10 @@ class Task {
     if ((this.state & LOCKED) !== 0) {
       this.state &= ~LOCKED
       const lock = this.lock
+      if (lock._space.remote === true) {
+        this.finishRemote(err, ret)
+        return
+      }
       if (lock.domainReentrant) for (const name of this.names()) delete lock.domains[name]
       contended = lock._space.releaseIdle(this.ids, this)
     }
@@ -218,6 +222,28 @@ class Task {
       return
     }
     if (contended !== null) handOff(this.lock._space, contended)
+  }
+
+  /**
+   * The Redis reach: as async-lock tells the caller after releasing, the
+   * caller is told once Redis has the release (the hand-off to the next
+   * waiter happened in the same script), so a key is free in Redis by the
+   * time acquire() settles.
+   */
+  finishRemote(err, ret) {
+    const released = this.lock._space.release(this)
+    if ((this.state & RESOLVED) !== 0) return
+    this.state |= RESOLVED
+    released.then(() => {
+      try {
+        this.notify(err, ret)
+      } catch (thrown) {
+        // A throwing cb: an uncaught exception, as it is in async-lock.
+        process.nextTick(() => {
+          throw thrown
+        })
+      }
+    })
   }
 
   clearTimers() {

@@ -118,3 +118,22 @@ test('an acquire timeout with Redis unreachable mid-wait rejects; it never hangs
   })
   assert.ok(now() - started < 1500 + 6000, 'settled within the timeout plus one command timeout')
 })
+
+test('a process that exits holding a lease frees it at exit, not a ttl later', async (t) => {
+  const server = await startRedis()
+  t.after(() => server.stop())
+  const { execFileSync } = require('node:child_process')
+  for (const ending of ['', 'process.exit(0)']) {
+    // The lease's ttl is a minute: only the exit hook can free it in time.
+    const script = `
+      const AsyncLock = require(${JSON.stringify(require.resolve('../index.js'))})
+      const lock = new AsyncLock({ redis: ${JSON.stringify(server.url)}, name: 'exit', ttl: 60000 })
+      lock.lock('k').then((lease) => { console.log(lease.token); ${ending} })
+    `
+    const started = now()
+    const token = Number(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 }).trim())
+    assert.ok(token > 0)
+    assert.equal(await server.command('EXISTS', 'keylock:{exit:k}'), 0, `freed at exit (${ending || 'natural end'})`)
+    assert.ok(now() - started < 20000)
+  }
+})

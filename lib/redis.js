@@ -17,6 +17,14 @@ const MODES = { try: 0, wait: 1, force: 2 }
 /** `${url}\0${prefix}` -> RedisClient of this thread */
 const clients = new Map()
 
+// A process that ends holding leases (its script ran out, or process.exit())
+// frees them at once rather than a ttl later. Synchronous, bounded to half a
+// second per client by the native side.
+let exitHooked = false
+function closeAllAtExit() {
+  for (const client of clients.values()) native.redisCloseAtExit(client.handle)
+}
+
 // A promise made by a napi async function does not keep Node's event loop
 // alive, so `await lock.lock(k)` in a script with nothing else to do would
 // end the process mid-wait, and a final `await lease.release()` could exit
@@ -91,6 +99,10 @@ class RedisClient {
     if (client === undefined) {
       client = new RedisClient(urls, Array.isArray(url), prefix, id)
       clients.set(id, client)
+      if (!exitHooked) {
+        exitHooked = true
+        process.once('exit', closeAllAtExit)
+      }
     } else {
       client.refs++
     }
@@ -288,6 +300,17 @@ class RedisSpace {
     // so the lease runs out within its ttl and passes on then.
     if (task !== undefined && task.ticket !== -1) this.client.release(task.ticket).catch(() => {})
     return null
+  }
+
+  /**
+   * Releases a running task's lease; resolves once Redis has it (true) or
+   * the release failed (false: the watchdog has stopped, so the lease runs
+   * out within its ttl and passes on then).
+   */
+  release(task) {
+    this._track(task.ids, -1)
+    if (task.ticket === -1) return Promise.resolve(false)
+    return this.client.release(task.ticket).catch(() => false)
   }
 
   isBusy(key) {

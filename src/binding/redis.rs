@@ -62,6 +62,7 @@ fn to_napi(e: RedisLockError) -> Error {
   ts_args_type = "urls: string[], cluster: boolean, prefix: string, onLost: (event: NativeLostEvent) => void"
 )]
 pub fn redis_open(
+  env: &Env,
   urls: Vec<String>,
   cluster: bool,
   prefix: String,
@@ -82,9 +83,43 @@ pub fn redis_open(
     RedisLock::new(url, &prefix, report)
   }
   .map_err(to_napi)?;
-  let mut clients = CLIENTS.lock();
-  clients.push(Some(lock));
-  Ok((clients.len() - 1) as u32)
+  let handle = {
+    let mut clients = CLIENTS.lock();
+    clients.push(Some(lock));
+    (clients.len() - 1) as u32
+  };
+  // A process (or worker) that ends while holding leases frees them now,
+  // not a ttl later: best effort, bounded so a dead Redis cannot hold the
+  // exit up.
+  env.add_env_cleanup_hook(handle, close_at_exit)?;
+  Ok(handle)
+}
+
+const EXIT_GRACE: Duration = Duration::from_millis(500);
+
+/// For the `exit` event (process.exit() runs no env cleanup hook): frees
+/// the client's leases now, waiting at most half a second.
+#[napi(catch_unwind, js_name = "redisCloseAtExit")]
+pub fn redis_close_at_exit(handle: u32) {
+  close_at_exit(handle);
+}
+
+fn close_at_exit(handle: u32) {
+  let lock = CLIENTS
+    .lock()
+    .get_mut(handle as usize)
+    .and_then(Option::take);
+  let Some(lock) = lock else { return };
+  if lock.held() == 0 {
+    return;
+  }
+  // The runtime may already be shutting down with the env: then there is
+  // nothing to do but let the leases run out.
+  let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    napi::bindgen_prelude::block_on(async move {
+      let _ = tokio::time::timeout(EXIT_GRACE, lock.close()).await;
+    })
+  }));
 }
 
 #[napi(object)]

@@ -430,7 +430,15 @@ impl RedisLock {
     let conn = inner
       .conn
       .get_or_try_init(|| async {
-        let (tx, rx) = mpsc::unbounded_channel::<PushInfo>();
+        // Grants are routed in the connection's reader, straight to the
+        // waiter: no task in between to wake.
+        let weak = Arc::downgrade(&self.inner);
+        let tx = move |push: PushInfo| {
+          if let Some(inner) = weak.upgrade() {
+            route_push(&inner, push);
+          }
+          Ok::<(), ()>(())
+        };
         let connect = async {
           match &inner.client {
             Client::Single(client) => {
@@ -462,7 +470,6 @@ impl RedisLock {
           .await
           .map_err(|_| self.error("timed out connecting"))?
           .map_err(|e| self.error(e))?;
-        tokio::spawn(route_pushes(Arc::downgrade(&self.inner), rx));
         Ok::<_, RedisLockError>(conn)
       })
       .await?;
@@ -855,38 +862,35 @@ impl Drop for Unregister<'_> {
 /// Delivers grant messages to the waiters of this client; a disconnection
 /// makes every waiter re-run ACQUIRE (its grant may have been published
 /// while we could not hear it).
-async fn route_pushes(inner: std::sync::Weak<Inner>, mut rx: mpsc::UnboundedReceiver<PushInfo>) {
-  while let Some(push) = rx.recv().await {
-    let Some(inner) = inner.upgrade() else { return };
-    match push.kind {
-      PushKind::Message => {
-        let Some(payload) = push.data.get(1).and_then(value_string) else {
-          continue;
-        };
-        let mut parts = payload.split(' ');
-        let (kind, id) = (parts.next(), parts.next());
-        let Some(id) = id else { continue };
-        let wake = match kind {
-          Some("g") => parts
-            .next()
-            .and_then(|t| t.parse::<f64>().ok())
-            .map(Wake::Granted),
-          Some("w") => Some(Wake::Recheck),
-          _ => None,
-        };
-        if let Some(wake) = wake {
-          if let Some(tx) = inner.waiters.lock().get(id) {
-            let _ = tx.send(wake);
-          }
+fn route_push(inner: &Inner, push: PushInfo) {
+  match push.kind {
+    PushKind::Message => {
+      let Some(payload) = push.data.get(1).and_then(value_string) else {
+        return;
+      };
+      let mut parts = payload.split(' ');
+      let (kind, id) = (parts.next(), parts.next());
+      let Some(id) = id else { return };
+      let wake = match kind {
+        Some("g") => parts
+          .next()
+          .and_then(|t| t.parse::<f64>().ok())
+          .map(Wake::Granted),
+        Some("w") => Some(Wake::Recheck),
+        _ => None,
+      };
+      if let Some(wake) = wake {
+        if let Some(tx) = inner.waiters.lock().get(id) {
+          let _ = tx.send(wake);
         }
       }
-      PushKind::Disconnection => {
-        for tx in inner.waiters.lock().values() {
-          let _ = tx.send(Wake::Recheck);
-        }
-      }
-      _ => {}
     }
+    PushKind::Disconnection => {
+      for tx in inner.waiters.lock().values() {
+        let _ = tx.send(Wake::Recheck);
+      }
+    }
+    _ => {}
   }
 }
 
