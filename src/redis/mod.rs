@@ -29,8 +29,9 @@
 //!   restarted empty".
 //! - **Nothing stranded.** A waiter re-runs ACQUIRE (idempotent) every
 //!   [`RECHECK`] and after every reconnect: that is its heartbeat (a waiter
-//!   silent for [`LIVENESS`] is reaped, so a crashed process stops blocking
-//!   the queue within seconds), its re-enqueue after a server restart, and
+//!   silent for [`LIVENESS`] is reaped, and a lease handed to a waiter
+//!   starts at most [`CLAIM`] long, so a crashed process stops blocking the
+//!   queue within seconds), its re-enqueue after a server restart, and
 //!   its fallback for a lost grant message. A cancel that races a grant
 //!   keeps the grant (the caller is told), so no grant is swallowed.
 //!   Tests: `redis-scripts.test.js` "waiters that stopped heartbeating are
@@ -73,6 +74,12 @@ use tokio::time::Instant;
 pub const RECHECK: Duration = Duration::from_millis(1000);
 /// A waiter whose process has not heartbeated for this long is reaped.
 pub const LIVENESS: Duration = Duration::from_millis(3000);
+/// A lease handed on by a hand-off (RELEASE, CANCEL, or ACQUIRE passing
+/// over an expired holder) starts at most this long, `CLAIM_MS` in
+/// `lua/common.lua`: a waiter that died since its last heartbeat blocks the
+/// key for this long, not for its whole ttl. The new holder's watchdog
+/// renews it to the full ttl within a third of it.
+pub const CLAIM: Duration = Duration::from_millis(3000);
 /// Commands and connection attempts give up after this long.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -619,7 +626,16 @@ impl RedisLock {
       first = false;
       let items = array(&reply)?;
       match int_at(&items, 0)? {
-        0 => return Ok(self.granted(id, names, tokens(&items[1..])?, &opts, sent)),
+        0 => {
+          return self
+            .granted(id, names, tokens(&items[1..])?, &opts, sent, false)
+            .await
+        }
+        4 => {
+          return self
+            .granted(id, names, tokens(&items[1..])?, &opts, sent, true)
+            .await
+        }
         1 => {}
         2 => {
           return Ok(Acquired::Rejected {
@@ -640,7 +656,9 @@ impl RedisLock {
       let woke = tokio::time::timeout_at(until, rx.recv()).await;
       match woke {
         Ok(Some(Wake::Granted(token))) => {
-          return Ok(self.granted(id, names, vec![token], &opts, Instant::now()));
+          return self
+            .granted(id, names, vec![token], &opts, Instant::now(), true)
+            .await;
         }
         Ok(Some(Wake::Recheck)) => {}
         Ok(Some(Wake::Abort)) => {
@@ -694,25 +712,51 @@ impl RedisLock {
       .await?;
     let items = array(&reply)?;
     if int_at(&items, 0)? == 1 {
-      return Ok(self.granted(
-        id.to_string(),
-        names.to_vec(),
-        tokens(&items[1..])?,
-        &opts,
-        sent,
-      ));
+      return self
+        .granted(
+          id.to_string(),
+          names.to_vec(),
+          tokens(&items[1..])?,
+          &opts,
+          sent,
+          true,
+        )
+        .await;
     }
     Ok(Acquired::TimedOut)
   }
 
-  fn granted(
+  /// Registers a grant. `handed_on`: granted by a hand-off, so the lease
+  /// may have started only [`CLAIM`] long.
+  async fn granted(
     &self,
     id: String,
     names: Vec<String>,
     tokens: Vec<f64>,
     opts: &AcquireOptions,
     sent: Instant,
-  ) -> Acquired {
+    handed_on: bool,
+  ) -> Result<Acquired> {
+    let first = if handed_on {
+      opts.ttl.min(CLAIM)
+    } else {
+      opts.ttl
+    };
+    let keys: Vec<String> = names
+      .iter()
+      .map(|n| lease_key(&self.inner.prefix, n))
+      .collect();
+    if handed_on && !opts.watchdog && opts.ttl > CLAIM {
+      // Nobody will renew it: bring it to the ttl the caller asked for now.
+      let ttl = opts.ttl.as_millis().to_string();
+      self
+        .run(
+          &self.inner.scripts.extend,
+          &keys,
+          &[id.as_str(), ttl.as_str()],
+        )
+        .await?;
+    }
     let lease = self
       .inner
       .seq
@@ -723,11 +767,9 @@ impl RedisLock {
         Arc::downgrade(&self.inner),
         lease,
         id.clone(),
-        names
-          .iter()
-          .map(|n| lease_key(&self.inner.prefix, n))
-          .collect(),
+        keys,
         opts.ttl,
+        first,
         sent,
       ));
       task.abort_handle()
@@ -740,7 +782,7 @@ impl RedisLock {
         watchdog,
       },
     );
-    Acquired::Granted { lease, tokens }
+    Ok(Acquired::Granted { lease, tokens })
   }
 
   /// Releases a lease and hands each name to its next waiter. `Ok(false)`:
@@ -901,14 +943,18 @@ async fn watchdog(
   id: String,
   keys: Vec<String>,
   ttl: Duration,
+  first: Duration,
   granted_at: Instant,
 ) {
-  let drift = ttl / 100 + Duration::from_millis(2);
-  let validity = ttl.saturating_sub(drift);
-  let mut valid_until = granted_at + validity;
+  let drift = |d: Duration| d / 100 + Duration::from_millis(2);
+  let validity = ttl.saturating_sub(drift(ttl));
+  // The lease may start shorter than ttl (a hand-off's CLAIM).
+  let mut valid_until = granted_at + first.saturating_sub(drift(first));
+  let mut period = first / 3;
   let ttl_arg = ttl.as_millis().max(1).to_string();
   loop {
-    tokio::time::sleep(ttl / 3).await;
+    tokio::time::sleep(period).await;
+    period = ttl / 3;
     loop {
       let Some(strong) = inner.upgrade() else {
         return;

@@ -5,7 +5,9 @@
 -- KEYS: lease, meta, queue, waiters per name (see common.lua), then P:tkt.
 -- ARGV: prefix, waiter id, ttl ms, mode (0 try, 1 wait, 2 force),
 --       max pending (-1: no limit), skip queue (0/1), owner, liveness ms.
--- Returns: {0, token per name}   granted
+-- Returns: {0, token per name}   granted, for the full ttl
+--          {4, token per name}   granted already, by a hand-off (the lease
+--                                started at most CLAIM_MS long)
 --          {1, pttl}             queued (pttl of the first busy lease)
 --          {2, index}            refused: the queue of name `index` (1-based) is full
 --          {3, holder, pttl}     busy (try mode): the first busy lease's owner
@@ -32,7 +34,7 @@ for i = 1, n do
   end
 end
 if mine then
-  local out = { 0 }
+  local out = { 4 }
   for i = 1, n do
     out[i + 1] = tonumber(redis.call('HGET', KEYS[4 * i - 2], 'fence') or '0')
   end

@@ -3,7 +3,8 @@
 -- leaves every queue, and a lease it was keeping reserved passes on.
 -- KEYS: lease, meta, queue, waiters per name (see common.lua), then P:tkt.
 -- ARGV: prefix, waiter id.
--- Returns: {1, token per name} granted after all; {0} cancelled.
+-- Returns: {1, token per name} granted after all (by a hand-off: the lease
+--          started at most CLAIM_MS long); {0} cancelled.
 local prefix, id = ARGV[1], ARGV[2]
 local n = names_in_keys()
 local mine = true

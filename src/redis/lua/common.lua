@@ -12,6 +12,11 @@ local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
 -- Queues and meta outlive a burst of use, not forever.
 local IDLE_TTL = 604800000
+-- A lease handed to a waiter that is not in this script starts at most this
+-- long (the waiter liveness window, src/redis/mod.rs CLAIM): a waiter that
+-- died since its last heartbeat blocks the key for seconds, not a ttl; a
+-- live one's watchdog renews it to its full ttl within a third of it.
+local CLAIM_MS = 3000
 
 local function fmt(x)
   return string.format('%.0f', x)
@@ -77,7 +82,7 @@ local function promote(prefix, i)
     redis.call('PUBLISH', channel_of(prefix, head), 'w ' .. head)
     return
   end
-  redis.call('SET', lease, head .. '|' .. owner, 'PX', ttl)
+  redis.call('SET', lease, head .. '|' .. owner, 'PX', math.min(tonumber(ttl), CLAIM_MS))
   local token = next_token(meta)
   redis.call('ZREM', queue, head)
   redis.call('HDEL', waiters, head)
