@@ -80,6 +80,8 @@ pub const LIVENESS: Duration = Duration::from_millis(3000);
 /// key for this long, not for its whole ttl. The new holder's watchdog
 /// renews it to the full ttl within a third of it.
 pub const CLAIM: Duration = Duration::from_millis(3000);
+/// How long a timed-out or aborted acquisition waits for its CANCEL.
+const CANCEL_GRACE: Duration = Duration::from_millis(250);
 /// Commands and connection attempts give up after this long.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -604,6 +606,14 @@ impl RedisLock {
             .await
           {
             Ok(r) => r,
+            // Not one answer from Redis before the timeout: that is an
+            // unreachable (or stalled) Redis, and the error says where.
+            Err(_) if first => {
+              let waited = opts.timeout.unwrap_or_default().as_millis();
+              return Err(self.error(format!(
+                "no answer within the acquire timeout ({waited} ms)"
+              )));
+            }
             Err(_) => return self.give_up(&id, &names, &keys, opts.clone(), sent).await,
           }
         }
@@ -703,13 +713,15 @@ impl RedisLock {
     opts: AcquireOptions,
     sent: Instant,
   ) -> Result<Acquired> {
-    let reply = self
-      .run(
-        &self.inner.scripts.cancel,
-        keys,
-        &[self.inner.prefix.as_str(), id],
-      )
-      .await?;
+    let args = [self.inner.prefix.as_str(), id];
+    let cancel = self.run(&self.inner.scripts.cancel, keys, &args);
+    // The caller's time is up: wait a moment for the cancel, not a command
+    // timeout. A waiter left behind stops heartbeating and is reaped within
+    // LIVENESS, and a grant to it is a hand-off of at most CLAIM.
+    let reply = match tokio::time::timeout(CANCEL_GRACE, cancel).await {
+      Ok(Ok(reply)) => reply,
+      Ok(Err(_)) | Err(_) => return Ok(Acquired::TimedOut),
+    };
     let items = array(&reply)?;
     if int_at(&items, 0)? == 1 {
       return self
