@@ -122,3 +122,49 @@ test('close() releases the leases still held and hands the keys on; the closed l
   await assert.rejects(a.lock('k'), { code: 'KEYLOCK_CLOSED' })
   await lease.release()
 })
+
+test('unix-socket URLs, both spellings, reach the same locks', async (t) => {
+  const unixServer = await startRedis({ unix: true })
+  t.after(() => unixServer.stop())
+  const a = new AsyncLock({ redis: unixServer.url, name: 'sock' }) // redis+unix:///…/r.sock
+  const b = new AsyncLock({ redis: unixServer.unixUrl2, name: 'sock' }) // unix:///…/r.sock
+  t.after(() => Promise.all([a.close(), b.close()]))
+  const held = await a.lock('k')
+  assert.equal(b.isBusy('k'), true)
+  const order = []
+  const waiting = b.acquire('k', () => order.push('b'))
+  await sleep(100)
+  order.push('a releases')
+  await held.release()
+  await waiting
+  assert.deepEqual(order, ['a releases', 'b'])
+  assert.equal(await unixServer.command('EXISTS', 'keylock:{sock:k}'), 0)
+})
+
+test('prefix: locks under different prefixes share nothing; the keys live under the prefix', async (t) => {
+  const a = new AsyncLock({ redis: server.url, name: 'pre', prefix: 'app1' })
+  const b = new AsyncLock({ redis: server.url, name: 'pre', prefix: 'app2' })
+  t.after(() => Promise.all([a.close(), b.close()]))
+  const la = await a.lock('k')
+  const lb = await b.lock('k', { timeout: 1000 })
+  assert.ok((await server.command('GET', 'app1:{pre:k}')) !== null)
+  assert.ok((await server.command('GET', 'app2:{pre:k}')) !== null)
+  await Promise.all([la.release(), lb.release()])
+  assert.throws(() => new AsyncLock({ redis: server.url, prefix: '' }), { name: 'TypeError', message: /option "prefix"/ })
+  assert.throws(() => new AsyncLock({ redis: server.url, ttl: -5 }), { name: 'TypeError', message: /option "ttl"/ })
+  assert.throws(() => new AsyncLock({ redis: 42 }), { name: 'TypeError', message: /option "redis"/ })
+  assert.throws(() => new AsyncLock({ redis: 'http://nope' }), { name: 'TypeError', message: /option "redis"/ })
+})
+
+test('skipQueue goes ahead of every waiter, across instances, as async-lock does within one', async (t) => {
+  const { a, b } = pair(t)
+  const held = await a.lock('k')
+  const order = []
+  const first = b.acquire('k', () => order.push('queued first'))
+  await sleep(100)
+  const skipper = a.acquire('k', () => order.push('skipQueue'), { skipQueue: true })
+  await sleep(100)
+  await held.release()
+  await Promise.all([first, skipper])
+  assert.deepEqual(order, ['skipQueue', 'queued first'])
+})

@@ -137,3 +137,49 @@ test('a process that exits holding a lease frees it at exit, not a ttl later', a
     assert.ok(now() - started < 20000)
   }
 })
+
+test('a JS thread blocked for longer than the ttl keeps its lease: the watchdog is not on the event loop', async (t) => {
+  const server = await startRedis()
+  t.after(() => server.stop())
+  const lock = new AsyncLock({ redis: server.url, name: 'busy', ttl: 900 })
+  t.after(() => lock.close())
+  const lease = await lock.lock('k')
+  const blockedUntil = Date.now() + 3000 // more than three ttls with no turn of the event loop
+  while (Date.now() < blockedUntil) {
+    // a CPU-bound section, or a debugger paused on a breakpoint
+  }
+  await sleep(50) // a lost-lease report, if any, would be delivered by now
+  assert.equal(lease.signal.aborted, false)
+  const pttl = await server.command('PTTL', 'keylock:{busy:k}')
+  assert.ok(pttl > 0 && pttl <= 900, `still held, renewed: pttl ${pttl}`)
+  assert.equal(await lease.release(), true)
+})
+
+test('a lost grant message: the waiter finds its grant at its next re-check', async (t) => {
+  const server = await startRedis()
+  t.after(() => server.stop())
+  const fs = require('node:fs')
+  const path = require('node:path')
+  const lua = (name) => fs.readFileSync(path.join(__dirname, '..', 'src', 'redis', 'lua', name + '.lua'), 'utf8')
+  const keys = ['keylock:{lost:k}', 'keylock:{lost:k}:m', 'keylock:{lost:k}:q', 'keylock:{lost:k}:w', 'keylock:tkt']
+  const evalScript = (name, args) => server.command('EVAL', lua('common') + '\n' + lua(name), keys.length, ...keys, ...args)
+  // Another "process" holds the key, through the very script keylock runs.
+  assert.equal((await evalScript('acquire', ['keylock', 'other:1', 60000, 1, -1, 0, '', 3000]))[0], 0)
+  const lock = new AsyncLock({ redis: server.url, name: 'lost' })
+  t.after(() => lock.close())
+  const waiting = lock.lock('k', { timeout: 10000 })
+  const deadline = Date.now() + 5000
+  while ((await server.command('ZCARD', keys[2])) !== 1) {
+    if (Date.now() > deadline) throw new Error('the waiter never queued')
+    await sleep(10)
+  }
+  // Released with the grant published on a channel nobody listens to: the
+  // lease is the waiter's in Redis, but its process never hears of it.
+  assert.equal(await evalScript('release', ['elsewhere', 'other:1']), 1)
+  const handedAt = now()
+  const lease = await waiting
+  const after = now() - handedAt
+  assert.ok(after < 2500, `found ${Math.round(after)} ms after the hand-off (re-check every second)`)
+  assert.equal(lease.token, Number(await server.command('HGET', keys[1], 'fence')))
+  assert.equal(await lease.release(), true)
+})
