@@ -366,24 +366,31 @@ function refuse(task, space) {
   task.fail(new Error(messages.tooManyPending(full)), null)
 }
 
+/** One call's limits: its options over the lock's, read as async-lock reads them. */
+class CallOptions {
+  constructor(lock, opts) {
+    this.timeout = lock.timeout
+    this.maxOccupationTime = lock.maxOccupationTime
+    this.maxExecutionTime = lock.maxExecutionTime
+    this.maxPending = lock.maxPending
+    this.skipQueue = false
+    if (opts) {
+      this.timeout = timeOption('timeout', opts.timeout) || this.timeout
+      this.maxOccupationTime = timeOption('maxOccupationTime', opts.maxOccupationTime) || this.maxOccupationTime
+      this.maxExecutionTime = timeOption('maxExecutionTime', opts.maxExecutionTime) || this.maxExecutionTime
+      this.maxPending = maxPendingOption(opts.maxPending || this.maxPending, this.maxPending)
+      this.skipQueue = !!opts.skipQueue
+    }
+  }
+}
+
 function startWithOptions(lock, task, opts) {
   const space = lock._space
   if (space.remote === true) {
     startRemote(lock, task, opts)
     return
   }
-  let timeout = lock.timeout
-  let maxOccupationTime = lock.maxOccupationTime
-  let maxExecutionTime = lock.maxExecutionTime
-  let maxPending = lock.maxPending
-  let skipQueue = false
-  if (opts) {
-    timeout = timeOption('timeout', opts.timeout) || timeout
-    maxOccupationTime = timeOption('maxOccupationTime', opts.maxOccupationTime) || maxOccupationTime
-    maxExecutionTime = timeOption('maxExecutionTime', opts.maxExecutionTime) || maxExecutionTime
-    maxPending = maxPendingOption(opts.maxPending || maxPending, maxPending)
-    skipQueue = !!opts.skipQueue
-  }
+  const { timeout, maxOccupationTime, maxExecutionTime, maxPending, skipQueue } = new CallOptions(lock, opts)
   if (maxExecutionTime) extraOf(task).maxExecutionTime = maxExecutionTime
   if (lock.domainReentrant && process.domain) {
     const domain = process.domain
@@ -419,18 +426,7 @@ function startWithOptions(lock, task, opts) {
  */
 function startRemote(lock, task, opts) {
   const space = lock._space
-  let timeout = lock.timeout
-  let maxOccupationTime = lock.maxOccupationTime
-  let maxExecutionTime = lock.maxExecutionTime
-  let maxPending = lock.maxPending
-  let skipQueue = false
-  if (opts) {
-    timeout = timeOption('timeout', opts.timeout) || timeout
-    maxOccupationTime = timeOption('maxOccupationTime', opts.maxOccupationTime) || maxOccupationTime
-    maxExecutionTime = timeOption('maxExecutionTime', opts.maxExecutionTime) || maxExecutionTime
-    maxPending = maxPendingOption(opts.maxPending || maxPending, maxPending)
-    skipQueue = !!opts.skipQueue
-  }
+  const { timeout, maxOccupationTime, maxExecutionTime, maxPending, skipQueue } = new CallOptions(lock, opts)
   if (maxExecutionTime) extraOf(task).maxExecutionTime = maxExecutionTime
   if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
   space.request(task, { timeout, maxPending: pendingForNative(maxPending), skipQueue }).then(

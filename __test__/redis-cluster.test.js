@@ -6,23 +6,11 @@
 
 const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
-const net = require('node:net')
 const { execFileSync } = require('node:child_process')
 const AsyncLock = require('../index.js')
-const { startRedis } = require('./redis-harness')
+const { startRedis, freePort } = require('./redis-harness')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer()
-    probe.on('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address()
-      probe.close(() => resolve(port))
-    })
-  })
-}
 
 let nodes = []
 let urls = []

@@ -416,4 +416,4 @@ for (const signal of ['SIGTERM', 'SIGINT', 'SIGHUP']) {
   })
 }
 
-module.exports = { startRedis, stopAll, respCommand, parseReply, encodeCommand }
+module.exports = { startRedis, stopAll, respCommand, parseReply, encodeCommand, freePort }

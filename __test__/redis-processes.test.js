@@ -16,7 +16,7 @@ const assert = require('node:assert/strict')
 const net = require('node:net')
 const path = require('node:path')
 const { fork } = require('node:child_process')
-const { startRedis } = require('./redis-harness')
+const { startRedis, freePort } = require('./redis-harness')
 
 const WORKER = path.join(__dirname, 'fixtures', 'redis-worker.js')
 const CALL_TIMEOUT_MS = 20000
@@ -159,16 +159,6 @@ function assertExclusive(records, what) {
   return sorted
 }
 
-function freeClosedPort() {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer()
-    probe.on('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address()
-      probe.close(() => resolve(port))
-    })
-  })
-}
 
 /** `cmdstat_<name>` -> calls, from INFO commandstats. */
 async function commandStats(s) {
@@ -414,7 +404,7 @@ test('a SIGKILLed waiter: the next live waiter is granted when the holder releas
 })
 
 test('an unreachable Redis: acquire and lock reject naming the URL', { timeout: 30000 }, async () => {
-  const port = await freeClosedPort()
+  const port = await freePort()
   const url = `redis://127.0.0.1:${port}`
   const [w] = await spawnLocks(1, url)
   const timed = async (promise) => {

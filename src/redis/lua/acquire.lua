@@ -26,20 +26,8 @@ local function grant_all()
   return out
 end
 
-local mine = true
-for i = 1, n do
-  if not owns(redis.call('GET', KEYS[4 * i - 3]), id) then
-    mine = false
-    break
-  end
-end
-if mine then
-  local out = { 4 }
-  for i = 1, n do
-    out[i + 1] = tonumber(redis.call('HGET', KEYS[4 * i - 2], 'fence') or '0')
-  end
-  return out
-end
+local held = held_tokens(id, 4)
+if held then return held end
 
 if mode == 2 then return grant_all() end
 

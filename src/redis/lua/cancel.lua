@@ -7,20 +7,8 @@
 --          started at most CLAIM_MS long); {0} cancelled.
 local prefix, id = ARGV[1], ARGV[2]
 local n = names_in_keys()
-local mine = true
-for i = 1, n do
-  if not owns(redis.call('GET', KEYS[4 * i - 3]), id) then
-    mine = false
-    break
-  end
-end
-if mine then
-  local out = { 1 }
-  for i = 1, n do
-    out[i + 1] = tonumber(redis.call('HGET', KEYS[4 * i - 2], 'fence') or '0')
-  end
-  return out
-end
+local held = held_tokens(id, 1)
+if held then return held end
 for i = 1, n do
   redis.call('ZREM', KEYS[4 * i - 1], id)
   redis.call('HDEL', KEYS[4 * i], id)

@@ -89,6 +89,17 @@ local function promote(prefix, i)
   redis.call('PUBLISH', channel_of(prefix, head), 'g ' .. head .. ' ' .. fmt(token))
 end
 
+-- The fence of every name, if `id` holds every lease of the request (a
+-- grant that raced the caller's reply, or its cancel); else nil.
+local function held_tokens(id, status)
+  local out = { status }
+  for i = 1, (#KEYS - 1) / 4 do
+    if not owns(redis.call('GET', KEYS[4 * i - 3]), id) then return nil end
+    out[i + 1] = tonumber(redis.call('HGET', KEYS[4 * i - 2], 'fence') or '0')
+  end
+  return out
+end
+
 local function names_in_keys()
   return (#KEYS - 1) / 4
 end
