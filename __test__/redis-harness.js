@@ -17,7 +17,7 @@ const net = require('node:net')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { spawn } = require('node:child_process')
+const { spawn, spawnSync } = require('node:child_process')
 
 const READY_TIMEOUT_MS = 5000
 const STOP_TIMEOUT_MS = 5000
@@ -361,6 +361,12 @@ class RedisServer {
  * `args` are appended to the command line (e.g. `['--appendonly', 'yes']`).
  */
 async function startRedis({ unix = false, args = [] } = {}) {
+  if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status !== 0) {
+    throw new Error(
+      'redis-server is not on PATH: the Redis tests start their own servers. `npm install` in a clone installs it ' +
+        'with apt-get when run as root; otherwise install it (apt-get install redis-server, brew install redis).',
+    )
+  }
   let lastFailure = ''
   let attempts = 0
   for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {

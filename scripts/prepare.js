@@ -9,6 +9,35 @@ const root = path.join(__dirname, '..')
 const fromSource = require('fs').existsSync(path.join(root, 'src', 'lib.rs'))
 if (!fromSource) process.exit(0)
 
+ensureRedisServer()
+
+/**
+ * The Redis tests start throwaway redis-server processes, and a fresh
+ * machine has none: a clone's `npm install` fetches it with apt-get when it
+ * can (root on Debian/Ubuntu), so `npm test` works with nothing else typed.
+ * Elsewhere it says what to install; it never fails the install.
+ */
+function ensureRedisServer() {
+  if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status === 0) return
+  const canApt =
+    process.platform === 'linux' &&
+    typeof process.getuid === 'function' &&
+    process.getuid() === 0 &&
+    spawnSync('apt-get', ['--version'], { stdio: 'ignore' }).status === 0
+  if (!canApt) {
+    console.warn(
+      'keylock: the Redis tests need redis-server on PATH (apt-get install redis-server, brew install redis, …); ' +
+        'npm test fails its Redis tests without it.',
+    )
+    return
+  }
+  console.log('keylock: installing redis-server for the Redis tests (apt-get)…')
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  const update = spawnSync('apt-get', ['update'], { stdio: 'inherit', env })
+  const install = update.status === 0 && spawnSync('apt-get', ['install', '-y', 'redis-server'], { stdio: 'inherit', env })
+  if (!install || install.status !== 0) console.warn('keylock: apt-get could not install redis-server; the Redis tests need it.')
+}
+
 const hasCargo = spawnSync('cargo', ['--version'], { stdio: 'ignore' }).status === 0
 if (!hasCargo) {
   try {
