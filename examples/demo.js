@@ -81,6 +81,24 @@ async function main() {
   } else {
     console.log(`Without a lock ${lostWithout} of ${UPDATES} updates were lost; with keylock, none.`)
   }
+  acrossProcesses()
+}
+
+/**
+ * The same race between processes, through Redis (examples/redis.js starts
+ * its own throwaway redis-server), when redis-server is installed.
+ */
+function acrossProcesses() {
+  const { spawnSync } = require('node:child_process')
+  const path = require('node:path')
+  console.log()
+  if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status !== 0) {
+    console.log('Across processes (Redis): skipped, redis-server is not installed; see examples/redis.js.')
+    return
+  }
+  console.log('Across processes, through Redis (examples/redis.js):')
+  const r = spawnSync(process.execPath, [path.join(__dirname, 'redis.js')], { stdio: 'inherit' })
+  if (r.status !== 0) process.exitCode = 1
 }
 
 main().catch((err) => {
