@@ -183,3 +183,27 @@ test('a lost grant message: the waiter finds its grant at its next re-check', as
   assert.equal(lease.token, Number(await server.command('HGET', keys[1], 'fence')))
   assert.equal(await lease.release(), true)
 })
+
+test('a worker thread terminated while holding a Redis lease frees it at once', async (t) => {
+  const server = await startRedis()
+  t.after(() => server.stop())
+  const { Worker } = require('node:worker_threads')
+  const code = `
+    const AsyncLock = require(${JSON.stringify(require.resolve('../index.js'))})
+    const { parentPort } = require('node:worker_threads')
+    const lock = new AsyncLock({ redis: ${JSON.stringify(server.url)}, name: 'worker', ttl: 60000 })
+    lock.lock('k').then((lease) => parentPort.postMessage(lease.token))
+  `
+  const worker = new Worker(code, { eval: true })
+  const token = await new Promise((resolve, reject) => {
+    worker.once('message', resolve)
+    worker.once('error', reject)
+  })
+  await worker.terminate()
+  const lock = new AsyncLock({ redis: server.url, name: 'worker' })
+  t.after(() => lock.close())
+  // The lease's ttl is a minute: the worker's env teardown released it.
+  const lease = await lock.lock('k', { timeout: 5000 })
+  assert.ok(lease.token > token)
+  await lease.release()
+})
