@@ -100,7 +100,8 @@ export declare function redisInspect(handle: number, name: string): Promise<Nati
 
 /**
  * Synchronous, for async-lock's `isBusy`: one round trip, on the runtime,
- * while this thread waits for its answer.
+ * while this thread waits for its answer, for at most [`IS_BUSY_WAIT`]
+ * (an event loop must not stall for a Redis that does not answer).
  */
 export declare function redisIsBusy(handle: number, name: string): boolean
 

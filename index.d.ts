@@ -524,8 +524,8 @@ declare class AsyncLock {
    * On the Redis reach `isBusy(key)` makes one synchronous round trip to
    * Redis (blocking this thread meanwhile) and answers for every process:
    * held or waited on by anyone. It throws an `Error` with code
-   * `KEYLOCK_REDIS` when Redis cannot be reached (after up to a 5 s command
-   * timeout), `KEYLOCK_CLOSED` after `close()`, and `TypeError` for a
+   * `KEYLOCK_REDIS` when Redis cannot be reached or does not answer within 2 s
+   * (the thread waits no longer), `KEYLOCK_CLOSED` after `close()`, and `TypeError` for a
    * symbol. `isBusy()` without a key (and a falsy key) answers for this
    * process only, without a round trip.
    */

@@ -207,3 +207,23 @@ test('a worker thread terminated while holding a Redis lease frees it at once', 
   assert.ok(lease.token > token)
   await lease.release()
 })
+
+test('isBusy(key) holds the JS thread at most 2 s when Redis does not answer, then throws naming the URL', async (t) => {
+  const server = await startRedis()
+  t.after(() => server.stop())
+  const lock = new AsyncLock({ redis: server.url, name: 'stuck' })
+  t.after(() => lock.close())
+  assert.equal(lock.isBusy('k'), false)
+  server.pause()
+  const started = now()
+  let thrown = null
+  try {
+    lock.isBusy('k')
+  } catch (err) {
+    thrown = err
+  }
+  const waited = now() - started
+  server.resume()
+  assert.ok(thrown !== null && thrown.code === 'KEYLOCK_REDIS' && thrown.message.includes(server.url), String(thrown))
+  assert.ok(waited >= 1500 && waited < 4000, `waited ${Math.round(waited)} ms`)
+})

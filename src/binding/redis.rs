@@ -249,12 +249,26 @@ pub async fn redis_inspect(handle: u32, name: String) -> Result<NativeInspected>
   })
 }
 
+/// How long `isBusy` may hold the JS thread waiting for Redis.
+const IS_BUSY_WAIT: Duration = Duration::from_millis(2000);
+
 /// Synchronous, for async-lock's `isBusy`: one round trip, on the runtime,
-/// while this thread waits for its answer.
+/// while this thread waits for its answer, for at most [`IS_BUSY_WAIT`]
+/// (an event loop must not stall for a Redis that does not answer).
 #[napi(catch_unwind, js_name = "redisIsBusy")]
 pub fn redis_is_busy(handle: u32, name: String) -> Result<bool> {
   let lock = client(handle)?;
-  napi::bindgen_prelude::block_on(async move { lock.is_busy(&name).await }).map_err(to_napi)
+  let url = lock.url().to_string();
+  napi::bindgen_prelude::block_on(async move {
+    match tokio::time::timeout(IS_BUSY_WAIT, lock.is_busy(&name)).await {
+      Ok(answer) => answer,
+      Err(_) => Err(RedisLockError::Redis {
+        url,
+        message: format!("no answer to isBusy within {} ms", IS_BUSY_WAIT.as_millis()),
+      }),
+    }
+  })
+  .map_err(to_napi)
 }
 
 /// A raw command; the reply comes back as JSON text (bulk strings as
