@@ -109,6 +109,8 @@ class Extra {
     this.executionTimer = null
     this.maxExecutionTime = 0
     this.domainRun = null
+    /** Redis reach: ends the wait in Redis (maxOccupationTime while queued) */
+    this.remoteWait = null
   }
 }
 
@@ -331,6 +333,9 @@ function onOccupationTimeout(task) {
       return
     }
   }
+  // Still waiting in Redis: it leaves the queue there (a grant that wins
+  // the race is passed straight on when it arrives, see startRemote).
+  if (task.ticket === -1 && task.extra.remoteWait !== null) task.extra.remoteWait.abort()
   // Running: the caller is told, the task keeps its keys until fn finishes.
   task.state |= RESOLVED
   task.notify(new Error(messages.occupationExceeded(task.names()[0])), undefined)
@@ -428,8 +433,14 @@ function startRemote(lock, task, opts) {
   const space = lock._space
   const { timeout, maxOccupationTime, maxExecutionTime, maxPending, skipQueue } = new CallOptions(lock, opts)
   if (maxExecutionTime) extraOf(task).maxExecutionTime = maxExecutionTime
-  if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
-  space.request(task, { timeout, maxPending: pendingForNative(maxPending), skipQueue }).then(
+  let signal
+  if (maxOccupationTime) {
+    const extra = extraOf(task)
+    extra.occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+    extra.remoteWait = new AbortController()
+    signal = extra.remoteWait.signal
+  }
+  space.request(task, { timeout, maxPending: pendingForNative(maxPending), skipQueue, signal }).then(
     (r) => {
       if (r.status === 'granted') {
         task.ticket = r.lease.id

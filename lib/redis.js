@@ -273,13 +273,13 @@ class RedisSpace {
    * Asks for the task's keys. Resolves { status, lease, index } as
    * RedisClient.acquire; index.js runs, refuses or times the task out.
    */
-  request(task, { timeout, maxPending, skipQueue }) {
+  request(task, { timeout, maxPending, skipQueue, signal }) {
     const names = typeof task.name === 'string' ? [task.name] : task.name
     this._track(names, 1)
     return this.client
       .acquire(
         names.map((n) => this.namespace + n),
-        { ttl: this.ttl, timeout, maxPending, skipQueue },
+        { ttl: this.ttl, timeout, maxPending, skipQueue, signal },
       )
       .then(
         (r) => {
