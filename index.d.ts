@@ -82,10 +82,9 @@ declare namespace AsyncLock {
      * Throws `TypeError` (code `ERR_INVALID_ARG_VALUE`) for a negative or
      * non-numeric value.
      *
-     * On the Redis reach a task still waiting at the limit is failed but
-     * keeps its place in the Redis queue (it still counts toward
-     * `maxPending`) until it is granted, and then passes the key(s) straight
-     * on without running `fn`.
+     * On the Redis reach a task still waiting at the limit leaves the Redis
+     * queue too; a grant that won the race is passed straight on without
+     * running `fn`.
      */
     maxOccupationTime?: number | undefined
     /**
@@ -369,8 +368,8 @@ declare namespace AsyncLock {
  * - `fn` never runs synchronously inside `acquire()`: even a free key takes
  *   a round trip.
  * - `timeout`, `maxPending` and `skipQueue` are decided in Redis, across
- *   processes; a queued task past `maxOccupationTime` keeps its place there
- *   until granted, then passes the key(s) on.
+ *   processes; a queued task past `maxOccupationTime` leaves the Redis
+ *   queue, as it leaves an in-process one.
  * - `isBusy(key)` asks Redis (one synchronous round trip) and answers for
  *   every process; `isBusy()` without a key and `queues` count this process's
  *   tasks only.
