@@ -44,8 +44,8 @@ let next = 0
 /** A fresh lock name per test, so tests don't share state. */
 const fresh = () => 'n' + ++next
 
-function acquire(names, id, { ttl = 10000, mode = WAIT, maxPending = -1, skip = false, owner = 'o', live = 3000 } = {}) {
-  return evalScript('acquire', keysOf(names), [P, id, ttl, mode, maxPending, skip ? 1 : 0, owner, live])
+function acquire(names, id, { ttl = 10000, mode = WAIT, maxPending = -1, skipQueue = false, owner = 'o', live = 3000 } = {}) {
+  return evalScript('acquire', keysOf(names), [P, id, ttl, mode, maxPending, skipQueue ? 1 : 0, owner, live])
 }
 const release = (names, id) => evalScript('release', keysOf(names), [P, id])
 const cancel = (names, id) => evalScript('cancel', keysOf(names), [P, id])
@@ -189,8 +189,8 @@ test('skipQueue goes before every ticket, the latest first', async () => {
   const n = fresh()
   await acquire([n], 'c1:1')
   await acquire([n], 'c2:1')
-  await acquire([n], 'c3:1', { skip: true })
-  await acquire([n], 'c4:1', { skip: true })
+  await acquire([n], 'c3:1', { skipQueue: true })
+  await acquire([n], 'c4:1', { skipQueue: true })
   assert.deepEqual(await queue(n), ['c4:1', 'c3:1', 'c2:1'])
 })
 
