@@ -168,3 +168,19 @@ test('skipQueue goes ahead of every waiter, across instances, as async-lock does
   await Promise.all([first, skipper])
   assert.deepEqual(order, ['skipQueue', 'queued first'])
 })
+
+test('timeout: Infinity waits without limit, as in async-lock (not a zero-length wait)', async (t) => {
+  const { a, b } = pair(t)
+  const held = await a.lock('k')
+  const order = []
+  const waiting = b.acquire('k', () => order.push('acquire ran'), { timeout: Infinity })
+  const leased = b.lock('k', { timeout: Infinity }).then((lease) => {
+    order.push('lock granted')
+    return lease.release()
+  })
+  await sleep(300)
+  assert.deepEqual(order, [])
+  await held.release()
+  await Promise.all([waiting, leased])
+  assert.deepEqual(order, ['acquire ran', 'lock granted'])
+})

@@ -173,7 +173,8 @@ pub async fn redis_acquire(
   };
   let options = AcquireOptions {
     ttl: ms(opts.ttl).max(Duration::from_millis(1)),
-    timeout: (opts.timeout > 0.0).then(|| ms(opts.timeout)),
+    // 0, negative or Infinity: no limit.
+    timeout: (opts.timeout.is_finite() && opts.timeout > 0.0).then(|| ms(opts.timeout)),
     mode,
     max_pending: u32::try_from(opts.max_pending).ok(),
     skip_queue: opts.skip_queue,
