@@ -203,10 +203,6 @@ class Task {
     if ((this.state & LOCKED) !== 0) {
       this.state &= ~LOCKED
       const lock = this.lock
-      if (lock._space.remote === true) {
-        this.finishRemote(err, ret)
-        return
-      }
       if (lock.domainReentrant) for (const name of this.names()) delete lock.domains[name]
       contended = lock._space.releaseIdle(this.ids, this)
     }
@@ -216,6 +212,10 @@ class Task {
         this.notify(err, ret)
         return
       }
+      if (contended instanceof Promise) {
+        this.notifyAfter(contended, err, ret)
+        return
+      }
       try {
         this.notify(err, ret)
       } finally {
@@ -223,19 +223,16 @@ class Task {
       }
       return
     }
-    if (contended !== null) handOff(this.lock._space, contended)
+    if (contended !== null && !(contended instanceof Promise)) handOff(this.lock._space, contended)
   }
 
   /**
-   * The Redis reach: as async-lock tells the caller after releasing, the
-   * caller is told once Redis has the release (the hand-off to the next
-   * waiter happened in the same script), so a key is free in Redis by the
-   * time acquire() settles.
+   * The Redis reach's releaseIdle answers with the release in flight (the
+   * hand-off to the next waiter happens in the same script): as async-lock
+   * tells the caller after releasing, the caller is told once Redis has it,
+   * so the key is free in Redis by the time acquire() settles.
    */
-  finishRemote(err, ret) {
-    const released = this.lock._space.release(this)
-    if ((this.state & RESOLVED) !== 0) return
-    this.state |= RESOLVED
+  notifyAfter(released, err, ret) {
     released.then(() => {
       try {
         this.notify(err, ret)

@@ -294,21 +294,14 @@ class RedisSpace {
   }
 
   /** Releases the task's lease; the hand-off to the next waiter happens in Redis. */
+  /**
+   * Releases a running task's lease. Unlike the in-process spaces it answers
+   * with the release in flight, which resolves once Redis has it (true) or
+   * the release failed (false: the watchdog has stopped, so the lease runs
+   * out within its ttl and passes on then; not the caller's error).
+   */
   releaseIdle(ids, task) {
     this._track(ids, -1)
-    // A failed release is not the caller's error: the watchdog has stopped,
-    // so the lease runs out within its ttl and passes on then.
-    if (task !== undefined && task.ticket !== -1) this.client.release(task.ticket).catch(() => {})
-    return null
-  }
-
-  /**
-   * Releases a running task's lease; resolves once Redis has it (true) or
-   * the release failed (false: the watchdog has stopped, so the lease runs
-   * out within its ttl and passes on then).
-   */
-  release(task) {
-    this._track(task.ids, -1)
     if (task.ticket === -1) return Promise.resolve(false)
     return this.client.release(task.ticket).catch(() => false)
   }
