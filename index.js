@@ -4,7 +4,7 @@
 // lib/engine.js). Where keylock deliberately differs, docs/compat.md says
 // so and names the test that pins it.
 
-const { Space, deliver, internAll, GRANTED, QUEUED } = require('./lib/engine')
+const { Space, deliver, internAll, GRANTED, QUEUED, REMOTE } = require('./lib/engine')
 const { SharedSpace } = require('./lib/shared')
 const { RedisSpace } = require('./lib/redis')
 const { messages, invalidArg } = require('./lib/errors')
@@ -350,7 +350,7 @@ function onExecutionTimeout(task) {
 
 /** Takes the task's keys or queues it; the no-options, no-timer case stays lean. */
 function start(lock, task, opts) {
-  if (opts || lock.timeout || lock.maxOccupationTime || lock.maxExecutionTime || lock.domainReentrant || lock._space.remote) {
+  if (opts || lock.timeout || lock.maxOccupationTime || lock.maxExecutionTime || lock.domainReentrant) {
     startWithOptions(lock, task, opts)
     return
   }
@@ -360,6 +360,7 @@ function start(lock, task, opts) {
   const outcome =
     typeof ids === 'number' ? space.acquireOne(ids, maxPending, false, task) : space.acquireMany(ids, maxPending, false, task)
   if (outcome === GRANTED) task.run(true)
+  else if (outcome === REMOTE) startRemote(lock, task, undefined)
   else if (outcome !== QUEUED) refuse(task, space)
 }
 

@@ -13,6 +13,8 @@ const HELD = 1
 const GRANTED = 0
 const QUEUED = 1
 const REJECTED = 2
+/** A remote space's answer: nothing decided yet, the caller starts the round trip (index.js startRemote). */
+const REMOTE = 3
 
 let io = new Int32Array(native.ioBuffer(0))
 
@@ -334,4 +336,4 @@ function internAll(space, names) {
   }
 }
 
-module.exports = { Space, deliver, writeRequest, writeRequestOne, GRANTED, QUEUED, REJECTED, EMPTY, internAll }
+module.exports = { Space, deliver, writeRequest, writeRequestOne, GRANTED, QUEUED, REJECTED, REMOTE, EMPTY, internAll }

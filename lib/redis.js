@@ -8,6 +8,7 @@
 
 const native = require('./native')
 const { Lease, leaseLost } = require('./lease')
+const { REMOTE } = require('./engine')
 const { messages, invalidArg } = require('./errors')
 
 /** Lease time-to-live when the caller gives none; the watchdog renews it every third of that. */
@@ -267,6 +268,15 @@ class RedisSpace {
       if (n === 0) this.local.delete(name)
       else this.local.set(name, n)
     }
+  }
+
+  /** Decides nothing synchronously: the face starts the round trip (request()). */
+  acquireOne() {
+    return REMOTE
+  }
+
+  acquireMany() {
+    return REMOTE
   }
 
   /**
