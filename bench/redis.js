@@ -19,7 +19,7 @@
 //                       [--no-monitor] [--out DIR] [--quick]
 
 const fs = require('node:fs')
-const os = require('node:os')
+const { machine } = require('./machine')
 const path = require('node:path')
 const net = require('node:net')
 const { fork, execFileSync } = require('node:child_process')
@@ -751,12 +751,8 @@ async function main() {
     args.libs = libsA
     const cellsA = Object.fromEntries(libsA.map((l) => [l, summarize(rawA[l], 'opsPerSec')]))
     const cellsB = Object.fromEntries(libsB.map((l) => [l, summarize(rawB[l], 'acqPerSec')]))
-    const cpus = os.cpus()
     const meta = {
-      date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-      cpu: cpus[0] ? cpus[0].model.trim() : 'unknown cpu',
-      cores: cpus.length,
-      node: process.version,
+      ...machine(),
       redis: redisVersion,
       keylock: keylockRevision(),
       ping,

@@ -11,7 +11,7 @@
 
 const { execFile } = require('child_process')
 const fs = require('fs')
-const os = require('os')
+const { machine } = require('./machine')
 const path = require('path')
 const { workloads } = require('./workloads')
 const { renderChart } = require('./chart')
@@ -189,12 +189,8 @@ async function main() {
     sizes[w.name] = args.quick ? w.quick : w.n
     for (const impl of args.impls) cells[w.name][impl] = summarize(w, raw[w.name][impl])
   }
-  const cpus = os.cpus()
   const meta = {
-    date: new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
-    cpu: cpus[0] ? cpus[0].model.trim() : 'unknown cpu',
-    cores: cpus.length,
-    node: process.version,
+    ...machine(),
     rounds: args.rounds,
     workloads: chosen,
     sizes,
