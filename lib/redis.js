@@ -333,10 +333,7 @@ class RedisSpace {
   }
 
   lockLease(keys, { timeout, signal, maxPending }) {
-    const names = keys.map((k) => {
-      if (typeof k === 'symbol') return this.intern(k)
-      return k
-    })
+    const names = keys.map((k) => this.intern(k))
     this._track(names, 1)
     const pending = maxPending === Infinity ? -1 : maxPending
     return this.client
@@ -354,13 +351,11 @@ class RedisSpace {
           }
           const client = this.client
           const leaseId = r.lease.id
-          let released = false
           const lease = new Lease({
             keys: names,
             tokens: r.lease.tokens,
+            // Lease calls it at most once.
             release: () => {
-              if (released) return false
-              released = true
               this._track(names, -1)
               return client.release(leaseId)
             },
