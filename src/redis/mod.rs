@@ -418,10 +418,6 @@ impl RedisLock {
     &self.inner.url
   }
 
-  pub fn prefix(&self) -> &str {
-    &self.inner.prefix
-  }
-
   fn error(&self, e: impl std::fmt::Display) -> RedisLockError {
     RedisLockError::Redis {
       url: self.inner.url.clone(),
