@@ -74,6 +74,11 @@ export declare function noop(): void
 /** Makes the acquisition `request` leave its queues (see `RedisLock::abort`). */
 export declare function redisAbort(handle: number, request: number): void
 
+/**
+ * Not an `async fn`: the acquisition is started here, on the calling
+ * thread, so calls made one after another reach Redis in that order (see
+ * `RedisLock::start_acquire`); the promise settles when it is decided.
+ */
 export declare function redisAcquire(handle: number, request: number, names: Array<string>, opts: NativeAcquireOptions): Promise<NativeAcquired>
 
 /**

@@ -184,3 +184,19 @@ test('timeout: Infinity waits without limit, as in async-lock (not a zero-length
   await Promise.all([waiting, leased])
   assert.deepEqual(order, ['acquire ran', 'lock granted'])
 })
+
+test('FIFO within a process: calls made one after another are granted in that order', async (t) => {
+  const { a, b } = pair(t)
+  for (const firstFree of [false, true]) {
+    const held = firstFree ? null : await a.lock('k')
+    const order = []
+    const done = []
+    for (let i = 0; i < 20; i++) {
+      const lock = i % 2 ? a : b
+      done.push(i % 3 === 0 ? lock.lock('k').then((l) => (order.push(i), l.release())) : lock.acquire('k', () => order.push(i)))
+    }
+    if (held) await held.release()
+    await Promise.all(done)
+    assert.deepEqual(order, Array.from({ length: 20 }, (_, i) => i), `first key ${firstFree ? 'free' : 'held'}`)
+  }
+})

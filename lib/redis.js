@@ -161,15 +161,24 @@ class RedisClient {
       if (signal.aborted) onAbort()
       else signal.addEventListener('abort', onAbort, { once: true })
     }
-    const asked = keepAlive(native.redisAcquire(this.handle, request, names, {
-      ttl,
-      timeout: opts.timeout > 0 ? opts.timeout : 0,
-      mode,
-      maxPending: opts.maxPending === undefined || opts.maxPending < 0 ? -1 : opts.maxPending,
-      skipQueue: !!opts.skipQueue,
-      owner,
-      watchdog: opts.watchdog !== false,
-    }))
+    let asked
+    try {
+      // Started synchronously (so calls reach Redis in call order); a closed
+      // client or a refused key throws here and rejects below.
+      asked = keepAlive(
+        native.redisAcquire(this.handle, request, names, {
+          ttl,
+          timeout: opts.timeout > 0 ? opts.timeout : 0,
+          mode,
+          maxPending: opts.maxPending === undefined || opts.maxPending < 0 ? -1 : opts.maxPending,
+          skipQueue: !!opts.skipQueue,
+          owner,
+          watchdog: opts.watchdog !== false,
+        }),
+      )
+    } catch (err) {
+      asked = Promise.reject(err)
+    }
     return asked.then(
       (r) => {
         if (onAbort !== null) signal.removeEventListener('abort', onAbort)

@@ -158,13 +158,21 @@ fn ms(v: f64) -> Duration {
   })
 }
 
-#[napi(catch_unwind, js_name = "redisAcquire")]
-pub async fn redis_acquire(
+/// Not an `async fn`: the acquisition is started here, on the calling
+/// thread, so calls made one after another reach Redis in that order (see
+/// `RedisLock::start_acquire`); the promise settles when it is decided.
+#[napi(
+  catch_unwind,
+  js_name = "redisAcquire",
+  ts_return_type = "Promise<NativeAcquired>"
+)]
+pub fn redis_acquire(
+  env: &Env,
   handle: u32,
   request: u32,
   names: Vec<String>,
   opts: NativeAcquireOptions,
-) -> Result<NativeAcquired> {
+) -> Result<PromiseRaw<'_, NativeAcquired>> {
   let lock = client(handle)?;
   let mode = match opts.mode {
     0 => Mode::Try,
@@ -181,10 +189,11 @@ pub async fn redis_acquire(
     owner: opts.owner,
     watchdog: opts.watchdog,
   };
-  let acquired = lock
-    .acquire(request, names, options)
-    .await
-    .map_err(to_napi)?;
+  let started = lock.start_acquire(request, names, options);
+  env.spawn_future(async move { native_acquired(started.await.map_err(to_napi)?) })
+}
+
+fn native_acquired(acquired: Acquired) -> Result<NativeAcquired> {
   let mut out = NativeAcquired {
     status: String::new(),
     lease: 0,

@@ -239,6 +239,10 @@ struct Inner {
   leases: Mutex<HashMap<u32, LeaseState>>,
   /// Requests aborted before their acquisition started.
   aborted_early: Mutex<std::collections::HashSet<u32>>,
+  /// First ACQUIREs, in the order acquisitions were started (see
+  /// `start_acquire`); drained by one dispatcher task.
+  submit: mpsc::UnboundedSender<Submit>,
+  submissions: Mutex<Option<mpsc::UnboundedReceiver<Submit>>>,
   seq: AtomicU32,
   /// close() has begun: no new acquisitions, and grants still in flight
   /// are handed back rather than given out.
@@ -390,6 +394,7 @@ impl RedisLock {
 
   fn with_client(shown: String, client: Client, prefix: &str, on_lost: LostFn) -> Self {
     let client_id = random_id();
+    let (submit, submissions) = mpsc::unbounded_channel();
     RedisLock {
       inner: Arc::new(Inner {
         url: shown,
@@ -402,6 +407,8 @@ impl RedisLock {
         waiters: Mutex::new(HashMap::new()),
         leases: Mutex::new(HashMap::new()),
         aborted_early: Mutex::new(Default::default()),
+        submit,
+        submissions: Mutex::new(Some(submissions)),
         seq: AtomicU32::new(0),
         closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),
@@ -456,6 +463,9 @@ impl RedisLock {
                 .set_max_delay(Duration::from_millis(1000));
               let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
               conn.subscribe(&inner.channel).await?;
+              // Loaded up front: a first EVALSHA answered NOSCRIPT is retried
+              // from its own task, which could put it behind a later request.
+              inner.scripts.acquire.load_async(&mut conn).await?;
               Ok::<_, redis::RedisError>(Conn::Single(conn))
             }
             Client::Cluster(nodes) => {
@@ -543,64 +553,129 @@ impl RedisLock {
     names: Vec<String>,
     opts: AcquireOptions,
   ) -> Result<Acquired> {
-    if self.inner.closing.load(Ordering::Acquire) {
-      return Err(RedisLockError::Closed);
-    }
-    let acquired = self.acquire_or_wait(request, names, opts).await?;
-    if let Acquired::Granted { lease, .. } = acquired {
-      if self.inner.closing.load(Ordering::Acquire) {
-        // Granted while closing (close() aborted the wait, the grant won):
-        // pass it on rather than hand out a lease of a closed client.
-        let _ = self.release(lease).await;
-        return Err(RedisLockError::Closed);
-      }
-    }
-    Ok(acquired)
+    self.start_acquire(request, names, opts).await
   }
 
-  async fn acquire_or_wait(
+  /// [`RedisLock::acquire`], with its first step taken now: the waiter is
+  /// registered and its first ACQUIRE queued for sending before this
+  /// returns, so acquisitions started one after another (by one thread)
+  /// reach Redis in that order, and FIFO holds within a process as it does
+  /// across processes. The returned future does the rest.
+  pub fn start_acquire(
     &self,
     request: u32,
     names: Vec<String>,
     opts: AcquireOptions,
-  ) -> Result<Acquired> {
+  ) -> impl std::future::Future<Output = Result<Acquired>> + Send + 'static {
+    let lock = self.clone();
+    let started = self.start(request, &names, &opts);
+    async move {
+      lock.ensure_dispatcher();
+      let started = match started {
+        Ok(Started::Sent(sent)) => sent,
+        Ok(Started::Done(outcome)) => return Ok(outcome),
+        Err(e) => return Err(e),
+      };
+      let acquired = lock.acquire_or_wait(started, names, opts).await?;
+      if let Acquired::Granted { lease, .. } = acquired {
+        if lock.inner.closing.load(Ordering::Acquire) {
+          // Granted while closing (close() aborted the wait, the grant won):
+          // pass it on rather than hand out a lease of a closed client.
+          let _ = lock.release(lease).await;
+          return Err(RedisLockError::Closed);
+        }
+      }
+      Ok(acquired)
+    }
+  }
+
+  /// The synchronous part of an acquisition (see `start_acquire`).
+  fn start(&self, request: u32, names: &[String], opts: &AcquireOptions) -> Result<Started> {
+    if self.inner.closing.load(Ordering::Acquire) {
+      return Err(RedisLockError::Closed);
+    }
     let id = format!("{}:r{}", self.inner.client_id, request);
-    let keys = self.keys_of(&names)?;
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let keys = self.keys_of(names)?;
+    let (tx, rx) = mpsc::unbounded_channel();
     // Registered before the first ACQUIRE: a grant may be published before
     // the script's own reply reaches us.
     self.inner.waiters.lock().insert(id.clone(), tx);
-    let _unregister = Unregister(&self.inner, id.clone());
+    let unregister = Unregister(self.inner.clone(), id.clone());
     if self.inner.aborted_early.lock().remove(&request) {
-      return Ok(Acquired::TimedOut);
+      return Ok(Started::Done(Acquired::TimedOut));
     }
-    let deadline = opts.timeout.map(|t| Instant::now() + t);
-    let ttl = opts.ttl.as_millis().max(1).to_string();
     let mode = match opts.mode {
       Mode::Try => "0",
       Mode::Wait => "1",
       Mode::Force => "2",
     };
-    let max_pending = opts.max_pending.map_or(-1i64, i64::from).to_string();
-    let live = LIVENESS.as_millis().to_string();
-    let args = [
-      self.inner.prefix.as_str(),
-      id.as_str(),
-      ttl.as_str(),
-      mode,
-      max_pending.as_str(),
-      if opts.skip_queue { "1" } else { "0" },
-      opts.owner.as_str(),
-      live.as_str(),
+    let args = vec![
+      self.inner.prefix.clone(),
+      id.clone(),
+      opts.ttl.as_millis().max(1).to_string(),
+      mode.to_string(),
+      opts.max_pending.map_or(-1i64, i64::from).to_string(),
+      if opts.skip_queue { "1" } else { "0" }.to_string(),
+      opts.owner.clone(),
+      LIVENESS.as_millis().to_string(),
     ];
+    let (reply, first_reply) = tokio::sync::oneshot::channel();
+    self
+      .inner
+      .submit
+      .send(Submit {
+        keys: keys.clone(),
+        args: args.clone(),
+        reply,
+      })
+      .map_err(|_| RedisLockError::Closed)?;
+    Ok(Started::Sent(SentAcquire {
+      id,
+      keys,
+      args,
+      wakes: rx,
+      first_reply,
+      _unregister: unregister,
+    }))
+  }
+
+  fn ensure_dispatcher(&self) {
+    if let Some(submissions) = self.inner.submissions.lock().take() {
+      tokio::spawn(dispatch(Arc::downgrade(&self.inner), submissions));
+    }
+  }
+
+  async fn acquire_or_wait(
+    &self,
+    started: SentAcquire,
+    names: Vec<String>,
+    opts: AcquireOptions,
+  ) -> Result<Acquired> {
+    let SentAcquire {
+      id,
+      keys,
+      args,
+      wakes: mut rx,
+      first_reply,
+      _unregister,
+    } = started;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let deadline = opts.timeout.map(|t| Instant::now() + t);
+    let mut first_reply = Some(first_reply);
     let mut first = true;
     loop {
       let sent = Instant::now();
+      // The first ACQUIRE went out through the dispatcher, in start order.
+      let call: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value>> + Send + '_>> =
+        match first_reply.take() {
+          Some(reply) => {
+            Box::pin(async move { reply.await.unwrap_or(Err(RedisLockError::Closed)) })
+          }
+          None => Box::pin(self.run(&self.inner.scripts.acquire, &keys, &args)),
+        };
       let reply = match deadline {
         Some(d) => {
-          match tokio::time::timeout_at(d, self.run(&self.inner.scripts.acquire, &keys, &args))
-            .await
-          {
+          match tokio::time::timeout_at(d, call).await {
             Ok(r) => r,
             // Not one answer from Redis before the timeout: that is an
             // unreachable (or stalled) Redis, and the error says where.
@@ -613,7 +688,7 @@ impl RedisLock {
             Err(_) => return self.give_up(&id, &names, &keys, opts.clone(), sent).await,
           }
         }
-        None => self.run(&self.inner.scripts.acquire, &keys, &args).await,
+        None => call.await,
       };
       let reply = match reply {
         Ok(r) => r,
@@ -901,11 +976,69 @@ impl RedisLock {
   }
 }
 
-struct Unregister<'a>(&'a Arc<Inner>, String);
+struct Unregister(Arc<Inner>, String);
 
-impl Drop for Unregister<'_> {
+impl Drop for Unregister {
   fn drop(&mut self) {
     self.0.waiters.lock().remove(&self.1);
+  }
+}
+
+/// A first ACQUIRE waiting to be sent, in start order.
+struct Submit {
+  keys: Vec<String>,
+  args: Vec<String>,
+  reply: tokio::sync::oneshot::Sender<Result<Value>>,
+}
+
+enum Started {
+  Sent(SentAcquire),
+  /// Settled without a command (aborted before it started).
+  Done(Acquired),
+}
+
+struct SentAcquire {
+  id: String,
+  keys: Vec<String>,
+  args: Vec<String>,
+  wakes: mpsc::UnboundedReceiver<Wake>,
+  first_reply: tokio::sync::oneshot::Receiver<Result<Value>>,
+  _unregister: Unregister,
+}
+
+/// Sends first ACQUIREs in start order: each is polled once here, which
+/// puts it in the connection's write queue, before the next is taken; its
+/// reply is awaited elsewhere, so requests still overlap on the wire.
+async fn dispatch(inner: std::sync::Weak<Inner>, mut jobs: mpsc::UnboundedReceiver<Submit>) {
+  while let Some(job) = jobs.recv().await {
+    let Some(strong) = inner.upgrade() else {
+      return;
+    };
+    let lock = RedisLock { inner: strong };
+    // Connected first, so that the one poll below reaches the write queue.
+    if let Err(e) = lock.conn().await {
+      // Redis is unreachable: every request already waiting hears so now,
+      // rather than one connection attempt after another.
+      let _ = job.reply.send(Err(e.clone()));
+      while let Ok(queued) = jobs.try_recv() {
+        let _ = queued.reply.send(Err(e.clone()));
+      }
+      continue;
+    }
+    let mut call = Box::pin(async move {
+      let args: Vec<&str> = job.args.iter().map(String::as_str).collect();
+      let result = lock
+        .run(&lock.inner.scripts.acquire, &job.keys, &args)
+        .await;
+      let _ = job.reply.send(result);
+    });
+    let done = std::future::poll_fn(|cx| {
+      std::task::Poll::Ready(std::future::Future::poll(call.as_mut(), cx).is_ready())
+    })
+    .await;
+    if !done {
+      tokio::spawn(call);
+    }
   }
 }
 
