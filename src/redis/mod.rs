@@ -8,7 +8,9 @@
 //! # Guarantees
 //! - **FIFO across processes.** Waiters are ordered by a server-side ticket;
 //!   a free lease goes only to the head of its queue, so nobody barges
-//!   (`skip_queue` is the one way to the front). Tests:
+//!   (`skip_queue` is the one way to the front). Within one client,
+//!   acquisitions started one after another reach Redis in that order
+//!   (`start_acquire`). Tests: `redis-api.test.js` "FIFO within a process",
 //!   `__test__/redis-processes.test.js` "FIFO across processes",
 //!   `__test__/redis-scripts.test.js` "an expired holder is passed over".
 //! - **Hand-off in the release.** RELEASE grants the head and publishes the
