@@ -670,9 +670,12 @@ impl RedisLock {
       // The first ACQUIRE went out through the dispatcher, in start order.
       let call: std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value>> + Send + '_>> =
         match first_reply.take() {
-          Some(reply) => {
-            Box::pin(async move { reply.await.unwrap_or(Err(RedisLockError::Closed)) })
-          }
+          Some(reply) => Box::pin(async move {
+            match reply.await {
+              Ok(call) => call.await,
+              Err(_) => Err(RedisLockError::Closed),
+            }
+          }),
           None => Box::pin(self.run(&self.inner.scripts.acquire, &keys, &args)),
         };
       let reply = match deadline {
@@ -990,8 +993,12 @@ impl Drop for Unregister {
 struct Submit {
   keys: Vec<String>,
   args: Vec<String>,
-  reply: tokio::sync::oneshot::Sender<Result<Value>>,
+  /// Gets the command back once it is in the write queue (or its answer):
+  /// the acquisition awaits the reply itself, with no task in between.
+  reply: tokio::sync::oneshot::Sender<FirstCall>,
 }
+
+type FirstCall = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Value>> + Send>>;
 
 enum Started {
   Sent(SentAcquire),
@@ -1004,13 +1011,14 @@ struct SentAcquire {
   keys: Vec<String>,
   args: Vec<String>,
   wakes: mpsc::UnboundedReceiver<Wake>,
-  first_reply: tokio::sync::oneshot::Receiver<Result<Value>>,
+  first_reply: tokio::sync::oneshot::Receiver<FirstCall>,
   _unregister: Unregister,
 }
 
 /// Sends first ACQUIREs in start order: each is polled once here, which
-/// puts it in the connection's write queue, before the next is taken; its
-/// reply is awaited elsewhere, so requests still overlap on the wire.
+/// puts it in the connection's write queue, before the next is taken; it
+/// then goes back to its acquisition, which awaits the reply, so requests
+/// still overlap on the wire.
 async fn dispatch(inner: std::sync::Weak<Inner>, mut jobs: mpsc::UnboundedReceiver<Submit>) {
   while let Some(job) = jobs.recv().await {
     let Some(strong) = inner.upgrade() else {
@@ -1021,26 +1029,29 @@ async fn dispatch(inner: std::sync::Weak<Inner>, mut jobs: mpsc::UnboundedReceiv
     if let Err(e) = lock.conn().await {
       // Redis is unreachable: every request already waiting hears so now,
       // rather than one connection attempt after another.
-      let _ = job.reply.send(Err(e.clone()));
+      let _ = job.reply.send(Box::pin(std::future::ready(Err(e.clone()))));
       while let Ok(queued) = jobs.try_recv() {
-        let _ = queued.reply.send(Err(e.clone()));
+        let _ = queued
+          .reply
+          .send(Box::pin(std::future::ready(Err(e.clone()))));
       }
       continue;
     }
-    let mut call = Box::pin(async move {
-      let args: Vec<&str> = job.args.iter().map(String::as_str).collect();
-      let result = lock
-        .run(&lock.inner.scripts.acquire, &job.keys, &args)
-        .await;
-      let _ = job.reply.send(result);
+    let (keys, args) = (job.keys, job.args);
+    let mut call: FirstCall = Box::pin(async move {
+      let args: Vec<&str> = args.iter().map(String::as_str).collect();
+      lock.run(&lock.inner.scripts.acquire, &keys, &args).await
     });
-    let done = std::future::poll_fn(|cx| {
-      std::task::Poll::Ready(std::future::Future::poll(call.as_mut(), cx).is_ready())
+    let answered = std::future::poll_fn(|cx| match std::future::Future::poll(call.as_mut(), cx) {
+      std::task::Poll::Ready(result) => std::task::Poll::Ready(Some(result)),
+      std::task::Poll::Pending => std::task::Poll::Ready(None),
     })
     .await;
-    if !done {
-      tokio::spawn(call);
-    }
+    let call: FirstCall = match answered {
+      Some(result) => Box::pin(std::future::ready(result)),
+      None => call,
+    };
+    let _ = job.reply.send(call);
   }
 }
 
