@@ -265,19 +265,56 @@ struct Inner {
   on_lost: LostFn,
 }
 
+/// A URL as messages show it, without its password, for every form keylock
+/// accepts or builds. It never parses (it must also hide the password of a
+/// URL that does not parse), and hides too much rather than too little;
+/// `lib/redis-url.js` `redactUrl` applies the same rules in JS:
+/// - no `://`: not a URL at all (perhaps a password pasted in the wrong
+///   place), shown as `(not a URL)`;
+/// - `scheme://userinfo@host…`: the userinfo runs to the *last* `@` (a
+///   password may hold an unencoded `@`; URL parsers read it that way too),
+///   and only the user name before its first `:` is kept;
+/// - the query (how `redis+unix://` and `unix://` URLs carry credentials,
+///   e.g. `?pass=`): from the first parameter whose name contains `pass` on,
+///   the rest is hidden (an unencoded `&` in a password would otherwise show
+///   its tail).
 fn redact(url: &str) -> String {
-  // redis://user:secret@host -> redis://user:***@host
-  if let Some(scheme_end) = url.find("://") {
-    let rest = &url[scheme_end + 3..];
-    if let Some(at) = rest.find('@') {
-      let cred = &rest[..at];
-      let user = cred.split(':').next().unwrap_or("");
-      if cred.contains(':') {
-        return format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..]);
+  let Some(scheme_end) = url.find("://") else {
+    return "(not a URL)".to_string();
+  };
+  let mut rest = &url[scheme_end + 3..];
+  let mut out = format!("{}://", &url[..scheme_end]);
+  // A unix socket URL has no authority: an `@` there is in the path.
+  if !rest.starts_with('/') {
+    if let Some(at) = rest.rfind('@') {
+      match rest[..at].find(':') {
+        Some(colon) => {
+          out.push_str(&rest[..colon]);
+          out.push_str(":***@");
+        }
+        None => out.push_str("***@"),
       }
+      rest = &rest[at + 1..];
     }
   }
-  url.to_string()
+  let Some(q) = rest.find('?') else {
+    out.push_str(rest);
+    return out;
+  };
+  out.push_str(&rest[..=q]);
+  for (i, param) in rest[q + 1..].split('&').enumerate() {
+    if i > 0 {
+      out.push('&');
+    }
+    let name = param.split('=').next().unwrap_or("");
+    if name.to_ascii_lowercase().contains("pass") {
+      out.push_str(name);
+      out.push_str("=***");
+      return out;
+    }
+    out.push_str(param);
+  }
+  out
 }
 
 fn random_id() -> String {
@@ -1495,6 +1532,20 @@ mod tests {
   fn passwords_never_reach_messages() {
     assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
     assert_eq!(redact("redis://h:1"), "redis://h:1");
+    assert_eq!(redact("redis://:secret@h"), "redis://:***@h");
+    assert_eq!(redact("redis://secret@h"), "redis://***@h");
+    // An unencoded `@` in the password: nothing of it shows.
+    assert_eq!(redact("redis://u:se@cret@h:1"), "redis://u:***@h:1");
+    assert_eq!(redact("redis://u:se?c#r/et@h"), "redis://u:***@h");
+    assert_eq!(
+      redact("redis+unix:///run/r.sock?db=1&pass=se&cret&user=u"),
+      "redis+unix:///run/r.sock?db=1&pass=***"
+    );
+    assert_eq!(
+      redact("unix:///a@b/r.sock?PASSWORD=x"),
+      "unix:///a@b/r.sock?PASSWORD=***"
+    );
+    assert_eq!(redact("u:secret@h:1"), "(not a URL)");
   }
 
   #[test]
