@@ -40,6 +40,15 @@
 //!   reaped", "a CANCEL that lost the race to a grant keeps the grant";
 //!   `redis-processes.test.js` "a SIGKILLed waiter"; `redis-faults.test.js`
 //!   "a connection drop mid-wait is survived".
+//! - **A request given up keeps no lease.** However an acquisition ends
+//!   without a registered grant or a final answer (its timeout, an abort,
+//!   a command timeout, an error), it queues a CANCEL behind the commands
+//!   it sent, on the same connection, so Redis runs it after them even if
+//!   they were stuck in a stalled server's input buffer; the CANCEL is
+//!   retried until Redis answers, and a grant it finds (a late ACQUIRE, or a
+//!   hand-off that beat the cancel) goes to the caller if it still waits
+//!   ([`CANCEL_GRACE`]), else is released at once. A failed RELEASE is
+//!   retried the same way. Tests: `__test__/redis-stall.test.js`.
 //! - **Leases are kept alive off the JS thread.** With the watchdog on, a
 //!   tokio task extends the lease every ttl/3. If Redis says the lease is
 //!   gone, or no extension is confirmed before `sent + ttl − drift` of the
@@ -1114,6 +1123,11 @@ impl RedisLock {
   /// Lease handles this client holds now.
   pub fn held(&self) -> usize {
     self.inner.leases.lock().len()
+  }
+
+  /// Given-up requests whose CANCEL (or RELEASE) is still on its way.
+  pub fn cleaning_up(&self) -> usize {
+    self.inner.cleanups.load(Ordering::Acquire)
   }
 }
 
