@@ -41,7 +41,10 @@ declare class ExclusiveLock extends EventEmitter {
    * @throws RangeError `'lock_refresh_ms must be at least 500ms less than
    *   lock_ttl_ms'` (`code: 'EINVAL'`, `meta: {lock_ttl_ms, lock_refresh_ms, diff}`).
    * @throws TypeError (`code: 'ERR_INVALID_ARG_VALUE'`) naming
-   *   `cache_connection` when no server address can be read from it.
+   *   `cache_connection` when no server address can be read from it (a URL
+   *   is never quoted with its password).
+   * @throws RangeError (`code: 'ERR_OUT_OF_RANGE'`) naming `lock_ttl_ms`
+   *   when it is outside 50..2147483647 (keylock's lease bounds).
    */
   constructor(opts: ExclusiveLock.ExclusiveLockOptions)
 
@@ -106,7 +109,12 @@ declare namespace ExclusiveLock {
     name: string
     cache_connection: CacheConnection
     log?: Logger
-    /** Default 3000; give it together with `lock_refresh_ms`. */
+    /**
+     * Default 3000; give it together with `lock_refresh_ms`. keylock: from 50
+     * to 2147483647 (2^31 − 1) ms, else a `RangeError` naming it.
+     * @minimum 50
+     * @maximum 2147483647
+     */
     lock_ttl_ms?: number
     /** Default 1000; at least 500 less than `lock_ttl_ms`. */
     lock_refresh_ms?: number

@@ -11,6 +11,7 @@
 const { EventEmitter } = require('events')
 const { performance } = require('perf_hooks')
 const { cacheConnectionUrl } = require('./lib/redis-url')
+const { ttlOption } = require('./lib/validate')
 const { LockLostError } = require('./lib/lease')
 
 const DEFAULT_LOCK_TTL_MS = 3000
@@ -139,7 +140,9 @@ class ExclusiveLock extends EventEmitter {
       err.meta = { lock_ttl_ms, lock_refresh_ms, diff }
       throw err
     }
-    // keylock's own check, after the original's: where does the client point?
+    // keylock's own checks, after the original's: a ttl a lease can live
+    // with (lib/errors.js TTL_MIN_MS..TTL_MAX_MS), and where the client points.
+    ttlOption('option "lock_ttl_ms"', lock_ttl_ms)
     this.#url = cacheConnectionUrl(cache_connection)
 
     this.cache_connection = cache_connection

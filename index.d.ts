@@ -203,9 +203,16 @@ declare namespace AsyncLock {
      * a holder that dies frees its keys within `ttl`. A lease whose renewal
      * is refused, or not confirmed before it would run out (`ttl` minus
      * 1% + 2 ms of drift, counted from the last confirmed renewal), is lost:
-     * a `lock()` lease's `signal` aborts with a `LockLostError`. Throws
-     * `TypeError` (code `ERR_INVALID_ARG_VALUE`) for anything but a finite
-     * number ≥ 1.
+     * a `lock()` lease's `signal` aborts with a `LockLostError`.
+     *
+     * Bounds: from `50` to `2147483647` (2^31 − 1, 24.8 days). Below 50 ms a
+     * renewal at `ttl / 3` has too little time left for its round trip under
+     * the drift rule; above 2^31 − 1 no Node timer can hold the lease.
+     * Throws `RangeError` (code `ERR_OUT_OF_RANGE`) naming `ttl` for a
+     * number outside them, and `TypeError` (code `ERR_INVALID_ARG_VALUE`)
+     * for anything but a finite number > 0.
+     * @minimum 50
+     * @maximum 2147483647
      */
     ttl?: number | undefined
   }
@@ -421,8 +428,11 @@ declare class AsyncLock {
    * `'isolate'`, `'process'` or `'redis'`, `scope` is `'process'` without a
    * `name`, `scope` is `'redis'` without `redis` (or `'isolate'` or
    * `'process'` with it), `redis` is not a Redis URL, `prefix` is not a
-   * non-empty string, `ttl` is not a finite number ≥ 1, or `name` is not a
-   * string on the Redis reach.
+   * non-empty string, `ttl` is not a finite number > 0, or `name` is not a
+   * string on the Redis reach. The message never quotes a password: a URL
+   * is shown redacted.
+   * @throws RangeError (code `ERR_OUT_OF_RANGE`) when `ttl` is outside
+   * 50..2147483647 ms.
    * @throws Error when `domainReentrant` is set and `process.domain` does not
    * exist.
    */

@@ -135,13 +135,25 @@ declare namespace Locky {
 
   export interface LockyOptions {
     redis?: RedisOption
-    /** Lock TTL in milliseconds, kept only by `extend()`. `null`/`0` (default): leases renewed while the process runs. */
+    /**
+     * Lock TTL in milliseconds, kept only by `extend()`. `null`/`0` (default):
+     * leases renewed while the process runs. keylock: from 50 to 2147483647
+     * (2^31 − 1); outside, the constructor throws a `RangeError` (code
+     * `ERR_OUT_OF_RANGE`) naming `ttl`.
+     * @minimum 50
+     * @maximum 2147483647
+     */
     ttl?: number | string | null
     /** Key namespace: locks are `<name>:lock:resource:<id>`. */
     name?: string
     /** The set that tracks current locks. Default `[name:]lock:currents`. */
     set?: string
-    /** keylock: the lease length when `ttl` is null, renewed every third of it (default 30000). */
+    /**
+     * keylock: the lease length when `ttl` is null, renewed every third of it
+     * (default 30000); from 50 to 2147483647, else a `RangeError` naming it.
+     * @minimum 50
+     * @maximum 2147483647
+     */
     leaseTtl?: number
   }
 

@@ -9,7 +9,9 @@
 const native = require('./native')
 const { Lease, leaseLost } = require('./lease')
 const { REMOTE } = require('./engine')
-const { messages, invalidArg } = require('./errors')
+const { messages, invalidArg, invalidUrl } = require('./errors')
+const { redactUrl } = require('./redis-url')
+const { ttlOption } = require('./validate')
 
 /** Lease time-to-live when the caller gives none; the watchdog renews it every third of that. */
 const DEFAULT_TTL = 10000
@@ -79,12 +81,10 @@ function checkUrl(url, name) {
   return urls
 }
 
+/** A lease ttl in whole ms within the bounds of lib/errors.js (TypeError / RangeError naming `name`). */
 function checkTtl(ttl, name) {
   if (ttl === undefined) return DEFAULT_TTL
-  if (typeof ttl !== 'number' || !(ttl >= 1) || !Number.isFinite(ttl)) {
-    throw invalidArg(name, 'a number of milliseconds >= 1', ttl)
-  }
-  return Math.ceil(ttl)
+  return ttlOption(name, ttl)
 }
 
 class RedisClient {
@@ -122,9 +122,8 @@ class RedisClient {
     try {
       this.handle = native.redisOpen(urls, cluster, prefix, (event) => this._lost(event))
     } catch (err) {
-      const out = invalidArg('option "redis"', 'a Redis URL (redis://, redis+unix:// or unix://)', this.url)
-      out.cause = err
-      throw out
+      // Shown without its password (the native cause redacts it the same way).
+      throw invalidUrl('option "redis"', redactUrl(this.url), err)
     }
   }
 

@@ -110,7 +110,9 @@ fn close_at_exit(handle: u32) {
     .get_mut(handle as usize)
     .and_then(Option::take);
   let Some(lock) = lock else { return };
-  if lock.held() == 0 {
+  // Nothing held and no given-up request still being cancelled: nothing
+  // would be left in Redis.
+  if lock.held() == 0 && lock.cleaning_up() == 0 {
     return;
   }
   // The runtime may already be shutting down with the env: then there is

@@ -40,6 +40,15 @@
 //!   reaped", "a CANCEL that lost the race to a grant keeps the grant";
 //!   `redis-processes.test.js` "a SIGKILLed waiter"; `redis-faults.test.js`
 //!   "a connection drop mid-wait is survived".
+//! - **A request given up keeps no lease.** However an acquisition ends
+//!   without a registered grant or a final answer (its timeout, an abort,
+//!   a command timeout, an error), it queues a CANCEL behind the commands
+//!   it sent, on the same connection, so Redis runs it after them even if
+//!   they were stuck in a stalled server's input buffer; the CANCEL is
+//!   retried until Redis answers, and a grant it finds (a late ACQUIRE, or a
+//!   hand-off that beat the cancel) goes to the caller if it still waits
+//!   ([`CANCEL_GRACE`]), else is released at once. A failed RELEASE is
+//!   retried the same way. Tests: `__test__/redis-stall.test.js`.
 //! - **Leases are kept alive off the JS thread.** With the watchdog on, a
 //!   tokio task extends the lease every ttl/3. If Redis says the lease is
 //!   gone, or no extension is confirmed before `sent + ttl − drift` of the
@@ -60,7 +69,7 @@
 //! restart is the order in which waiters re-enqueue.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -82,8 +91,17 @@ pub const LIVENESS: Duration = Duration::from_millis(3000);
 /// key for this long, not for its whole ttl. The new holder's watchdog
 /// renews it to the full ttl within a third of it.
 pub const CLAIM: Duration = Duration::from_millis(3000);
-/// How long a timed-out or aborted acquisition waits for its CANCEL.
+/// How long a timed-out or aborted acquisition waits for its CANCEL's
+/// answer before it settles as timed out. The CANCEL itself is not given up
+/// then: it is awaited (and retried) in the background, and a grant it
+/// reports is released (see `settle_abandoned`).
 const CANCEL_GRACE: Duration = Duration::from_millis(250);
+/// First pause between attempts of a background CANCEL or RELEASE that
+/// failed; it doubles up to [`RETRY_PAUSE_MAX`]. They retry until Redis
+/// answers or the client is closed: a stopped server may still hold the
+/// request's ACQUIRE in its input buffer, and run it whenever it resumes.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(1000);
 /// Commands and connection attempts give up after this long.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -243,8 +261,11 @@ struct Inner {
   aborted_early: Mutex<std::collections::HashSet<u32>>,
   /// First ACQUIREs, in the order acquisitions were started (see
   /// `start_acquire`); drained by one dispatcher task.
-  submit: mpsc::UnboundedSender<Submit>,
-  submissions: Mutex<Option<mpsc::UnboundedReceiver<Submit>>>,
+  submit: mpsc::UnboundedSender<Job>,
+  submissions: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+  /// Background CANCELs and RELEASEs of given-up requests still running;
+  /// close() waits for them (bounded).
+  cleanups: AtomicUsize,
   seq: AtomicU32,
   /// close() has begun: no new acquisitions, and grants still in flight
   /// are handed back rather than given out.
@@ -253,19 +274,56 @@ struct Inner {
   on_lost: LostFn,
 }
 
+/// A URL as messages show it, without its password, for every form keylock
+/// accepts or builds. It never parses (it must also hide the password of a
+/// URL that does not parse), and hides too much rather than too little;
+/// `lib/redis-url.js` `redactUrl` applies the same rules in JS:
+/// - no `://`: not a URL at all (perhaps a password pasted in the wrong
+///   place), shown as `(not a URL)`;
+/// - `scheme://userinfo@host…`: the userinfo runs to the *last* `@` (a
+///   password may hold an unencoded `@`; URL parsers read it that way too),
+///   and only the user name before its first `:` is kept;
+/// - the query (how `redis+unix://` and `unix://` URLs carry credentials,
+///   e.g. `?pass=`): from the first parameter whose name contains `pass` on,
+///   the rest is hidden (an unencoded `&` in a password would otherwise show
+///   its tail).
 fn redact(url: &str) -> String {
-  // redis://user:secret@host -> redis://user:***@host
-  if let Some(scheme_end) = url.find("://") {
-    let rest = &url[scheme_end + 3..];
-    if let Some(at) = rest.find('@') {
-      let cred = &rest[..at];
-      let user = cred.split(':').next().unwrap_or("");
-      if cred.contains(':') {
-        return format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..]);
+  let Some(scheme_end) = url.find("://") else {
+    return "(not a URL)".to_string();
+  };
+  let mut rest = &url[scheme_end + 3..];
+  let mut out = format!("{}://", &url[..scheme_end]);
+  // A unix socket URL has no authority: an `@` there is in the path.
+  if !rest.starts_with('/') {
+    if let Some(at) = rest.rfind('@') {
+      match rest[..at].find(':') {
+        Some(colon) => {
+          out.push_str(&rest[..colon]);
+          out.push_str(":***@");
+        }
+        None => out.push_str("***@"),
       }
+      rest = &rest[at + 1..];
     }
   }
-  url.to_string()
+  let Some(q) = rest.find('?') else {
+    out.push_str(rest);
+    return out;
+  };
+  out.push_str(&rest[..=q]);
+  for (i, param) in rest[q + 1..].split('&').enumerate() {
+    if i > 0 {
+      out.push('&');
+    }
+    let name = param.split('=').next().unwrap_or("");
+    if name.to_ascii_lowercase().contains("pass") {
+      out.push_str(name);
+      out.push_str("=***");
+      return out;
+    }
+    out.push_str(param);
+  }
+  out
 }
 
 fn random_id() -> String {
@@ -411,6 +469,7 @@ impl RedisLock {
         aborted_early: Mutex::new(Default::default()),
         submit,
         submissions: Mutex::new(Some(submissions)),
+        cleanups: AtomicUsize::new(0),
         seq: AtomicU32::new(0),
         closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),
@@ -625,11 +684,11 @@ impl RedisLock {
     self
       .inner
       .submit
-      .send(Submit {
+      .send(Job::Acquire(Submit {
         keys: keys.clone(),
         args: args.clone(),
         reply,
-      })
+      }))
       .map_err(|_| RedisLockError::Closed)?;
     Ok(Started::Sent(SentAcquire {
       id,
@@ -661,6 +720,15 @@ impl RedisLock {
       first_reply,
       _unregister,
     } = started;
+    // From here until Redis has answered for good, this request may hold
+    // or await a lease in Redis: however the wait ends (timeout, abort, a
+    // command timeout, an error), `pending` makes it leave cleanly.
+    let mut pending = Pending {
+      lock: self.clone(),
+      id: id.clone(),
+      keys: keys.clone(),
+      armed: true,
+    };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     let mut first_reply = Some(first_reply);
@@ -684,20 +752,23 @@ impl RedisLock {
             Ok(r) => r,
             // Not one answer from Redis before the timeout: that is an
             // unreachable (or stalled) Redis, and the error says where.
+            // The ACQUIRE may still run when Redis comes back: `pending`
+            // cancels it then (and releases what it was granted).
             Err(_) if first => {
               let waited = opts.timeout.unwrap_or_default().as_millis();
               return Err(self.error(format!(
                 "no answer within the acquire timeout ({waited} ms)"
               )));
             }
-            Err(_) => return self.give_up(&id, &names, &keys, opts.clone(), sent).await,
+            Err(_) => return self.give_up(&mut pending, names, &opts, sent).await,
           }
         }
         None => call.await,
       };
       let reply = match reply {
         Ok(r) => r,
-        // Unreachable at the start: say so at once, naming the URL.
+        // Unreachable at the start: say so at once, naming the URL (a
+        // command timeout included: `pending` cancels what may still run).
         Err(e) if first => return Err(e),
         // A drop mid-wait: keep re-running (re-enqueues after a restart)
         // until it answers or the timeout passes.
@@ -713,26 +784,31 @@ impl RedisLock {
       let items = array(&reply)?;
       match int_at(&items, 0)? {
         0 => {
+          let tokens = tokens(&items[1..])?;
           return self
-            .granted(id, names, tokens(&items[1..])?, &opts, sent, false)
-            .await
+            .keep(&mut pending, names, tokens, &opts, sent, false)
+            .await;
         }
         4 => {
+          let tokens = tokens(&items[1..])?;
           return self
-            .granted(id, names, tokens(&items[1..])?, &opts, sent, true)
-            .await
+            .keep(&mut pending, names, tokens, &opts, sent, true)
+            .await;
         }
         1 => {}
+        // Refused or busy: the script left nothing of this request behind.
         2 => {
+          pending.armed = false;
           return Ok(Acquired::Rejected {
             index: (int_at(&items, 1)?.max(1) - 1) as usize,
-          })
+          });
         }
         3 => {
+          pending.armed = false;
           return Ok(Acquired::Busy {
             holder: string_at(&items, 1),
             pttl: int_at(&items, 2).unwrap_or(-2),
-          })
+          });
         }
         other => return Err(RedisLockError::Protocol(format!("ACQUIRE status {other}"))),
       }
@@ -743,25 +819,50 @@ impl RedisLock {
       match woke {
         Ok(Some(Wake::Granted(token))) => {
           return self
-            .granted(id, names, vec![token], &opts, Instant::now(), true)
+            .keep(
+              &mut pending,
+              names,
+              vec![token],
+              &opts,
+              Instant::now(),
+              true,
+            )
             .await;
         }
         Ok(Some(Wake::Recheck)) => {}
         Ok(Some(Wake::Abort)) => {
           return self
-            .give_up(&id, &names, &keys, opts.clone(), Instant::now())
+            .give_up(&mut pending, names, &opts, Instant::now())
             .await;
         }
         Ok(None) => return Err(RedisLockError::Closed),
         Err(_) => {
           if deadline.is_some_and(|d| Instant::now() >= d) {
             return self
-              .give_up(&id, &names, &keys, opts.clone(), Instant::now())
+              .give_up(&mut pending, names, &opts, Instant::now())
               .await;
           }
         }
       }
     }
+  }
+
+  /// Registers the grant of `pending`; if that fails, `pending` stays armed
+  /// and its drop passes the lease on.
+  async fn keep(
+    &self,
+    pending: &mut Pending,
+    names: Vec<String>,
+    tokens: Vec<f64>,
+    opts: &AcquireOptions,
+    sent: Instant,
+    handed_on: bool,
+  ) -> Result<Acquired> {
+    let acquired = self
+      .granted(pending.id.clone(), names, tokens, opts, sent, handed_on)
+      .await?;
+    pending.armed = false;
+    Ok(acquired)
   }
 
   /// Makes the acquisition `request` leave its queues: it ends with
@@ -780,38 +881,58 @@ impl RedisLock {
     }
   }
 
-  /// The timeout passed: leave the queues, unless the grant won the race.
+  /// The timeout passed (or the caller aborted): leave the queues, unless
+  /// the grant won the race. The CANCEL goes out behind every command this
+  /// request sent (through the dispatcher, on the same connection), so it
+  /// runs after them in Redis. Its answer is awaited here for
+  /// [`CANCEL_GRACE`]; a grant it reports within that is the caller's, and
+  /// one reported later (Redis stalled) is released by the background task
+  /// as soon as Redis answers, so a request given up never keeps a lease.
   async fn give_up(
     &self,
-    id: &str,
-    names: &[String],
-    keys: &[String],
-    opts: AcquireOptions,
+    pending: &mut Pending,
+    names: Vec<String>,
+    opts: &AcquireOptions,
     sent: Instant,
   ) -> Result<Acquired> {
-    let args = [self.inner.prefix.as_str(), id];
-    let cancel = self.run(&self.inner.scripts.cancel, keys, &args);
-    // The caller's time is up: wait a moment for the cancel, not a command
-    // timeout. A waiter left behind stops heartbeating and is reaped within
-    // LIVENESS, and a grant to it is a hand-off of at most CLAIM.
-    let reply = match tokio::time::timeout(CANCEL_GRACE, cancel).await {
-      Ok(Ok(reply)) => reply,
-      Ok(Err(_)) | Err(_) => return Ok(Acquired::TimedOut),
+    pending.armed = false;
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let verdict = Arc::new(Verdict(Mutex::new(Some(tx))));
+    self.abandon(
+      pending.id.clone(),
+      pending.keys.clone(),
+      Some(verdict.clone()),
+    );
+    let won = match tokio::time::timeout(CANCEL_GRACE, &mut rx).await {
+      Ok(answer) => answer.ok(),
+      Err(_) => {
+        // Stop waiting under the verdict's lock: a grant sent before this
+        // is in `rx`; one found after it is released by the background task.
+        verdict.0.lock().take();
+        rx.try_recv().ok()
+      }
     };
-    let items = array(&reply)?;
-    if int_at(&items, 0)? == 1 {
-      return self
-        .granted(
-          id.to_string(),
-          names.to_vec(),
-          tokens(&items[1..])?,
-          &opts,
-          sent,
-          true,
-        )
-        .await;
+    match won {
+      Some(tokens) => {
+        pending.armed = true;
+        self.keep(pending, names, tokens, opts, sent, true).await
+      }
+      None => Ok(Acquired::TimedOut),
     }
-    Ok(Acquired::TimedOut)
+  }
+
+  /// Cancels request `id` in Redis in the background, after every command
+  /// it has sent, retrying until Redis answers (or the client is closed),
+  /// and releases whatever the CANCEL finds granted to it, unless
+  /// `verdict` still waits to hand that grant to its caller.
+  fn abandon(&self, id: String, keys: Vec<String>, verdict: Option<Arc<Verdict>>) {
+    let job = Abandoned {
+      id,
+      keys,
+      verdict,
+      _count: Cleanup::start(&self.inner),
+    };
+    let _ = self.inner.submit.send(Job::Abandon(job));
   }
 
   /// Registers a grant. `handed_on`: granted by a hand-off, so the lease
@@ -884,14 +1005,35 @@ impl RedisLock {
       w.abort();
     }
     let keys = self.keys_of(&state.names)?;
-    let reply = self
+    match self
       .run(
         &self.inner.scripts.release,
         &keys,
         &[self.inner.prefix.as_str(), state.id.as_str()],
       )
-      .await?;
-    Ok(int(&reply)? > 0)
+      .await
+    {
+      Ok(reply) => Ok(int(&reply)? > 0),
+      Err(e) => {
+        // Redis did not answer (stalled past the command timeout, or the
+        // connection dropped, when the RELEASE may never have arrived).
+        // Nobody renews the lease any more: retry until Redis answers, so
+        // the key passes on then rather than a ttl later. A RELEASE that
+        // did arrive makes the retries find nothing to release.
+        self.release_in_background(state.id, keys);
+        Err(e)
+      }
+    }
+  }
+
+  /// RELEASEs the lease of request `id` once Redis answers (retrying).
+  fn release_in_background(&self, id: String, keys: Vec<String>) {
+    let lock = self.clone();
+    let count = Cleanup::start(&self.inner);
+    tokio::spawn(async move {
+      let _count = count;
+      release_until_answered(&lock, &id, &keys, true).await;
+    });
   }
 
   /// Renews a lease to `ttl`. `Ok(false)`: it had been lost (never revived).
@@ -963,7 +1105,10 @@ impl RedisLock {
       let _ = tx.send(Wake::Abort);
     }
     let deadline = Instant::now() + COMMAND_TIMEOUT;
-    while !self.inner.waiters.lock().is_empty() && Instant::now() < deadline {
+    // Given-up requests' CANCELs and RELEASEs finish first too (bounded).
+    while (!self.inner.waiters.lock().is_empty() || self.inner.cleanups.load(Ordering::Acquire) > 0)
+      && Instant::now() < deadline
+    {
       tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let leases: Vec<u32> = self.inner.leases.lock().keys().copied().collect();
@@ -979,6 +1124,11 @@ impl RedisLock {
   pub fn held(&self) -> usize {
     self.inner.leases.lock().len()
   }
+
+  /// Given-up requests whose CANCEL (or RELEASE) is still on its way.
+  pub fn cleaning_up(&self) -> usize {
+    self.inner.cleanups.load(Ordering::Acquire)
+  }
 }
 
 struct Unregister(Arc<Inner>, String);
@@ -987,6 +1137,15 @@ impl Drop for Unregister {
   fn drop(&mut self) {
     self.0.waiters.lock().remove(&self.1);
   }
+}
+
+/// What the dispatcher sends, in the order it was asked to.
+enum Job {
+  /// A first ACQUIRE.
+  Acquire(Submit),
+  /// The CANCEL of a request its caller gave up (see `RedisLock::abandon`):
+  /// queued behind that request's ACQUIRE, so Redis runs it after.
+  Abandon(Abandoned),
 }
 
 /// A first ACQUIRE waiting to be sent, in start order.
@@ -1019,39 +1178,195 @@ struct SentAcquire {
 /// puts it in the connection's write queue, before the next is taken; it
 /// then goes back to its acquisition, which awaits the reply, so requests
 /// still overlap on the wire.
-async fn dispatch(inner: std::sync::Weak<Inner>, mut jobs: mpsc::UnboundedReceiver<Submit>) {
+async fn dispatch(inner: std::sync::Weak<Inner>, mut jobs: mpsc::UnboundedReceiver<Job>) {
   while let Some(job) = jobs.recv().await {
     let Some(strong) = inner.upgrade() else {
       return;
     };
     let lock = RedisLock { inner: strong };
+    // Never connected: nothing of a given-up request was ever sent.
+    if matches!(job, Job::Abandon(_)) && lock.inner.conn.get().is_none() {
+      continue;
+    }
     // Connected first, so that the one poll below reaches the write queue.
     if let Err(e) = lock.conn().await {
       // Redis is unreachable: every request already waiting hears so now,
-      // rather than one connection attempt after another.
-      let _ = job.reply.send(Box::pin(std::future::ready(Err(e.clone()))));
-      while let Ok(queued) = jobs.try_recv() {
-        let _ = queued
-          .reply
-          .send(Box::pin(std::future::ready(Err(e.clone()))));
+      // rather than one connection attempt after another. Nothing was ever
+      // sent, so a given-up request has nothing to cancel.
+      for job in std::iter::once(job).chain(std::iter::from_fn(|| jobs.try_recv().ok())) {
+        if let Job::Acquire(job) = job {
+          let _ = job.reply.send(Box::pin(std::future::ready(Err(e.clone()))));
+        }
       }
       continue;
     }
-    let (keys, args) = (job.keys, job.args);
-    let mut call: FirstCall = Box::pin(async move {
-      let args: Vec<&str> = args.iter().map(String::as_str).collect();
-      lock.run(&lock.inner.scripts.acquire, &keys, &args).await
-    });
-    let answered = std::future::poll_fn(|cx| match std::future::Future::poll(call.as_mut(), cx) {
-      std::task::Poll::Ready(result) => std::task::Poll::Ready(Some(result)),
-      std::task::Poll::Pending => std::task::Poll::Ready(None),
-    })
-    .await;
-    let call: FirstCall = match answered {
-      Some(result) => Box::pin(std::future::ready(result)),
-      None => call,
-    };
-    let _ = job.reply.send(call);
+    match job {
+      Job::Acquire(job) => {
+        // Its caller gave up before it was sent: never send it (its
+        // Abandon, queued behind, finds nothing).
+        if job.reply.is_closed() {
+          continue;
+        }
+        let (keys, args) = (job.keys, job.args);
+        let call: FirstCall = Box::pin(async move {
+          let args: Vec<&str> = args.iter().map(String::as_str).collect();
+          lock.run(&lock.inner.scripts.acquire, &keys, &args).await
+        });
+        let _ = job.reply.send(send_now(call).await);
+      }
+      Job::Abandon(job) => {
+        let (keys, id) = (job.keys.clone(), job.id.clone());
+        let cancelling = lock.clone();
+        let call: FirstCall = Box::pin(async move {
+          let args = [cancelling.inner.prefix.as_str(), id.as_str()];
+          let script = &cancelling.inner.scripts.cancel;
+          cancelling.run(script, &keys, &args).await
+        });
+        let call = send_now(call).await;
+        tokio::spawn(settle_abandoned(lock, job, call));
+      }
+    }
+  }
+}
+
+/// Polls `call` once, which puts its command in the connection's write
+/// queue, and returns what is left to await.
+async fn send_now(mut call: FirstCall) -> FirstCall {
+  let answered = std::future::poll_fn(|cx| match std::future::Future::poll(call.as_mut(), cx) {
+    std::task::Poll::Ready(result) => std::task::Poll::Ready(Some(result)),
+    std::task::Poll::Pending => std::task::Poll::Ready(None),
+  })
+  .await;
+  match answered {
+    Some(result) => Box::pin(std::future::ready(result)),
+    None => call,
+  }
+}
+
+/// An acquisition in flight whose request may hold, or be about to be
+/// granted, a lease in Redis. Dropped while `armed` (the wait ended any
+/// way other than a grant registered or a final answer from Redis), it
+/// cancels the request in the background: see [`RedisLock::abandon`].
+struct Pending {
+  lock: RedisLock,
+  id: String,
+  keys: Vec<String>,
+  armed: bool,
+}
+
+impl Drop for Pending {
+  fn drop(&mut self) {
+    if self.armed {
+      let (id, keys) = (std::mem::take(&mut self.id), std::mem::take(&mut self.keys));
+      self.lock.abandon(id, keys, None);
+    }
+  }
+}
+
+/// Where a grant found by a given-up request's CANCEL goes: to the
+/// acquisition (the sender, while it still waits within [`CANCEL_GRACE`]),
+/// or, once it has taken the sender away, back to Redis by a RELEASE. One
+/// lock decides, so a grant is handed over or released, never both or
+/// neither.
+struct Verdict(Mutex<Option<tokio::sync::oneshot::Sender<Vec<f64>>>>);
+
+/// A given-up request whose CANCEL is on its way.
+struct Abandoned {
+  id: String,
+  keys: Vec<String>,
+  verdict: Option<Arc<Verdict>>,
+  _count: Cleanup,
+}
+
+impl Drop for Abandoned {
+  fn drop(&mut self) {
+    // Settled without a grant to hand over: the acquisition stops waiting
+    // for one now rather than at the end of its grace.
+    if let Some(verdict) = &self.verdict {
+      verdict.0.lock().take();
+    }
+  }
+}
+
+/// Counts a background cleanup while it runs (close() waits for them).
+struct Cleanup(Arc<Inner>);
+
+impl Cleanup {
+  fn start(inner: &Arc<Inner>) -> Self {
+    inner.cleanups.fetch_add(1, Ordering::AcqRel);
+    Cleanup(inner.clone())
+  }
+}
+
+impl Drop for Cleanup {
+  fn drop(&mut self) {
+    self.0.cleanups.fetch_sub(1, Ordering::AcqRel);
+  }
+}
+
+/// Awaits a given-up request's CANCEL, retrying it until Redis answers: a
+/// reply that says the request was granted after all (its ACQUIRE ran
+/// late, or a hand-off raced the cancel) is handed to the acquisition if it
+/// still waits for it, else the lease is released at once. Retries go out
+/// behind the first attempt on the same connection, so they too run after
+/// the request's own commands.
+async fn settle_abandoned(lock: RedisLock, job: Abandoned, mut call: FirstCall) {
+  let mut pause = RETRY_PAUSE;
+  loop {
+    match call.await {
+      Ok(reply) => {
+        let granted = array(&reply)
+          .ok()
+          .filter(|items| int_at(items, 0).ok() == Some(1))
+          .map(|items| tokens(&items[1..]).unwrap_or_default());
+        let Some(tokens) = granted else { return };
+        if let Some(verdict) = &job.verdict {
+          if let Some(tx) = verdict.0.lock().take() {
+            if tx.send(tokens).is_ok() {
+              return;
+            }
+          }
+        }
+        release_until_answered(&lock, &job.id, &job.keys, false).await;
+        return;
+      }
+      Err(RedisLockError::Closed) => return,
+      Err(_) => {
+        if lock.inner.closed.load(Ordering::Acquire) {
+          return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_PAUSE_MAX);
+        let (cancelling, keys, id) = (lock.clone(), job.keys.clone(), job.id.clone());
+        call = Box::pin(async move {
+          let args = [cancelling.inner.prefix.as_str(), id.as_str()];
+          let script = &cancelling.inner.scripts.cancel;
+          cancelling.run(script, &keys, &args).await
+        });
+      }
+    }
+  }
+}
+
+/// RELEASEs request `id`'s lease, retrying until Redis answers or the
+/// client is closed. RELEASE frees only a lease `id` still holds, so a
+/// retry never touches anybody else's. `pause_first`: the caller's own
+/// attempt just failed.
+async fn release_until_answered(lock: &RedisLock, id: &str, keys: &[String], pause_first: bool) {
+  let args = [lock.inner.prefix.as_str(), id];
+  let mut pause = pause_first.then_some(RETRY_PAUSE);
+  loop {
+    if let Some(wait) = pause {
+      if lock.inner.closed.load(Ordering::Acquire) {
+        return;
+      }
+      tokio::time::sleep(wait).await;
+    }
+    pause = Some(pause.map_or(RETRY_PAUSE, |p| (p * 2).min(RETRY_PAUSE_MAX)));
+    match lock.run(&lock.inner.scripts.release, keys, &args).await {
+      Ok(_) | Err(RedisLockError::Closed) => return,
+      Err(_) => {}
+    }
   }
 }
 
@@ -1231,6 +1546,20 @@ mod tests {
   fn passwords_never_reach_messages() {
     assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
     assert_eq!(redact("redis://h:1"), "redis://h:1");
+    assert_eq!(redact("redis://:secret@h"), "redis://:***@h");
+    assert_eq!(redact("redis://secret@h"), "redis://***@h");
+    // An unencoded `@` in the password: nothing of it shows.
+    assert_eq!(redact("redis://u:se@cret@h:1"), "redis://u:***@h:1");
+    assert_eq!(redact("redis://u:se?c#r/et@h"), "redis://u:***@h");
+    assert_eq!(
+      redact("redis+unix:///run/r.sock?db=1&pass=se&cret&user=u"),
+      "redis+unix:///run/r.sock?db=1&pass=***"
+    );
+    assert_eq!(
+      redact("unix:///a@b/r.sock?PASSWORD=x"),
+      "unix:///a@b/r.sock?PASSWORD=***"
+    );
+    assert_eq!(redact("u:secret@h:1"), "(not a URL)");
   }
 
   #[test]
