@@ -1,16 +1,23 @@
 //! The queue model shared by every face and reach of keylock: keyed FIFO
-//! queues with all-or-nothing multi-key acquisition. Pure Rust, no N-API.
+//! queues with all-or-nothing multi-key acquisition. Pure Rust: no N-API, no
+//! tokio, no I/O.
 //!
 //! A [`Table`] is one lock space. Keys are small integers ([`KeyId`]) that
 //! the caller interns; a waiter is a [`TicketId`] handed out by the table.
 //! Holders are not tickets: a hold is released by naming its keys, which is
 //! what lets the uncontended path run without the table (see *Key words*).
 //!
-//! Every reach is a face of this model behind one small async trait,
-//! [`Backend`]: its docs state the guarantees all reaches share, and
-//! `tests/backend.rs` proves them once against every implementation
-//! ([`LocalBackend`] over a [`Table`] here, the Redis reach in
-//! `crate::backend`).
+//! The core also holds the two vocabularies every reach speaks: the
+//! [`Outcome`] codes (shared with JS and the Lua scripts) and the
+//! [`ErrorCode`]s that become `err.code` in JS.
+//!
+//! Which reach runs on what: the isolate reach is a [`Table`] per
+//! `AsyncLock`, driven by `crate::binding` through the io buffer; the
+//! process reach is a [`Table`] behind a mutex (`crate::process`); the Redis
+//! reach keeps the same model in Redis keys and Lua scripts
+//! (`crate::redis`). There is no Rust trait over them: nothing calls the
+//! reaches generically. `tests/conformance.rs` runs one scenario suite over
+//! all three as shipped, and names each documented difference.
 //!
 //! # Guarantees
 //!
@@ -75,13 +82,13 @@
 //! table, used by tests and by callers that have no direct access to the
 //! words.
 
-pub mod backend;
-mod local;
+mod error;
+mod outcome;
 mod table;
 
-pub use backend::{Backend, Outcome, Request};
-pub use local::{LocalBackend, LocalLease};
-pub use table::{Acquire, Cancel, CoreError, KeyId, Table, TicketId, Words, UNLIMITED};
+pub use error::{Coded, CoreError, ErrorCode};
+pub use outcome::Outcome;
+pub use table::{Acquire, Cancel, KeyId, Table, TicketId, Words, UNLIMITED};
 
 /// A key word value: not held, nobody waits.
 pub const IDLE: i32 = 0;

@@ -72,6 +72,8 @@ use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Script, Val
 use tokio::sync::{mpsc, OnceCell};
 use tokio::time::Instant;
 
+use crate::core::{Coded, ErrorCode, Outcome};
+
 /// How often a waiter re-runs ACQUIRE (heartbeat + fallback re-check).
 pub const RECHECK: Duration = Duration::from_millis(1000);
 /// A waiter whose process has not heartbeated for this long is reaped.
@@ -185,20 +187,40 @@ pub enum RedisLockError {
 impl std::fmt::Display for RedisLockError {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     match self {
-      RedisLockError::Url(m) => write!(f, "KEYLOCK_REDIS_URL: {m}"),
-      RedisLockError::Redis { url, message } => write!(f, "KEYLOCK_REDIS: {url}: {message}"),
-      RedisLockError::Protocol(m) => write!(f, "KEYLOCK_REDIS_PROTOCOL: unexpected reply: {m}"),
-      RedisLockError::Closed => write!(f, "KEYLOCK_CLOSED: the Redis lock client is closed"),
-      RedisLockError::NoLease(id) => write!(f, "KEYLOCK_NO_LEASE: no lease {id} on this client"),
+      RedisLockError::Url(m) => f.write_str(m),
+      RedisLockError::Redis { url, message } => write!(f, "{url}: {message}"),
+      RedisLockError::Protocol(m) => write!(f, "unexpected reply: {m}"),
+      RedisLockError::Closed => write!(f, "the Redis lock client is closed"),
+      RedisLockError::NoLease(id) => write!(f, "no lease {id} on this client"),
       RedisLockError::CrossSlot(i) => write!(
         f,
-        "KEYLOCK_CROSSSLOT: {i}: on a Redis Cluster every key of one request must share a hash tag"
+        "keys[{i}] hashes to another Redis Cluster slot than keys[0]: every key of one request must share a hash tag"
       ),
     }
   }
 }
 
 impl std::error::Error for RedisLockError {}
+
+impl Coded for RedisLockError {
+  fn code(&self) -> ErrorCode {
+    match self {
+      RedisLockError::Url(_) => ErrorCode::RedisUrl,
+      RedisLockError::Redis { .. } => ErrorCode::Redis,
+      RedisLockError::Protocol(_) => ErrorCode::RedisProtocol,
+      RedisLockError::Closed => ErrorCode::Closed,
+      RedisLockError::NoLease(_) => ErrorCode::NoLease,
+      RedisLockError::CrossSlot(_) => ErrorCode::CrossSlot,
+    }
+  }
+
+  fn key_index(&self) -> Option<usize> {
+    match self {
+      RedisLockError::CrossSlot(i) => Some(*i),
+      _ => None,
+    }
+  }
+}
 
 pub type Result<T> = std::result::Result<T, RedisLockError>;
 
@@ -711,30 +733,31 @@ impl RedisLock {
       };
       first = false;
       let items = array(&reply)?;
-      match int_at(&items, 0)? {
-        0 => {
+      let status = int_at(&items, 0)?;
+      match Outcome::from_code(status) {
+        Some(Outcome::Granted) => {
           return self
             .granted(id, names, tokens(&items[1..])?, &opts, sent, false)
             .await
         }
-        4 => {
+        Some(Outcome::HandedOff) => {
           return self
             .granted(id, names, tokens(&items[1..])?, &opts, sent, true)
             .await
         }
-        1 => {}
-        2 => {
+        Some(Outcome::Queued) => {}
+        Some(Outcome::Rejected) => {
           return Ok(Acquired::Rejected {
             index: (int_at(&items, 1)?.max(1) - 1) as usize,
           })
         }
-        3 => {
+        Some(Outcome::Busy) => {
           return Ok(Acquired::Busy {
             holder: string_at(&items, 1),
             pttl: int_at(&items, 2).unwrap_or(-2),
           })
         }
-        other => return Err(RedisLockError::Protocol(format!("ACQUIRE status {other}"))),
+        _ => return Err(RedisLockError::Protocol(format!("ACQUIRE status {status}"))),
       }
       // Queued: wait for our grant message, the re-check, or the timeout.
       let recheck = Instant::now() + RECHECK;
@@ -799,7 +822,7 @@ impl RedisLock {
       Ok(Err(_)) | Err(_) => return Ok(Acquired::TimedOut),
     };
     let items = array(&reply)?;
-    if int_at(&items, 0)? == 1 {
+    if Outcome::from_code(int_at(&items, 0)?) == Some(Outcome::HandedOff) {
       return self
         .granted(
           id.to_string(),
