@@ -36,6 +36,10 @@
 //!   (`tests::thread_dying_mid_hold_releases_its_keys`,
 //!   `tests::leaving_owner_cancels_its_waiters_and_drops_undelivered_grants`).
 //!
+//! The scenarios every reach shares (FIFO, multi-key, cancel racing a
+//! grant, `max_pending`, `skip_queue`, busy, an owner leaving) run against a
+//! space in `tests/conformance.rs` too.
+//!
 //! What is *not* guaranteed: the order in which woken owners run their
 //! grants relative to each other (each runs on its own event loop), and the
 //! moment a woken thread runs its grant (whenever its event loop gets to it).

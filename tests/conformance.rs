@@ -246,7 +246,11 @@ async fn max_pending_names_the_full_key<R: Reach>(r: &mut R) {
     Asked::Rejected(index) => assert_eq!(index, 1, "{}: names keys[1]", R::NAME),
     other => panic!("{}: should be refused, got {other:?}", R::NAME),
   }
-  assert!(!r.is_busy("j").await, "{}: a refusal takes nothing", R::NAME);
+  assert!(
+    !r.is_busy("j").await,
+    "{}: a refusal takes nothing",
+    R::NAME
+  );
   r.release(k).await;
   let w = r.granted(w).await;
   r.release(w).await;
@@ -309,7 +313,11 @@ async fn tokens_strictly_increase<R: Reach>(r: &mut R) {
     // DIFFERENCE (tokens): only Redis makes tokens below JS.
     if R::NAME == "redis" {
       assert_eq!(held.tokens.len(), 1);
-      assert!(held.tokens[0] > last, "token {} after {last}", held.tokens[0]);
+      assert!(
+        held.tokens[0] > last,
+        "token {} after {last}",
+        held.tokens[0]
+      );
       last = held.tokens[0];
       seen += 1;
     } else {
@@ -342,7 +350,11 @@ async fn close_frees_everything<R: Reach>(r: &mut R) {
   }
   let other = r.granted(other).await;
   assert_eq!(other.client, 1);
-  assert!(!r.is_busy("j").await, "{}: the closed party's waiter left", R::NAME);
+  assert!(
+    !r.is_busy("j").await,
+    "{}: the closed party's waiter left",
+    R::NAME
+  );
   r.release(other).await;
   assert!(!r.is_busy("k").await);
 }
@@ -380,7 +392,10 @@ impl IsolateReach {
     if !self.granted.remove(&t) {
       return None;
     }
-    let (client, keys) = self.tickets.remove(&t).expect("a granted ticket was issued");
+    let (client, keys) = self
+      .tickets
+      .remove(&t)
+      .expect("a granted ticket was issued");
     Some(Held {
       client,
       keys,
@@ -420,7 +435,9 @@ impl Reach for IsolateReach {
   }
 
   async fn granted(&mut self, w: Ticket) -> Held {
-    self.take(w.0).expect("granted by the release that freed it")
+    self
+      .take(w.0)
+      .expect("granted by the release that freed it")
   }
 
   async fn release(&mut self, held: Held) {
@@ -521,7 +538,10 @@ impl ProcessReach {
     if !self.granted.remove(&t) {
       return None;
     }
-    let (client, keys) = self.tickets.remove(&t).expect("a granted ticket was issued");
+    let (client, keys) = self
+      .tickets
+      .remove(&t)
+      .expect("a granted ticket was issued");
     Some(Held {
       client,
       keys,
@@ -562,7 +582,9 @@ impl Reach for ProcessReach {
   }
 
   async fn granted(&mut self, w: Ticket) -> Held {
-    self.take(w.0).expect("granted by the release that freed it")
+    self
+      .take(w.0)
+      .expect("granted by the release that freed it")
   }
 
   async fn release(&mut self, held: Held) {
@@ -693,7 +715,11 @@ impl Reach for RedisReach {
     let start = Instant::now();
     loop {
       if pending.task.is_finished() {
-        return match (&mut pending.task).await.expect("no panic").expect("no error") {
+        return match (&mut pending.task)
+          .await
+          .expect("no panic")
+          .expect("no error")
+        {
           Acquired::Rejected { index } => Asked::Rejected(index),
           Acquired::Busy { .. } => Asked::Busy,
           granted => Asked::Granted(Self::held(&pending, granted).expect("granted")),
@@ -702,7 +728,10 @@ impl Reach for RedisReach {
       if self.waiters(keys[0]).await > before {
         return Asked::Queued(pending);
       }
-      assert!(start.elapsed() < Duration::from_secs(10), "redis: {keys:?} undecided");
+      assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "redis: {keys:?} undecided"
+      );
       tokio::time::sleep(Duration::from_millis(2)).await;
     }
   }
@@ -790,7 +819,9 @@ impl RedisServer {
       .stdout(Stdio::null())
       .stderr(Stdio::null())
       .spawn()
-      .unwrap_or_else(|e| panic!("cannot start redis-server ({e}): the Redis half needs it on PATH"));
+      .unwrap_or_else(|e| {
+        panic!("cannot start redis-server ({e}): the Redis half needs it on PATH")
+      });
     let server = RedisServer { child, port, dir };
     server.until_ping();
     server

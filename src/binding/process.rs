@@ -23,9 +23,8 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 
 use super::{
-  acquire_request, io_range, io_slots, load, napi_failure, release_request, with_keys,
-  with_thread, write_acquired, write_cancelled, write_ids, Code, NativeError, NativeResult,
-  NativeThread,
+  acquire_request, io_range, io_slots, load, napi_failure, release_request, with_keys, with_thread,
+  write_acquired, write_cancelled, write_ids, Code, NativeError, NativeResult, NativeThread,
 };
 use crate::process::{OwnerId, ProcessKey, ProcessSpace, SpaceError, Waker};
 
@@ -106,12 +105,7 @@ pub fn process_open(env: &Env, name: String, wake: WakeFn) -> Result<u32, Code> 
 pub fn process_ref(env: &Env, member: u32, on: bool) -> Result<(), Code> {
   let waker = with_member(member, |m| Ok(m.waker.clone()))?;
   let mut wake = waker.0.lock();
-  if on {
-    wake.refer(env)
-  } else {
-    wake.unref(env)
-  }
-  .map_err(napi_failure)
+  if on { wake.refer(env) } else { wake.unref(env) }.map_err(napi_failure)
 }
 
 /// The key id of a string key (the same on every thread), pinned for this

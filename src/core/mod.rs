@@ -37,7 +37,10 @@
 //! - **No lost wake-up.** After every call, no waiting ticket is grantable:
 //!   every transition that frees a key or removes a queue head re-examines
 //!   the new head. Proved by the property test's invariant check.
-//! - **Exclusion.** A key is held by at most one request at a time.
+//! - **Exclusion.** A key is held by at most one request at a time: a grant
+//!   is only made to a request all of whose keys are free. Proved by the
+//!   property test (the table's holders agree with the model's after every
+//!   step) and, across threads, by `process::tests::exclusion_across_threads`.
 //!
 //! # Cancellation
 //!
@@ -53,8 +56,17 @@
 //!
 //! [`Table::acquire`] refuses a request when one of its keys is busy and
 //! already has `max_pending` live waiters ([`Acquire::Rejected`] names the
-//! first such key). Cancelled waiters do not count. `max_pending` of
-//! [`UNLIMITED`] means no limit.
+//! first such key; nothing changes). Cancelled waiters do not count.
+//! `max_pending` of [`UNLIMITED`] means no limit; 0 is a try, refused on
+//! any busy key (`tests::max_pending_zero_refuses_any_waiter_but_not_an_idle_key`,
+//! `tests::rejection_names_the_full_key_and_changes_nothing`).
+//!
+//! # Errors
+//!
+//! Misuse by the table's owner (no keys, a key twice, a key out of range, a
+//! release of a key not held) is a [`CoreError`], never a panic and never
+//! a partial change (`tests::misuse_is_an_error_not_a_panic`). Its
+//! [`ErrorCode`] is what JS sees as `err.code`.
 //!
 //! # Memory
 //!
