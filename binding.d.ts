@@ -19,13 +19,14 @@ export declare function dropTable(table: number): void
 
 /**
  * The io buffer of this thread, at least `min` slots; a new buffer when it
- * had to grow (the old one must not be used after that).
+ * had to grow (the old one must not be used after that). One per thread,
+ * for the isolate and the process reach alike.
  */
 export declare function ioBuffer(min: number): ArrayBuffer
 
 export interface NativeAcquired {
-  /** 'granted' | 'busy' | 'rejected' | 'timeout' */
-  status: string
+  /** GRANTED, BUSY, REJECTED or TIMED_OUT (`outcomeCodes()`) */
+  outcome: number
   lease: number
   tokens: Array<number>
   /** rejected: index of the full queue's name */
@@ -60,8 +61,8 @@ export interface NativeLostEvent {
   reason: string
 }
 
-/** One busy key of a shared space. */
-export interface NativeSharedKeyState {
+/** One busy key of a process space. */
+export interface NativeProcessKeyState {
   id: number
   /** The key string; absent for a symbol key (private to one thread). */
   name?: string
@@ -70,6 +71,46 @@ export interface NativeSharedKeyState {
 
 /** Measures the bare cost of a crossing (bench/crossings.js). */
 export declare function noop(): void
+
+/** The outcome codes (`core::Outcome`) by name, for JS to read once. */
+export declare function outcomeCodes(): Record<string, number>
+
+/** Whether any key of the space is held or waited on, by any thread. */
+export declare function processBusy(member: number): boolean
+
+/**
+ * The key id of a string key (the same on every thread), pinned for this
+ * thread until `processUnpin`.
+ */
+export declare function processIntern(member: number, key: string): number
+
+/** A key only this thread can name (a JS symbol), pinned like `processIntern`. */
+export declare function processInternPrivate(member: number): number
+
+export declare function processIsBusy(member: number, key: string): boolean
+
+export declare function processIsBusyId(member: number, key: number): boolean
+
+/**
+ * Joins the process-wide space `name` for this thread; returns the member
+ * index the other calls take. `wake` is called (on this thread) when
+ * another thread granted one of this thread's waiters.
+ */
+export declare function processOpen(name: string, wake: () => void): number
+
+/**
+ * Keeps this thread's event loop alive (`on`) while it has waiters, or lets
+ * it end (`!on`) when it has none.
+ */
+export declare function processRef(member: number, on: boolean): void
+
+/** Busy keys of the space with their live waiters (for `queues`). */
+export declare function processSnapshot(member: number): Array<NativeProcessKeyState>
+
+/** Grants other threads made to this thread's waiters since the last call. */
+export declare function processTakeGrants(member: number): Array<number>
+
+export declare function processUnpin(member: number, key: number): void
 
 /** Makes the acquisition `request` leave its queues (see `RedisLock::abort`). */
 export declare function redisAbort(handle: number, request: number): void
@@ -122,59 +163,6 @@ export declare function redisLeaseKey(prefix: string, name: string): string
 export declare function redisOpen(urls: string[], cluster: boolean, prefix: string, onLost: (event: NativeLostEvent) => void): number
 
 export declare function redisRelease(handle: number, lease: number): Promise<boolean>
-
-export declare function sharedAcquire(): void
-
-/** Whether any key of the space is held or waited on, by any thread. */
-export declare function sharedBusy(member: number): boolean
-
-export declare function sharedCancel(): void
-
-/**
- * The key id of a string key (the same on every thread), pinned for this
- * thread until `sharedUnpin`.
- */
-export declare function sharedIntern(member: number, key: string): number
-
-/** A key only this thread can name (a JS symbol), pinned like `sharedIntern`. */
-export declare function sharedInternPrivate(member: number): number
-
-/**
- * The shared-reach io buffer of this thread, at least `min` slots; a new
- * buffer when it had to grow (the old one must not be used after that).
- */
-export declare function sharedIoBuffer(min: number): ArrayBuffer
-
-export declare function sharedIsBusy(member: number, key: string): boolean
-
-export declare function sharedIsBusyId(member: number, key: number): boolean
-
-/**
- * Joins the process-wide space `name` for this thread; returns the member
- * index the other calls take. `wake` is called (on this thread) when
- * another thread granted one of this thread's waiters.
- */
-export declare function sharedOpen(name: string, wake: () => void): number
-
-/**
- * Keeps this thread's event loop alive (`on`) while it has waiters, or lets
- * it end (`!on`) when it has none.
- */
-export declare function sharedRef(member: number, on: boolean): void
-
-/** Releases held keys; io out: `g, ticket × g`, this thread's grants. */
-export declare function sharedRelease(): void
-
-/** Releases the keys nobody waits for; io out: `c, key × c`, the others. */
-export declare function sharedReleaseIdle(): void
-
-/** Busy keys of the space with their live waiters (for `queues`). */
-export declare function sharedSnapshot(member: number): Array<NativeSharedKeyState>
-
-/** Grants other threads made to this thread's waiters since the last call. */
-export declare function sharedTakeGrants(member: number): Array<number>
-
-export declare function sharedUnpin(member: number, key: number): void
 
 /**
  * The key words of a table, valid for key ids below `min` (grows the table

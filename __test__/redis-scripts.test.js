@@ -24,11 +24,8 @@ const P = 't'
 const TRY = 0
 const WAIT = 1
 const FORCE = 2
-const GRANTED = 0
-const QUEUED = 1
-const REJECTED = 2
-const BUSY = 3
-const HANDED_ON = 4
+// The outcome codes the scripts return, from the one table (src/core/outcome.rs).
+const { GRANTED, QUEUED, REJECTED, BUSY, HANDED_OFF, CANCELLED } = require('../lib/native').OUTCOME
 
 let server
 before(async () => {
@@ -120,7 +117,7 @@ test('RELEASE hands the name to the head in the same script, with a larger token
   assert.equal(await server.command('HGET', base(n) + ':w', 'c2:1'), null)
   // The waiter re-running ACQUIRE after the grant (a lost message) finds it,
   // and is told it came by a hand-off.
-  assert.deepEqual(await acquire([n], 'c2:1'), [HANDED_ON, t2])
+  assert.deepEqual(await acquire([n], 'c2:1'), [HANDED_OFF, t2])
   // A head whose own ttl is below the claim gets its ttl.
   assert.equal(await release([n], 'c2:1'), 1)
   const short = await server.command('PTTL', base(n))
@@ -154,11 +151,11 @@ test('CANCEL takes a waiter out of the queue; a CANCEL that lost the race to a g
   await acquire([n], 'c1:1')
   await acquire([n], 'c2:1')
   await acquire([n], 'c3:1')
-  assert.deepEqual(await cancel([n], 'c2:1'), [0])
+  assert.deepEqual(await cancel([n], 'c2:1'), [CANCELLED])
   assert.deepEqual(await queue(n), ['c3:1'])
   await release([n], 'c1:1') // grants c3
   const [granted, token] = await cancel([n], 'c3:1')
-  assert.equal(granted, 1, 'told it holds the lease')
+  assert.equal(granted, HANDED_OFF, 'told it holds the lease')
   assert.equal(token, Number(await server.command('HGET', base(n) + ':m', 'fence')))
   assert.ok((await server.command('GET', base(n))).startsWith('c3:1|'))
 })

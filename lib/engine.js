@@ -6,21 +6,19 @@
 // records (ticket -> record) and delivers grants without recursion.
 
 const native = require('./native')
+const { useIo, reserveIo } = require('./io')
 
 const IDLE = 0
 const HELD = 1
 
-const GRANTED = 0
-const QUEUED = 1
-const REJECTED = 2
+const { GRANTED, QUEUED, REJECTED } = native.OUTCOME
 /** A remote space's answer: nothing decided yet, the caller starts the round trip (index.js startRemote). */
 const REMOTE = 3
 
-let io = new Int32Array(native.ioBuffer(0))
-
-function reserveIo(slots) {
-  if (slots > io.length) io = new Int32Array(native.ioBuffer(slots))
-}
+let io
+useIo((view) => {
+  io = view
+})
 
 const EMPTY = Object.freeze([])
 

@@ -16,6 +16,13 @@ const { ttlOption } = require('./validate')
 /** Lease time-to-live when the caller gives none; the watchdog renews it every third of that. */
 const DEFAULT_TTL = 10000
 const MODES = { try: 0, wait: 1, force: 2 }
+/** The native outcome of an acquisition (src/core/outcome.rs), as the status this file reports. */
+const STATUS = {
+  [native.OUTCOME.GRANTED]: 'granted',
+  [native.OUTCOME.BUSY]: 'busy',
+  [native.OUTCOME.REJECTED]: 'rejected',
+  [native.OUTCOME.TIMED_OUT]: 'timeout',
+}
 
 /** `${url}\0${prefix}` -> RedisClient of this thread */
 const clients = new Map()
@@ -44,24 +51,30 @@ function keepAlive(promise) {
   return promise
 }
 
-/** The Rust side's `CODE: message` errors, as Errors with a `code`. */
-function fromNative(err) {
-  const m = /^([A-Z_]+): ([\s\S]*)$/.exec(err && err.message)
-  if (m === null) return err
-  let message = m[2]
-  if (m[1] === 'KEYLOCK_REDIS') message = 'keylock: Redis at ' + message
-  else if (m[1] === 'KEYLOCK_CLOSED') message = 'keylock: ' + message
-  if (m[1] === 'KEYLOCK_CROSSSLOT') {
-    const out = new TypeError(
-      `keylock: keys[${m[2].split(':')[0]}] hashes to another Redis Cluster slot than keys[0]; ` +
-        'every key of one request must share a hash tag, e.g. "{order:42}:items" and "{order:42}:total"',
-    )
-    out.code = 'ERR_INVALID_ARG_VALUE'
-    return out
-  }
+function coded(message, code) {
   const out = new Error(message)
-  out.code = m[1]
+  out.code = code
   return out
+}
+
+/** A native error as the user sees it, chosen by its `code` (src/core/error.rs). */
+function fromNative(err) {
+  switch (err && err.code) {
+    case 'KEYLOCK_REDIS':
+      return coded('keylock: Redis at ' + err.message, err.code)
+    case 'KEYLOCK_CLOSED':
+      return coded('keylock: ' + err.message, err.code)
+    case 'KEYLOCK_CROSSSLOT': {
+      const out = new TypeError(
+        `keylock: keys[${err.keyIndex}] hashes to another Redis Cluster slot than keys[0]; ` +
+          'every key of one request must share a hash tag, e.g. "{order:42}:items" and "{order:42}:total"',
+      )
+      out.code = 'ERR_INVALID_ARG_VALUE'
+      return out
+    }
+    default:
+      return err
+  }
 }
 
 /**
@@ -181,8 +194,9 @@ class RedisClient {
     return asked.then(
       (r) => {
         if (onAbort !== null) signal.removeEventListener('abort', onAbort)
-        const lease = r.status === 'granted' ? { id: r.lease, owner, tokens: r.tokens } : null
-        return { status: r.status, lease, index: r.index, holder: r.holder === undefined ? null : r.holder, pttl: r.pttl }
+        const status = STATUS[r.outcome]
+        const lease = status === 'granted' ? { id: r.lease, owner, tokens: r.tokens } : null
+        return { status, lease, index: r.index, holder: r.holder === undefined ? null : r.holder, pttl: r.pttl }
       },
       (err) => {
         if (onAbort !== null) signal.removeEventListener('abort', onAbort)

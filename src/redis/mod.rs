@@ -81,6 +81,8 @@ use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Script, Val
 use tokio::sync::{mpsc, OnceCell};
 use tokio::time::Instant;
 
+use crate::core::{Coded, ErrorCode, Outcome};
+
 /// How often a waiter re-runs ACQUIRE (heartbeat + fallback re-check).
 pub const RECHECK: Duration = Duration::from_millis(1000);
 /// A waiter whose process has not heartbeated for this long is reaped.
@@ -203,20 +205,40 @@ pub enum RedisLockError {
 impl std::fmt::Display for RedisLockError {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     match self {
-      RedisLockError::Url(m) => write!(f, "KEYLOCK_REDIS_URL: {m}"),
-      RedisLockError::Redis { url, message } => write!(f, "KEYLOCK_REDIS: {url}: {message}"),
-      RedisLockError::Protocol(m) => write!(f, "KEYLOCK_REDIS_PROTOCOL: unexpected reply: {m}"),
-      RedisLockError::Closed => write!(f, "KEYLOCK_CLOSED: the Redis lock client is closed"),
-      RedisLockError::NoLease(id) => write!(f, "KEYLOCK_NO_LEASE: no lease {id} on this client"),
+      RedisLockError::Url(m) => f.write_str(m),
+      RedisLockError::Redis { url, message } => write!(f, "{url}: {message}"),
+      RedisLockError::Protocol(m) => write!(f, "unexpected reply: {m}"),
+      RedisLockError::Closed => write!(f, "the Redis lock client is closed"),
+      RedisLockError::NoLease(id) => write!(f, "no lease {id} on this client"),
       RedisLockError::CrossSlot(i) => write!(
         f,
-        "KEYLOCK_CROSSSLOT: {i}: on a Redis Cluster every key of one request must share a hash tag"
+        "keys[{i}] hashes to another Redis Cluster slot than keys[0]: every key of one request must share a hash tag"
       ),
     }
   }
 }
 
 impl std::error::Error for RedisLockError {}
+
+impl Coded for RedisLockError {
+  fn code(&self) -> ErrorCode {
+    match self {
+      RedisLockError::Url(_) => ErrorCode::RedisUrl,
+      RedisLockError::Redis { .. } => ErrorCode::Redis,
+      RedisLockError::Protocol(_) => ErrorCode::RedisProtocol,
+      RedisLockError::Closed => ErrorCode::Closed,
+      RedisLockError::NoLease(_) => ErrorCode::NoLease,
+      RedisLockError::CrossSlot(_) => ErrorCode::CrossSlot,
+    }
+  }
+
+  fn key_index(&self) -> Option<usize> {
+    match self {
+      RedisLockError::CrossSlot(i) => Some(*i),
+      _ => None,
+    }
+  }
+}
 
 pub type Result<T> = std::result::Result<T, RedisLockError>;
 
@@ -782,35 +804,36 @@ impl RedisLock {
       };
       first = false;
       let items = array(&reply)?;
-      match int_at(&items, 0)? {
-        0 => {
+      let status = int_at(&items, 0)?;
+      match Outcome::from_code(status) {
+        Some(Outcome::Granted) => {
           let tokens = tokens(&items[1..])?;
           return self
             .keep(&mut pending, names, tokens, &opts, sent, false)
             .await;
         }
-        4 => {
+        Some(Outcome::HandedOff) => {
           let tokens = tokens(&items[1..])?;
           return self
             .keep(&mut pending, names, tokens, &opts, sent, true)
             .await;
         }
-        1 => {}
+        Some(Outcome::Queued) => {}
         // Refused or busy: the script left nothing of this request behind.
-        2 => {
+        Some(Outcome::Rejected) => {
           pending.armed = false;
           return Ok(Acquired::Rejected {
             index: (int_at(&items, 1)?.max(1) - 1) as usize,
           });
         }
-        3 => {
+        Some(Outcome::Busy) => {
           pending.armed = false;
           return Ok(Acquired::Busy {
             holder: string_at(&items, 1),
             pttl: int_at(&items, 2).unwrap_or(-2),
           });
         }
-        other => return Err(RedisLockError::Protocol(format!("ACQUIRE status {other}"))),
+        _ => return Err(RedisLockError::Protocol(format!("ACQUIRE status {status}"))),
       }
       // Queued: wait for our grant message, the re-check, or the timeout.
       let recheck = Instant::now() + RECHECK;
@@ -1317,7 +1340,9 @@ async fn settle_abandoned(lock: RedisLock, job: Abandoned, mut call: FirstCall) 
       Ok(reply) => {
         let granted = array(&reply)
           .ok()
-          .filter(|items| int_at(items, 0).ok() == Some(1))
+          .filter(|items| {
+            int_at(items, 0).ok().and_then(Outcome::from_code) == Some(Outcome::HandedOff)
+          })
           .map(|items| tokens(&items[1..]).unwrap_or_default());
         let Some(tokens) = granted else { return };
         if let Some(verdict) = &job.verdict {

@@ -5,12 +5,13 @@
 -- KEYS: lease, meta, queue, waiters per name (see common.lua), then P:tkt.
 -- ARGV: prefix, waiter id, ttl ms, mode (0 try, 1 wait, 2 force),
 --       max pending (-1: no limit), skip queue (0/1), owner, liveness ms.
--- Returns: {0, token per name}   granted, for the full ttl
---          {4, token per name}   granted already, by a hand-off (the lease
---                                started at most CLAIM_MS long)
---          {1, pttl}             queued (pttl of the first busy lease)
---          {2, index}            refused: the queue of name `index` (1-based) is full
---          {3, holder, pttl}     busy (try mode): the first busy lease's owner
+-- Returns (outcome codes: src/core/outcome.rs, checked by its tests):
+--          {0, token per name}   GRANTED, for the full ttl
+--          {4, token per name}   HANDED_OFF: granted already, by a hand-off
+--                                (the lease started at most CLAIM_MS long)
+--          {1, pttl}             QUEUED (pttl of the first busy lease)
+--          {2, index}            REJECTED: the queue of name `index` (1-based) is full
+--          {3, holder, pttl}     BUSY (try mode): the first busy lease's owner
 local prefix, id, ttl, mode = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local max_pending, skip, owner, live = tonumber(ARGV[5]), ARGV[6] == '1', ARGV[7], tonumber(ARGV[8])
 local n = names_in_keys()
