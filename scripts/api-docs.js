@@ -195,9 +195,8 @@ function collect(file) {
 const slug = (heading) =>
   heading
     .toLowerCase()
-    .replace(/[^\p{L}\p{N}\s_-]/gu, '')
-    .trim()
-    .replace(/\s/g, '-')
+    .replace(/[^\p{L}\p{M}\p{N}\p{Pc} -]/gu, '')
+    .replace(/ /g, '-')
 
 function render() {
   const { name, entries } = entryPoints()
