@@ -32,6 +32,10 @@ import AsyncLock = require('./index')
  */
 declare class ExclusiveLock extends EventEmitter {
   /**
+   * Checks `opts` as the original did, in the same order and with the same
+   * errors, and sets the fields below. Sends nothing to Redis: the
+   * connection is opened by the first `acquire()` or `inspect()`.
+   *
    * @throws Error `'Input validation failed'` (`code: 'EINVAL'`, `errors:
    *   [{instancePath, message}]`, the first schema error only), logged with
    *   `log.error` first.
