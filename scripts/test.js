@@ -6,7 +6,8 @@
 // (MODULE_NOT_FOUND on Node 22 and 24, nodejs/node#64555), while Node 18 and
 // 20 take no globs at all. Listing the files here works on every Node the
 // release workflow tests, and on Windows, where npm's shell expands nothing.
-// Extra arguments go to node (`npm test -- --test-name-pattern=FIFO`).
+// Its own arguments go to node --test before the files
+// (`node scripts/test.js --test-name-pattern=FIFO`).
 const { spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const path = require('node:path')
