@@ -107,6 +107,9 @@ declare namespace AsyncLock {
      * Default `false`. Throws `Error` from the constructor when
      * `process.domain` does not exist.
      *
+     * Accepted and ignored on the Redis reach: a nested acquire of a key the
+     * task holds waits for it, like any other.
+     *
      * @example
      * import AsyncLock = require('keylock')
      * import * as domain from 'domain'
@@ -115,9 +118,6 @@ declare namespace AsyncLock {
      * domain.create().run(() => {
      *   lock.acquire('key', () => lock.acquire('key', () => 'nested'))
      * })
-     *
-     * Accepted and ignored on the Redis reach: a nested acquire of a key the
-     * task holds waits for it, like any other.
      */
     domainReentrant?: boolean | undefined
     /**
@@ -226,9 +226,13 @@ declare namespace AsyncLock {
 
   /** What keylock reads of an `AbortSignal`, for projects whose types have none. */
   interface AbortSignalLike {
+    /** Whether the signal has aborted: `lock()` rejects at once, queueing nothing. */
     readonly aborted: boolean
+    /** What `lock()` rejects with when the signal aborts. */
     readonly reason: any
+    /** Called once per waiting `lock()` call, with `{ once: true }`. */
     addEventListener(type: 'abort', listener: (event: any) => void, options?: { once?: boolean }): void
+    /** Called when the wait ends otherwise (granted, timed out), so no listener is left behind. */
     removeEventListener(type: 'abort', listener: (event: any) => void): void
   }
 
@@ -332,7 +336,9 @@ declare namespace AsyncLock {
    * never on the isolate and process reaches.
    */
   class LockLostError extends Error {
+    /** Always `'LockLostError'`. */
     readonly name: 'LockLostError'
+    /** Always `'ELOCKLOST'`, the code to test in an `'error'` listener or a catch. */
     readonly code: 'ELOCKLOST'
     /** The key whose lock was lost. */
     readonly key: string | symbol
@@ -344,6 +350,11 @@ declare namespace AsyncLock {
      * says whether Redis refused the renewal or none could be confirmed.
      */
     readonly cause: unknown
+    /**
+     * What the library throws when a lease is lost; exported for
+     * `instanceof` checks and for tests that simulate a loss. The message
+     * names the key and the token. Never throws.
+     */
     constructor(key: string | symbol, token: number, cause?: unknown)
   }
 }
