@@ -79,6 +79,16 @@ function checkUrl(url, name) {
   return urls
 }
 
+// A lone surrogate has no UTF-8 form: the binding would store U+FFFD in its
+// place, and two different keys would be one lock.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** A key, name or prefix as Redis will store it: a string with a UTF-8 form. */
+function checkText(text, name) {
+  if (LONE_SURROGATE.test(text)) throw invalidArg(name, 'a string without lone surrogates (Redis stores keys as UTF-8)', text)
+  return text
+}
+
 function checkTtl(ttl, name) {
   if (ttl === undefined) return DEFAULT_TTL
   if (typeof ttl !== 'number' || !(ttl >= 1) || !Number.isFinite(ttl)) {
@@ -95,6 +105,7 @@ class RedisClient {
   static open(url, { prefix = 'keylock' } = {}) {
     const urls = checkUrl(url, 'option "redis"')
     if (typeof prefix !== 'string' || prefix === '') throw invalidArg('option "prefix"', 'a non-empty string', prefix)
+    checkText(prefix, 'option "prefix"')
     const id = (Array.isArray(url) ? 'cluster:' + urls.join(',') : url) + '\0' + prefix
     let client = clients.get(id)
     if (client === undefined) {
@@ -137,9 +148,9 @@ class RedisClient {
     handler(cause)
   }
 
-  /** The Redis key that holds the lease of lock name `name`. */
-  keyOf(name) {
-    return native.redisLeaseKey(this.prefix, name)
+  /** The Redis key that holds the lease of lock name `name` of `space` (docs/redis-keys.md). */
+  keyOf(name, space = '') {
+    return native.redisLeaseKey(this.prefix, name, space)
   }
 
   /**
@@ -147,10 +158,12 @@ class RedisClient {
    * Resolves { status: 'granted' | 'busy' | 'rejected' | 'timeout', lease,
    * index, holder, pttl }; lease is { id, owner, tokens } when granted.
    * An aborted `signal` ends the wait like a timeout ('timeout'), unless the
-   * grant won the race (then 'granted': the caller holds it).
+   * grant won the race (then 'granted': the caller holds it). `opts.space`:
+   * the lock space of the names (an AsyncLock's `name`), part of each key.
    */
   acquire(names, opts = {}) {
     const ttl = checkTtl(opts.ttl, 'option "ttl"')
+    for (const name of names) checkText(name, 'key')
     const owner = opts.owner === undefined ? '' : String(opts.owner)
     const request = ++this.requests
     const signal = opts.signal
@@ -174,6 +187,7 @@ class RedisClient {
           skipQueue: !!opts.skipQueue,
           owner,
           watchdog: opts.watchdog !== false,
+          space: opts.space === undefined ? '' : opts.space,
         }),
       )
     } catch (err) {
@@ -212,9 +226,9 @@ class RedisClient {
     this.lostHandlers.set(leaseId, handler)
   }
 
-  /** { owner, pttl } of the lease on `name`, or null when nobody holds it. */
-  inspect(name) {
-    return keepAlive(native.redisInspect(this.handle, name)).then(
+  /** { owner, pttl } of the lease on `name` (of `space`), or null when nobody holds it. */
+  inspect(name, space = '') {
+    return keepAlive(native.redisInspect(this.handle, checkText(name, 'key'), space)).then(
       (r) => (r.owner === undefined || r.owner === null ? null : { owner: r.owner, pttl: r.pttl, waiters: r.waiters }),
       (err) => {
         throw fromNative(err)
@@ -223,9 +237,9 @@ class RedisClient {
   }
 
   /** Whether anybody, in any process, holds or waits for `name` (one synchronous round trip). */
-  isBusy(name) {
+  isBusy(name, space = '') {
     try {
-      return native.redisIsBusy(this.handle, name)
+      return native.redisIsBusy(this.handle, checkText(name, 'key'), space)
     } catch (err) {
       throw fromNative(err)
     }
@@ -256,8 +270,9 @@ class RedisSpace {
   constructor(url, { name, prefix, ttl } = {}) {
     if (name !== undefined && typeof name !== 'string') throw invalidArg('option "name"', 'a string', name)
     this.ttl = checkTtl(ttl, 'option "ttl"')
+    /** The lock space: a separate component of every key, never joined to it as text. */
+    this.space = name ? checkText(name, 'option "name"') : ''
     this.client = RedisClient.open(url, prefix === undefined ? undefined : { prefix })
-    this.namespace = name ? name + ':' : ''
     this.remote = true
     /** key -> holds + waits of this process, for `queues` and isBusy() without a key */
     this.local = new Map()
@@ -268,7 +283,7 @@ class RedisSpace {
     if (typeof key === 'symbol') {
       throw invalidArg('key', 'a string or a number on the Redis reach (a symbol cannot be shared between processes)', key)
     }
-    return key
+    return checkText(String(key), 'key')
   }
 
   _track(names, delta) {
@@ -297,8 +312,8 @@ class RedisSpace {
     this._track(names, 1)
     return this.client
       .acquire(
-        names.map((n) => this.namespace + n),
-        { ttl: this.ttl, timeout, maxPending, skipQueue, signal },
+        names.map(String),
+        { ttl: this.ttl, timeout, maxPending, skipQueue, signal, space: this.space },
       )
       .then(
         (r) => {
@@ -326,7 +341,7 @@ class RedisSpace {
   }
 
   isBusy(key) {
-    return this.client.isBusy(this.namespace + this.intern(key))
+    return this.client.isBusy(this.intern(key), this.space)
   }
 
   /** Whether this process holds or waits for any key of this lock. */
@@ -346,10 +361,7 @@ class RedisSpace {
     this._track(names, 1)
     const pending = maxPending === Infinity ? -1 : maxPending
     return this.client
-      .acquire(
-        names.map((n) => this.namespace + n),
-        { ttl: this.ttl, timeout, maxPending: pending, signal },
-      )
+      .acquire(names, { ttl: this.ttl, timeout, maxPending: pending, signal, space: this.space })
       .then(
         (r) => {
           if (r.status !== 'granted') {

@@ -93,6 +93,7 @@ impl Backend for RedisBackend {
       skip_queue: request.skip_queue,
       owner: self.owner.clone(),
       watchdog: self.watchdog,
+      space: String::new(),
     };
     let acquired = self
       .lock

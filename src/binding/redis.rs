@@ -134,6 +134,8 @@ pub struct NativeAcquireOptions {
   pub skip_queue: bool,
   pub owner: String,
   pub watchdog: bool,
+  /// The lock space of the names (an AsyncLock's `name`); none: ""
+  pub space: Option<String>,
 }
 
 #[napi(object)]
@@ -188,6 +190,7 @@ pub fn redis_acquire(
     skip_queue: opts.skip_queue,
     owner: opts.owner,
     watchdog: opts.watchdog,
+    space: opts.space.unwrap_or_default(),
   };
   let started = lock.start_acquire(request, names, options);
   env.spawn_future(async move { native_acquired(started.await.map_err(to_napi)?) })
@@ -250,8 +253,16 @@ pub struct NativeInspected {
 }
 
 #[napi(catch_unwind, js_name = "redisInspect")]
-pub async fn redis_inspect(handle: u32, name: String) -> Result<NativeInspected> {
-  let found = client(handle)?.inspect(&name).await.map_err(to_napi)?;
+pub async fn redis_inspect(
+  handle: u32,
+  name: String,
+  space: Option<String>,
+) -> Result<NativeInspected> {
+  let space = space.unwrap_or_default();
+  let found = client(handle)?
+    .inspect(&space, &name)
+    .await
+    .map_err(to_napi)?;
   Ok(NativeInspected {
     owner: found.owner,
     pttl: found.pttl as f64,
@@ -266,11 +277,12 @@ const IS_BUSY_WAIT: Duration = Duration::from_millis(2000);
 /// while this thread waits for its answer, for at most [`IS_BUSY_WAIT`]
 /// (an event loop must not stall for a Redis that does not answer).
 #[napi(catch_unwind, js_name = "redisIsBusy")]
-pub fn redis_is_busy(handle: u32, name: String) -> Result<bool> {
+pub fn redis_is_busy(handle: u32, name: String, space: Option<String>) -> Result<bool> {
   let lock = client(handle)?;
+  let space = space.unwrap_or_default();
   let url = lock.url().to_string();
   napi::bindgen_prelude::block_on(async move {
-    match tokio::time::timeout(IS_BUSY_WAIT, lock.is_busy(&name)).await {
+    match tokio::time::timeout(IS_BUSY_WAIT, lock.is_busy(&space, &name)).await {
       Ok(answer) => answer,
       Err(_) => Err(RedisLockError::Redis {
         url,
@@ -362,8 +374,9 @@ pub async fn redis_close(handle: u32) -> Result<()> {
   Ok(())
 }
 
-/// The Redis key that holds the lease of `name` under `prefix`.
+/// The Redis key that holds the lease of lock `name` of `space` ("" or
+/// none: no space) under `prefix` (docs/redis-keys.md).
 #[napi(catch_unwind, js_name = "redisLeaseKey")]
-pub fn redis_lease_key(prefix: String, name: String) -> String {
-  crate::redis::lease_key(&prefix, &name)
+pub fn redis_lease_key(prefix: String, name: String, space: Option<String>) -> String {
+  crate::redis::lease_key(&prefix, &space.unwrap_or_default(), &name)
 }

@@ -1,10 +1,11 @@
 -- CANCEL: a waiter gives up (timeout, abort, close). If the grant raced the
 -- cancel, the waiter keeps it (it is told so) and nothing is lost; else it
 -- leaves every queue, and a lease it was keeping reserved passes on.
--- KEYS: lease, meta, queue, waiters per name (see common.lua), then P:tkt.
+-- KEYS: lease, meta, queue, waiters per name (see common.lua), then the
+--       ticket counter.
 -- ARGV: prefix, waiter id.
--- Returns: {1, token per name} granted after all (by a hand-off: the lease
---          started at most CLAIM_MS long); {0} cancelled.
+-- Returns: {1, token per name, pttl} granted after all (by a hand-off; the
+--          leases have pttl ms left, the least); {0} cancelled.
 local prefix, id = ARGV[1], ARGV[2]
 local n = names_in_keys()
 local held = held_tokens(id, 1)
