@@ -42,7 +42,7 @@ impl Probe for LocalBackend {
 
 impl Probe for RedisBackend {
   async fn waiters(&self, name: &str) -> u32 {
-    let found = self.lock().inspect(name).await.expect("inspect");
+    let found = self.lock().inspect("", name).await.expect("inspect");
     found.waiters as u32
   }
 }

@@ -141,6 +141,19 @@ pub fn slot(key: &str) -> u16 {
   crc16(hash_tag(key).as_bytes()) % 16384
 }
 
+/// `n` in decimal, written at the end of `buf`.
+fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
+  let mut i = buf.len();
+  loop {
+    i -= 1;
+    buf[i] = b'0' + (n % 10) as u8;
+    n /= 10;
+    if n == 0 {
+      return &buf[i..];
+    }
+  }
+}
+
 /// The smallest decimal number whose text hashes to `slot`: a tag for the
 /// keys keylock keeps per slot. Found once for all slots (about 170,000
 /// checksums of a few bytes).
@@ -150,8 +163,10 @@ fn tag_of_slot(slot: u16) -> u32 {
     let mut table = vec![u32::MAX; 16384];
     let mut missing = table.len();
     let mut n: u32 = 0;
+    let mut digits = [0u8; 10];
     while missing > 0 {
-      let s = usize::from(crc16(n.to_string().as_bytes()) % 16384);
+      let text = decimal(n, &mut digits);
+      let s = usize::from(crc16(text) % 16384);
       if table[s] == u32::MAX {
         table[s] = n;
         missing -= 1;
@@ -216,10 +231,16 @@ mod tests {
     assert_ne!(k("keylock", "", "a"), k("keylock", "", "{a}"));
     assert_ne!(k("keylock:app", "", "t"), k("keylock", "", "app:{t}"));
     assert_ne!(k("keylock", "a", "b:c"), k("keylock", "a:b", "c"));
-    assert_ne!(k("keylock", "{billing}", "acct"), k("keylock", "{billing}", "acct:q"));
+    assert_ne!(
+      k("keylock", "{billing}", "acct"),
+      k("keylock", "{billing}", "acct:q")
+    );
     for part in Part::ALL {
       for evil in ["{v}:q", "{v}:m", "{v}:w", "v}:q", "v:q", ":v"] {
-        assert_ne!(lock_key("keylock", "", "v", part), lease_key("keylock", "", evil));
+        assert_ne!(
+          lock_key("keylock", "", "v", part),
+          lease_key("keylock", "", evil)
+        );
       }
     }
   }
@@ -260,6 +281,17 @@ mod tests {
       assert!(keys.iter().all(|key| slot(key) == want));
       assert_eq!(slot(&ticket_key("keylock", Some(want))), want);
     }
+  }
+
+  #[test]
+  fn every_slot_has_a_counter_in_it() {
+    for s in [0u16, 1, 866, 12182, 16383] {
+      let key = ticket_key("keylock", Some(s));
+      assert_eq!(slot(&key), s, "{key}");
+    }
+    let mut buf = [0u8; 10];
+    assert_eq!(decimal(0, &mut buf), b"0");
+    assert_eq!(decimal(u32::MAX, &mut buf), b"4294967295");
   }
 
   #[test]

@@ -2,8 +2,9 @@
 //! same Redis and prefix. Pure Rust on tokio; `crate::binding::redis` is its
 //! N-API face.
 //!
-//! The queue lives in Redis (layout in `lua/common.lua`) and every state
-//! change is one Lua script, so each step is atomic on the server.
+//! The queue lives in Redis (key names in `keys.rs` and
+//! `docs/redis-keys.md`, values in `lua/common.lua`) and every state change
+//! is one Lua script, so each step is atomic on the server.
 //!
 //! # Guarantees
 //! - **FIFO across processes.** Waiters are ordered by a server-side ticket;
@@ -21,8 +22,14 @@
 //! - **Multi-name requests cannot deadlock.** ACQUIRE joins every queue in one
 //!   script with one ticket from one counter, so two waiters are in the same
 //!   order in every queue they share, and a request is granted only when it
-//!   heads every queue with every lease free. Test: `redis-scripts.test.js`
-//!   "opposite key orders cannot deadlock".
+//!   heads every queue with every lease free. On a Cluster the counter is
+//!   the slot's, so requests sharing a queue share it. Queueing is all or
+//!   nothing: a waiter found in some of its queues only (reaped from the
+//!   others while its process stalled) leaves them all and joins all again,
+//!   rather than keep a free lock reserved for a request that cannot be
+//!   granted. Tests: `redis-scripts.test.js` "opposite key orders cannot
+//!   deadlock"; `redis-hardening.test.js` "a multi-key waiter SIGSTOPped",
+//!   "ACQUIRE of a waiter found in some of its queues only".
 //! - **Fencing.** Each grant carries a token per name that strictly increases
 //!   per name: `max(last + 1, server time in µs)`, so it keeps increasing
 //!   across a Redis restart that lost the counter (unless the server clock
@@ -40,16 +47,41 @@
 //!   reaped", "a CANCEL that lost the race to a grant keeps the grant";
 //!   `redis-processes.test.js` "a SIGKILLed waiter"; `redis-faults.test.js`
 //!   "a connection drop mid-wait is survived".
+//! - **A free lease is handed on when it is found free.** RELEASE and EXTEND
+//!   hand a lease that already ran out to the next waiter at once, as
+//!   ACQUIRE and CANCEL do; and a waiter whose blocker's lease runs out
+//!   before its next heartbeat re-runs ACQUIRE when it is due. Tests:
+//!   `redis-hardening.test.js` "the release of a lease that already ran
+//!   out", "a lease that runs out unreleased".
 //! - **Leases are kept alive off the JS thread.** With the watchdog on, a
 //!   tokio task extends the lease every ttl/3. If Redis says the lease is
 //!   gone, or no extension is confirmed before `sent + ttl − drift` of the
 //!   last confirmed one (redlock's drift rule: 1% + 2 ms), the lease is
-//!   reported lost exactly once. Tests: `redis-faults.test.js` "Redis stalled
-//!   (SIGSTOP) past the ttl"; `redis-processes.test.js` "a lost lease's
-//!   release frees nothing of the next holder's".
+//!   reported lost exactly once. A hand-off's lease is timed from when
+//!   Redis granted it, not from when this process read the grant: the
+//!   grant message carries the server time of the grant and the lease's
+//!   length, mapped to a local instant no later than the true one through
+//!   the server time of the waiter's last ACQUIRE reply (and a grant found
+//!   by a re-run or a cancel carries its pttl). A waiter that reads a grant
+//!   after its validity (its process stalled) hands it on and queues again.
+//!   Tests: `redis-faults.test.js` "Redis stalled (SIGSTOP) past the ttl";
+//!   `redis-processes.test.js` "a lost lease's release frees nothing of the
+//!   next holder's"; `redis-hardening.test.js` "a waiter SIGSTOPped while
+//!   it is handed the key".
+//! - **Distinct locks, distinct keys.** (prefix, space, key) is encoded
+//!   injectively, with the hash tag chosen by keylock, so no key name can
+//!   reach another lock's lease, queue, meta or waiters. Tests:
+//!   `cargo test redis::keys`; `redis-hardening.test.js` "keys: …".
 //! - **Cluster.** With seed-node URLs every key of a request must share a
 //!   hash tag; a request whose names hash to different slots is refused
 //!   before any command is sent. Test: `redis-cluster.test.js`.
+//!
+//! # Memory
+//! An idle lock leaves nothing in Redis: meta expires a ttl after the last
+//! grant, queue, waiters and ticket counter a liveness window after the
+//! last heartbeat of a waiter (`docs/redis-keys.md` says why losing them is
+//! harmless). In this process a lock costs memory only while it is held or
+//! waited for. Test: `redis-hardening.test.js` "memory".
 //!
 //! # What is not guaranteed
 //! A single Redis gives efficiency-grade exclusion: after a restart without
@@ -396,6 +428,9 @@ impl RedisLock {
     if infos.is_empty() {
       return Err(RedisLockError::Url("no cluster node URL".into()));
     }
+    // The per-slot counter names take a few ms to find: found now, off the
+    // JS thread, while the client has not connected yet.
+    std::thread::spawn(|| keys::ticket_key("", Some(0)));
     Ok(Self::with_client(
       shown,
       Client::Cluster(infos),
@@ -749,7 +784,10 @@ impl RedisLock {
             length: pttl,
             handed_on: true,
           };
-          if let Some(granted) = self.take_hand_off(&id, &names, tokens, &opts, start).await? {
+          if let Some(granted) = self
+            .take_hand_off(&id, &names, tokens, &opts, start)
+            .await?
+          {
             return Ok(granted);
           }
           continue;
@@ -789,7 +827,10 @@ impl RedisLock {
             handed_on: true,
           };
           let tokens = vec![grant.token];
-          if let Some(granted) = self.take_hand_off(&id, &names, tokens, &opts, start).await? {
+          if let Some(granted) = self
+            .take_hand_off(&id, &names, tokens, &opts, start)
+            .await?
+          {
             return Ok(granted);
           }
         }
@@ -828,9 +869,10 @@ impl RedisLock {
         .await?;
       return Ok(Some(granted));
     }
+    // If this fails the lease runs out on its own, within the claim.
     let keys = self.keys_of(&opts.space, names)?;
     let args = [self.inner.prefix.as_str(), id];
-    self.run(&self.inner.scripts.release, &keys, &args).await?;
+    let _ = self.run(&self.inner.scripts.release, &keys, &args).await;
     Ok(None)
   }
 
