@@ -395,3 +395,15 @@ test('a lease that runs out unreleased is handed on when it runs out, not at the
   console.log(`# granted ${waits.map((w) => w.toFixed(0)).join(', ')} ms after the holder's lease ran out`)
   for (const w of waits) assert.ok(w < 250, `granted ${w.toFixed(0)} ms after the lease ran out`)
 })
+
+test('a loss reported before its handler is set is not dropped', async () => {
+  // A hand-off read late can be lost moments after the grant; the report can
+  // reach JS before the code that registers the handler has run.
+  const client = Object.create(RedisClient.prototype)
+  client.lostHandlers = new Map()
+  client.lostEarly = new Map()
+  client._lost({ lease: 7, reason: 'gone' })
+  const cause = await new Promise((resolve) => client.onLost(7, resolve))
+  assert.equal(cause.code, 'KEYLOCK_LEASE_LOST')
+  assert.equal(client.lostEarly.size, 0)
+})

@@ -130,6 +130,12 @@ class RedisClient {
     this.requests = 0
     /** lease id -> called once if the lease is lost */
     this.lostHandlers = new Map()
+    /**
+     * lease id -> cause, for a loss reported before its handler was set: a
+     * hand-off read late can be lost moments after it was granted, and the
+     * report may overtake the grant on its way to JS.
+     */
+    this.lostEarly = new Map()
     try {
       this.handle = native.redisOpen(urls, cluster, prefix, (event) => this._lost(event))
     } catch (err) {
@@ -141,10 +147,13 @@ class RedisClient {
 
   _lost({ lease, reason }) {
     const handler = this.lostHandlers.get(lease)
-    if (handler === undefined) return
-    this.lostHandlers.delete(lease)
     const cause = new Error('keylock: ' + reason)
     cause.code = 'KEYLOCK_LEASE_LOST'
+    if (handler === undefined) {
+      this.lostEarly.set(lease, cause)
+      return
+    }
+    this.lostHandlers.delete(lease)
     handler(cause)
   }
 
@@ -163,7 +172,6 @@ class RedisClient {
    */
   acquire(names, opts = {}) {
     const ttl = checkTtl(opts.ttl, 'option "ttl"')
-    for (const name of names) checkText(name, 'key')
     const owner = opts.owner === undefined ? '' : String(opts.owner)
     const request = ++this.requests
     const signal = opts.signal
@@ -178,6 +186,7 @@ class RedisClient {
     try {
       // Started synchronously (so calls reach Redis in call order); a closed
       // client or a refused key throws here and rejects below.
+      for (const name of names) checkText(name, 'key')
       asked = keepAlive(
         native.redisAcquire(this.handle, request, names, {
           ttl,
@@ -209,6 +218,7 @@ class RedisClient {
   /** true: released (each name handed to its next waiter); false: it had been lost. */
   release(leaseId) {
     this.lostHandlers.delete(leaseId)
+    this.lostEarly.delete(leaseId)
     return keepAlive(native.redisRelease(this.handle, leaseId)).catch((err) => {
       throw fromNative(err)
     })
@@ -223,7 +233,10 @@ class RedisClient {
 
   /** `handler(cause)` runs once if the watchdog finds the lease lost or cannot confirm it. */
   onLost(leaseId, handler) {
-    this.lostHandlers.set(leaseId, handler)
+    const early = this.lostEarly.get(leaseId)
+    if (early === undefined) return void this.lostHandlers.set(leaseId, handler)
+    this.lostEarly.delete(leaseId)
+    queueMicrotask(() => handler(early))
   }
 
   /** { owner, pttl } of the lease on `name` (of `space`), or null when nobody holds it. */
@@ -258,6 +271,7 @@ class RedisClient {
     if (--this.refs > 0) return Promise.resolve()
     clients.delete(this.id)
     this.lostHandlers.clear()
+    this.lostEarly.clear()
     return keepAlive(native.redisClose(this.handle))
   }
 }
