@@ -189,7 +189,7 @@ test('a waiter SIGSTOPped while it is handed the key: its lease runs from the gr
   // The claim of a hand-off is 3 s (ttl 10 s). Below it the stalled waiter
   // can keep the lease (it renews at once when it resumes); above it, it must
   // not act on a grant that ran out, and the next waiter is granted.
-  const stalls = [2200, 2400, 3400, 3800]
+  const stalls = [2200, 2400, 2800, 3400, 3800]
   const report = []
   for (const [i, stall] of stalls.entries()) {
     const key = 'stall' + i

@@ -89,7 +89,12 @@
 //! holder can be granted before the first learns (within ttl/3) that it lost
 //! its lease. The fencing token is the defence: the guarded store must
 //! reject a token lower than one it has seen. FIFO order across a Redis
-//! restart is the order in which waiters re-enqueue.
+//! restart is the order in which waiters re-enqueue. A hand-off's lease is
+//! timed through the server's wall clock (`TIME`) between the waiter's
+//! last heartbeat and the grant, at most about a second: a forward step of
+//! that clock in between makes the waiter count on its lease for as much
+//! longer (leases themselves already end early on such a step, as Redis
+//! stores their expiry in wall-clock time).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
