@@ -48,6 +48,8 @@ export interface NativeAcquireOptions {
   skipQueue: boolean
   owner: string
   watchdog: boolean
+  /** The lock space of the names (an AsyncLock's `name`); none: "" */
+  space?: string
 }
 
 export interface NativeInspected {
@@ -142,17 +144,20 @@ export declare function redisCommand(handle: number, args: Array<string>): Promi
 
 export declare function redisExtend(handle: number, lease: number, ttl: number): Promise<boolean>
 
-export declare function redisInspect(handle: number, name: string): Promise<NativeInspected>
+export declare function redisInspect(handle: number, name: string, space?: string | undefined | null): Promise<NativeInspected>
 
 /**
  * Synchronous, for async-lock's `isBusy`: one round trip, on the runtime,
  * while this thread waits for its answer, for at most [`IS_BUSY_WAIT`]
  * (an event loop must not stall for a Redis that does not answer).
  */
-export declare function redisIsBusy(handle: number, name: string): boolean
+export declare function redisIsBusy(handle: number, name: string, space?: string | undefined | null): boolean
 
-/** The Redis key that holds the lease of `name` under `prefix`. */
-export declare function redisLeaseKey(prefix: string, name: string): string
+/**
+ * The Redis key that holds the lease of lock `name` of `space` ("" or
+ * none: no space) under `prefix` (docs/redis-keys.md).
+ */
+export declare function redisLeaseKey(prefix: string, name: string, space?: string | undefined | null): string
 
 /**
  * Opens a client under `prefix` (no I/O yet: it connects on the first

@@ -94,6 +94,16 @@ function checkUrl(url, name) {
   return urls
 }
 
+// A lone surrogate has no UTF-8 form: the binding would store U+FFFD in its
+// place, and two different keys would be one lock.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** A key, name or prefix as Redis will store it: a string with a UTF-8 form. */
+function checkText(text, name) {
+  if (LONE_SURROGATE.test(text)) throw invalidArg(name, 'a string without lone surrogates (Redis stores keys as UTF-8)', text)
+  return text
+}
+
 /** A lease ttl in whole ms within the bounds of lib/errors.js (TypeError / RangeError naming `name`). */
 function checkTtl(ttl, name) {
   if (ttl === undefined) return DEFAULT_TTL
@@ -108,6 +118,7 @@ class RedisClient {
   static open(url, { prefix = 'keylock' } = {}) {
     const urls = checkUrl(url, 'option "redis"')
     if (typeof prefix !== 'string' || prefix === '') throw invalidArg('option "prefix"', 'a non-empty string', prefix)
+    checkText(prefix, 'option "prefix"')
     const id = (Array.isArray(url) ? 'cluster:' + urls.join(',') : url) + '\0' + prefix
     let client = clients.get(id)
     if (client === undefined) {
@@ -132,6 +143,12 @@ class RedisClient {
     this.requests = 0
     /** lease id -> called once if the lease is lost */
     this.lostHandlers = new Map()
+    /**
+     * lease id -> cause, for a loss reported before its handler was set: a
+     * hand-off read late can be lost moments after it was granted, and the
+     * report may overtake the grant on its way to JS.
+     */
+    this.lostEarly = new Map()
     try {
       this.handle = native.redisOpen(urls, cluster, prefix, (event) => this._lost(event))
     } catch (err) {
@@ -142,16 +159,19 @@ class RedisClient {
 
   _lost({ lease, reason }) {
     const handler = this.lostHandlers.get(lease)
-    if (handler === undefined) return
-    this.lostHandlers.delete(lease)
     const cause = new Error('keylock: ' + reason)
     cause.code = 'KEYLOCK_LEASE_LOST'
+    if (handler === undefined) {
+      this.lostEarly.set(lease, cause)
+      return
+    }
+    this.lostHandlers.delete(lease)
     handler(cause)
   }
 
-  /** The Redis key that holds the lease of lock name `name`. */
-  keyOf(name) {
-    return native.redisLeaseKey(this.prefix, name)
+  /** The Redis key that holds the lease of lock name `name` of `space` (docs/redis-keys.md). */
+  keyOf(name, space = '') {
+    return native.redisLeaseKey(this.prefix, name, space)
   }
 
   /**
@@ -159,7 +179,8 @@ class RedisClient {
    * Resolves { status: 'granted' | 'busy' | 'rejected' | 'timeout', lease,
    * index, holder, pttl }; lease is { id, owner, tokens } when granted.
    * An aborted `signal` ends the wait like a timeout ('timeout'), unless the
-   * grant won the race (then 'granted': the caller holds it).
+   * grant won the race (then 'granted': the caller holds it). `opts.space`:
+   * the lock space of the names (an AsyncLock's `name`), part of each key.
    */
   acquire(names, opts = {}) {
     const ttl = checkTtl(opts.ttl, 'option "ttl"')
@@ -177,6 +198,7 @@ class RedisClient {
     try {
       // Started synchronously (so calls reach Redis in call order); a closed
       // client or a refused key throws here and rejects below.
+      for (const name of names) checkText(name, 'key')
       asked = keepAlive(
         native.redisAcquire(this.handle, request, names, {
           ttl,
@@ -186,6 +208,7 @@ class RedisClient {
           skipQueue: !!opts.skipQueue,
           owner,
           watchdog: opts.watchdog !== false,
+          space: opts.space === undefined ? '' : opts.space,
         }),
       )
     } catch (err) {
@@ -208,6 +231,7 @@ class RedisClient {
   /** true: released (each name handed to its next waiter); false: it had been lost. */
   release(leaseId) {
     this.lostHandlers.delete(leaseId)
+    this.lostEarly.delete(leaseId)
     return keepAlive(native.redisRelease(this.handle, leaseId)).catch((err) => {
       throw fromNative(err)
     })
@@ -222,12 +246,15 @@ class RedisClient {
 
   /** `handler(cause)` runs once if the watchdog finds the lease lost or cannot confirm it. */
   onLost(leaseId, handler) {
-    this.lostHandlers.set(leaseId, handler)
+    const early = this.lostEarly.get(leaseId)
+    if (early === undefined) return void this.lostHandlers.set(leaseId, handler)
+    this.lostEarly.delete(leaseId)
+    queueMicrotask(() => handler(early))
   }
 
-  /** { owner, pttl } of the lease on `name`, or null when nobody holds it. */
-  inspect(name) {
-    return keepAlive(native.redisInspect(this.handle, name)).then(
+  /** { owner, pttl } of the lease on `name` (of `space`), or null when nobody holds it. */
+  inspect(name, space = '') {
+    return keepAlive(native.redisInspect(this.handle, checkText(name, 'key'), space)).then(
       (r) => (r.owner === undefined || r.owner === null ? null : { owner: r.owner, pttl: r.pttl, waiters: r.waiters }),
       (err) => {
         throw fromNative(err)
@@ -236,9 +263,9 @@ class RedisClient {
   }
 
   /** Whether anybody, in any process, holds or waits for `name` (one synchronous round trip). */
-  isBusy(name) {
+  isBusy(name, space = '') {
     try {
-      return native.redisIsBusy(this.handle, name)
+      return native.redisIsBusy(this.handle, checkText(name, 'key'), space)
     } catch (err) {
       throw fromNative(err)
     }
@@ -257,6 +284,7 @@ class RedisClient {
     if (--this.refs > 0) return Promise.resolve()
     clients.delete(this.id)
     this.lostHandlers.clear()
+    this.lostEarly.clear()
     return keepAlive(native.redisClose(this.handle))
   }
 }
@@ -269,8 +297,9 @@ class RedisSpace {
   constructor(url, { name, prefix, ttl } = {}) {
     if (name !== undefined && typeof name !== 'string') throw invalidArg('option "name"', 'a string', name)
     this.ttl = checkTtl(ttl, 'option "ttl"')
+    /** The lock space: a separate component of every key, never joined to it as text. */
+    this.space = name ? checkText(name, 'option "name"') : ''
     this.client = RedisClient.open(url, prefix === undefined ? undefined : { prefix })
-    this.namespace = name ? name + ':' : ''
     this.remote = true
     /** key -> holds + waits of this process, for `queues` and isBusy() without a key */
     this.local = new Map()
@@ -281,7 +310,7 @@ class RedisSpace {
     if (typeof key === 'symbol') {
       throw invalidArg('key', 'a string or a number on the Redis reach (a symbol cannot be shared between processes)', key)
     }
-    return key
+    return checkText(String(key), 'key')
   }
 
   _track(names, delta) {
@@ -310,8 +339,8 @@ class RedisSpace {
     this._track(names, 1)
     return this.client
       .acquire(
-        names.map((n) => this.namespace + n),
-        { ttl: this.ttl, timeout, maxPending, skipQueue, signal },
+        names.map(String),
+        { ttl: this.ttl, timeout, maxPending, skipQueue, signal, space: this.space },
       )
       .then(
         (r) => {
@@ -339,7 +368,7 @@ class RedisSpace {
   }
 
   isBusy(key) {
-    return this.client.isBusy(this.namespace + this.intern(key))
+    return this.client.isBusy(this.intern(key), this.space)
   }
 
   /** Whether this process holds or waits for any key of this lock. */
@@ -359,10 +388,7 @@ class RedisSpace {
     this._track(names, 1)
     const pending = maxPending === Infinity ? -1 : maxPending
     return this.client
-      .acquire(
-        names.map((n) => this.namespace + n),
-        { ttl: this.ttl, timeout, maxPending: pending, signal },
-      )
+      .acquire(names, { ttl: this.ttl, timeout, maxPending: pending, signal, space: this.space })
       .then(
         (r) => {
           if (r.status !== 'granted') {

@@ -163,6 +163,8 @@ pub struct NativeAcquireOptions {
   pub skip_queue: bool,
   pub owner: String,
   pub watchdog: bool,
+  /// The lock space of the names (an AsyncLock's `name`); none: ""
+  pub space: Option<String>,
 }
 
 #[napi(object)]
@@ -217,6 +219,7 @@ pub fn redis_acquire(
     skip_queue: opts.skip_queue,
     owner: opts.owner,
     watchdog: opts.watchdog,
+    space: opts.space.unwrap_or_default(),
   };
   let started = lock.start_acquire(request, names, options);
   promise(env, async move { started.await.map(native_acquired) })
@@ -298,10 +301,12 @@ pub fn redis_inspect(
   env: &Env,
   handle: u32,
   name: String,
+  space: Option<String>,
 ) -> Result<PromiseRaw<'_, NativeInspected>, Code> {
   let lock = client(handle);
+  let space = space.unwrap_or_default();
   promise(env, async move {
-    let found = lock?.inspect(&name).await?;
+    let found = lock?.inspect(&space, &name).await?;
     Ok(NativeInspected {
       owner: found.owner,
       pttl: found.pttl as f64,
@@ -317,11 +322,12 @@ const IS_BUSY_WAIT: Duration = Duration::from_millis(2000);
 /// while this thread waits for its answer, for at most [`IS_BUSY_WAIT`]
 /// (an event loop must not stall for a Redis that does not answer).
 #[napi(catch_unwind, js_name = "redisIsBusy")]
-pub fn redis_is_busy(handle: u32, name: String) -> Result<bool, Code> {
+pub fn redis_is_busy(handle: u32, name: String, space: Option<String>) -> Result<bool, Code> {
   let lock = client(handle)?;
+  let space = space.unwrap_or_default();
   let url = lock.url().to_string();
   napi::bindgen_prelude::block_on(async move {
-    match tokio::time::timeout(IS_BUSY_WAIT, lock.is_busy(&name)).await {
+    match tokio::time::timeout(IS_BUSY_WAIT, lock.is_busy(&space, &name)).await {
       Ok(answer) => answer,
       Err(_) => Err(RedisLockError::Redis {
         url,
@@ -424,8 +430,9 @@ pub async fn redis_close(handle: u32) -> Result<()> {
   Ok(())
 }
 
-/// The Redis key that holds the lease of `name` under `prefix`.
+/// The Redis key that holds the lease of lock `name` of `space` ("" or
+/// none: no space) under `prefix` (docs/redis-keys.md).
 #[napi(catch_unwind, js_name = "redisLeaseKey")]
-pub fn redis_lease_key(prefix: String, name: String) -> String {
-  crate::redis::lease_key(&prefix, &name)
+pub fn redis_lease_key(prefix: String, name: String, space: Option<String>) -> String {
+  crate::redis::lease_key(&prefix, &space.unwrap_or_default(), &name)
 }

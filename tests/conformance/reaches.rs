@@ -327,7 +327,7 @@ impl RedisReach {
 
   async fn waiters(&mut self, key: &str) -> u32 {
     let lock = self.lock(usize::MAX);
-    lock.inspect(key).await.expect("inspect").waiters as u32
+    lock.inspect("", key).await.expect("inspect").waiters as u32
   }
 
   fn held(p: &Pending, acquired: Acquired) -> Option<Held> {
@@ -361,6 +361,7 @@ impl Reach for RedisReach {
       skip_queue: how.skip_queue,
       owner: format!("client {client}"),
       watchdog: false,
+      space: String::new(),
     };
     let task = tokio::spawn(lock.start_acquire(request, strings(keys), opts));
     let mut pending = Pending {
@@ -424,7 +425,11 @@ impl Reach for RedisReach {
   }
 
   async fn is_busy(&mut self, key: &str) -> bool {
-    self.lock(usize::MAX).is_busy(key).await.expect("is_busy")
+    self
+      .lock(usize::MAX)
+      .is_busy("", key)
+      .await
+      .expect("is_busy")
   }
 
   async fn joined(&mut self, key: &str, n: u32) {

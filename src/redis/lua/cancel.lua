@@ -1,12 +1,14 @@
 -- CANCEL: a waiter gives up (timeout, abort, close). If the grant raced the
 -- cancel, the waiter keeps it (it is told so) and nothing is lost; else it
 -- leaves every queue, and a lease it was keeping reserved passes on.
--- KEYS: lease, meta, queue, waiters per name (see common.lua), then P:tkt.
+-- KEYS: lease, meta, queue, waiters per name (see common.lua), then the
+--       ticket counter.
 -- ARGV: prefix, waiter id.
 -- Returns (outcome codes: src/core/outcome.rs, checked by its tests):
---          {4, token per name}   HANDED_OFF: granted after all (the lease
---                                started at most CLAIM_MS long)
---          {5}                   CANCELLED
+--          {4, token per name, pttl}   HANDED_OFF: granted after all (by a
+--                                      hand-off; the leases have pttl ms
+--                                      left, the least)
+--          {5}                         CANCELLED
 local prefix, id = ARGV[1], ARGV[2]
 local n = names_in_keys()
 local held = held_tokens(id, 4)
