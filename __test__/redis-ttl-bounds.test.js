@@ -62,7 +62,7 @@ test('the bounds work in Redis: a 50 ms lease is kept by its watchdog, a 2^31 - 
   assert.equal(lease.signal.aborted, false, 'renewed every ttl/3 for ten ttls')
   assert.equal(await lease.release(), true)
   const held = await long.lock('k', { timeout: 3000 })
-  const found = await long._space.client.inspect('long:k')
+  const found = await long._space.client.inspect('k', 'long')
   assert.ok(found.pttl > MAX - 60000 && found.pttl <= MAX, `PTTL ${found.pttl}`)
   await held.release()
 })
