@@ -13,7 +13,7 @@
 const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 const AsyncLock = require('../index.js')
-const { startRedis } = require('./redis-harness')
+const { startRedis } = require('../support/redis-harness')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
