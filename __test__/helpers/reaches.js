@@ -22,6 +22,7 @@ const { startRedis } = require('../../support/redis-harness')
 // Taken before any test mocks the globals: a real wait stays real.
 const realSetTimeout = globalThis.setTimeout
 const realSetImmediate = globalThis.setImmediate
+const realClearTimeout = globalThis.clearTimeout
 const immediate = () => new Promise((resolve) => realSetImmediate(resolve))
 const realSleep = (ms) => new Promise((resolve) => realSetTimeout(resolve, ms))
 
@@ -193,10 +194,24 @@ function mockClock(t) {
   }
 }
 
+/**
+ * Waits for `promise` with a ref'd timer running: a wait for something
+ * native (a lost-lease report from the Redis watchdog) does not keep the
+ * event loop alive by itself. `what` names it if it never comes (the
+ * limit only catches a hang; it is far beyond any expected delay).
+ */
+function eventually(promise, what, ms = 20000) {
+  let timer
+  const giveUp = new Promise((resolve, reject) => {
+    timer = realSetTimeout(() => reject(new Error(`${what}: nothing within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, giveUp]).finally(() => realClearTimeout(timer))
+}
+
 /** The value or the error a promise settles with. */
 const outcome = (promise) => promise.then(
   (value) => ({ value }),
   (error) => ({ error }),
 )
 
-module.exports = { forEachReach, settled, outcome, drain, realSleep, mockClock, AsyncLock, REACHES }
+module.exports = { forEachReach, settled, outcome, eventually, drain, realSleep, mockClock, AsyncLock, REACHES }
