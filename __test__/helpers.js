@@ -12,6 +12,36 @@ const impls = [
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const immediate = () => new Promise((resolve) => setImmediate(resolve))
 
+/**
+ * Runs `scenario()` on a virtual clock: setTimeout and Date are node:test
+ * mock timers for test `t`, and the clock moves 1 ms at a time, only once
+ * everything the last step started has run out (immediates and
+ * microtasks). Sleeps and timers in the scenario, in keylock and in
+ * async-lock then fire in the same order whatever the machine's load, and
+ * Date.now() differences are exact. Resolves or rejects as the scenario
+ * does; `limit` virtual ms catches a scenario that never ends.
+ */
+async function virtualTime(t, scenario, limit = 60_000) {
+  t.mock.timers.enable({ apis: ['setTimeout', 'Date'] })
+  let settled = false
+  const run = Promise.resolve().then(scenario)
+  run.then(
+    () => (settled = true),
+    () => (settled = true),
+  )
+  await drain(5)
+  try {
+    for (let now = 0; !settled; now++) {
+      if (now >= limit) throw new Error(`the scenario did not end within ${limit} virtual ms`)
+      t.mock.timers.tick(1)
+      await drain(5)
+    }
+  } finally {
+    t.mock.timers.reset()
+  }
+  return run
+}
+
 /** Lets every immediate/microtask chain of a scenario run out. */
 async function drain(rounds = 20) {
   for (let i = 0; i < rounds; i++) await immediate()
@@ -31,4 +61,4 @@ function prng(seed) {
 
 const errText = (err) => (err ? (err instanceof Error ? err.message : String(err)) : String(err))
 
-module.exports = { AsyncLockOracle, KeyLock, impls, sleep, immediate, drain, prng, errText }
+module.exports = { AsyncLockOracle, KeyLock, impls, sleep, immediate, drain, virtualTime, prng, errText }

@@ -207,7 +207,12 @@ forEachReach((reach) => {
     assert.equal(Object.getPrototypeOf(pending), Promise.prototype)
     const lease = await pending
     assert.equal(Object.getPrototypeOf(lease.release()), Promise.prototype)
-    assert.ok(lock.acquire('k', () => {}) instanceof Bluebird, 'acquire() uses the option')
+    const viaOption = lock.acquire('k', () => {})
+    assert.ok(viaOption instanceof Bluebird, 'acquire() uses the option')
+    await viaOption
+    const closing = lock.close()
+    assert.equal(Object.getPrototypeOf(closing), Promise.prototype)
+    await closing
   })
 
   test('bad arguments reject with a TypeError naming them, before anything is locked', async () => {
