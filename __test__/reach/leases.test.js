@@ -106,7 +106,7 @@ forEachReach((reach) => {
     assert.equal(lock.isBusy(), false)
   })
 
-  test('an already aborted signal rejects with its reason and queues nothing', async () => {
+  test('an aborted signal rejects with its reason at once and queues nothing', async () => {
     const lock = reach.make()
     const reason = new Error('stop')
     assert.equal((await outcome(lock.lock('free', { signal: AbortSignal.abort(reason) }))).error, reason)
@@ -169,7 +169,7 @@ forEachReach((reach) => {
     assert.equal(await lease.release(), true)
   })
 
-  test('lease.signal: when a lease is lost', async (t) => {
+  test('a lease ignores maxOccupationTime and maxExecutionTime: in process it is never lost; on Redis a lost lease aborts its signal', async (t) => {
     if (reach.name === 'redis') {
       // docs/compat.md#redis-reach "a lost lease": a lease in Redis can
       // vanish; the watchdog (every ttl/3) finds it gone and the signal
@@ -200,7 +200,7 @@ forEachReach((reach) => {
     await (await waiting).release()
   })
 
-  test('the returned promises are native, whatever the Promise option', async () => {
+  test('the returned promise is native, whatever the Promise option', async () => {
     const Bluebird = require('bluebird')
     const lock = reach.make({ Promise: Bluebird })
     const pending = lock.lock('k')

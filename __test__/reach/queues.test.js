@@ -136,7 +136,7 @@ forEachReach((reach) => {
     assert.equal(lock.isBusy(), false)
   })
 
-  test('fencing tokens strictly increase per key: leases, multi-key leases, hand-offs, other instances', async () => {
+  test('tokens strictly increase per key: leases, multi-key leases, hand-offs, other instances', async () => {
     const lock = reach.make()
     const twin = reach.twin(lock)
     let last = 0
