@@ -93,6 +93,16 @@ class Reach {
     else await drain()
   }
 
+  /**
+   * Resolves once `n` requests wait on `key` in `lock`'s space, for as long
+   * as that takes (no fixed sleep): a step that depends on the order of the
+   * queue (a release, a skipQueue) waits for the queue, not for the clock.
+   * In process a request is queued when its call returns; `queues` shows it.
+   */
+  async queued(lock, key, n) {
+    while ((lock.queues[key] || []).length < n) await drain()
+  }
+
   async close() {
     await Promise.all(this.made.splice(0).map((lock) => lock.close()))
   }
@@ -134,6 +144,15 @@ class RedisReach extends Reach {
   /** The Redis key of a lock's lease on `key` (`<prefix>:{<name>:<key>}`, docs/compat.md). */
   leaseKey(lock, key) {
     return `keylock:{${this.twins.get(lock).spaceName}:${key}}`
+  }
+
+  /**
+   * On Redis `queues` counts this process's calls from the moment they are
+   * made, and a call reaches Redis later (a release can overtake an
+   * acquisition in flight): wait for the queue in Redis itself.
+   */
+  async queued(lock, key, n) {
+    while ((await this.server.command('ZCARD', this.leaseKey(lock, key) + ':q')) < n) await realSleep(5)
   }
   async stop() {
     await this.close()

@@ -108,8 +108,8 @@ forEachReach((reach) => {
     assert.deepEqual(Object.keys(lock.queues), ['k'])
     assert.equal(lock.queues.k.length, 0)
     const waiters = [lock.acquire('k', () => 'a'), lock.acquire('k', () => 'b')]
-    await reach.quiet()
     assert.equal(lock.queues.k.length, 2, 'queues[key].length counts the waiters')
+    await reach.queued(lock, 'k', 2)
     await held.release()
     assert.deepEqual(await Promise.all(waiters), ['a', 'b'])
     assert.equal(lock.isBusy('k'), false)
@@ -146,7 +146,7 @@ forEachReach((reach) => {
     const lock = reach.make({ maxPending: 1 })
     const held = await lock.lock('k')
     const waiting = lock.acquire('k', () => 'ran')
-    await reach.quiet()
+    await reach.queued(lock, 'k', 1)
     let refusal = null
     lock.acquire('k', () => assert.fail('a refused task never runs'), (err) => (refusal = err))
     if (reach.synchronous) {
@@ -182,7 +182,7 @@ forEachReach((reach) => {
     const twin = reach.twin(lock)
     const held = await lock.lock('k')
     const waiting = lock.acquire('k', () => 'ran')
-    await reach.quiet()
+    await reach.queued(lock, 'k', 1)
     if (twin === null) {
       // isolate: one instance is the whole space.
       await assert.rejects(lock.acquire('k', () => {}), { message: TOO_MANY('k') })
@@ -206,7 +206,7 @@ forEachReach((reach) => {
       lock.acquire('k', () => order.push('skip 1'), { skipQueue: true }),
       lock.acquire('k', () => order.push('skip 2'), { skipQueue: true }),
     ]
-    await reach.quiet()
+    await reach.queued(lock, 'k', 4)
     await held.release()
     await Promise.all(runs)
     // docs/compat.md#redis-reach "skipQueue": the front of the Redis queue,
@@ -214,15 +214,15 @@ forEachReach((reach) => {
     assert.deepEqual(order, ['skip 2', 'skip 1', 'first', 'second'])
   })
 
-  test('skipQueue from another AsyncLock on the space goes ahead of this one\'s waiters', async (t) => {
+  test('skipQueue from another AsyncLock on the space goes ahead of this one\'s waiters', async () => {
     const lock = reach.make()
     const twin = reach.twin(lock) || lock
     const held = await lock.lock('k')
     const order = []
     const first = lock.acquire('k', () => order.push('queued first'))
-    await reach.quiet()
+    await reach.queued(lock, 'k', 1)
     const skipper = twin.acquire('k', () => order.push('skipQueue'), { skipQueue: true })
-    await reach.quiet()
+    await reach.queued(lock, 'k', 2)
     await held.release()
     await Promise.all([first, skipper])
     assert.deepEqual(order, ['skipQueue', 'queued first'])
@@ -300,7 +300,7 @@ forEachReach((reach) => {
     const closer = reach.name === 'redis' ? reach.twin(lock, { redis: reach.server.url + '/0' }) : reach.twin(lock) || lock
     const held = await closer.lock('k')
     const waiting = lock.lock('k')
-    await reach.quiet()
+    await reach.queued(lock, 'k', 1)
     assert.equal(await closer.close(), undefined)
     if (reach.name === 'redis') {
       // docs/compat.md#redis-reach "close()": it releases the leases still

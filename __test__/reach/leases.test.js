@@ -44,7 +44,7 @@ forEachReach((reach) => {
     const next = lock.lock('k')
     const runs = []
     const after = lock.acquire('k', () => runs.push('after'))
-    await reach.quiet()
+    await reach.queued(lock, 'k', 2)
     assert.deepEqual(await Promise.all([lease.release(), lease.release()]), [true, false])
     assert.equal(await lease.release(), false)
     const second = await next
@@ -90,8 +90,8 @@ forEachReach((reach) => {
     const l2 = lock.lock('k').then((lease) => (order.push('lease 2'), lease))
     const a3 = lock.acquire('k', () => order.push('acquire 3'))
     const l4 = lock.lock('k').then((lease) => (order.push('lease 4'), lease))
-    await reach.quiet()
     assert.equal(lock.queues.k.length, 4)
+    await reach.queued(lock, 'k', 4)
     await first.release()
     const second = await l2
     // acquire 3 waits while lease 2 is held, however long that is.
@@ -126,8 +126,8 @@ forEachReach((reach) => {
     const controller = new AbortController()
     const aborted = outcome(lock.lock('k', { signal: controller.signal }))
     const next = lock.lock('k')
-    await reach.quiet()
     assert.equal(lock.queues.k.length, 2)
+    await reach.queued(lock, 'k', 2)
     const reason = new Error('user gave up')
     controller.abort(reason)
     assert.equal((await aborted).error, reason)
@@ -158,7 +158,7 @@ forEachReach((reach) => {
     const free = await lock.lock('k', { signal: controller.signal })
     assert.equal(getEventListeners(controller.signal, 'abort').length, 0)
     const waiting = lock.lock('k', { signal: controller.signal })
-    await reach.quiet()
+    await reach.queued(lock, 'k', 1)
     await free.release()
     const lease = await waiting
     assert.equal(getEventListeners(controller.signal, 'abort').length, 0)

@@ -38,9 +38,9 @@ forEachReach((reach) => {
     const held = await lock.lock('k')
     const order = []
     const first = twin.acquire('k', () => order.push('twin, queued first'))
-    await reach.quiet()
+    await reach.queued(lock, 'k', 1)
     const second = lock.acquire('k', () => order.push('lock, queued second'))
-    await reach.quiet()
+    await reach.queued(lock, 'k', 2)
     await held.release()
     // The releaser asks again at once: it goes behind the waiters.
     const again = lock.acquire('k', () => order.push('releaser again'))
@@ -70,7 +70,7 @@ forEachReach((reach) => {
     const holder = await lock.lock(['a', 'b'])
     const order = []
     const bc = lock.lock(['b', 'c']).then((lease) => (order.push('b+c'), lease))
-    await reach.quiet()
+    await reach.queued(lock, 'c', 1)
     // 'c' is free, but the b+c request queued on it first (docs/compat.md,
     // "multi-key"; on Redis "one ticket in every queue, granted at the head
     // of all"): no barging past it.
@@ -125,7 +125,7 @@ forEachReach((reach) => {
     const lock = reach.make({ maxPending: 1 })
     const holder = await lock.lock(['a', 'k'])
     const waiting = lock.acquire('k', () => 'ran')
-    await reach.quiet()
+    await reach.queued(lock, 'k', 1)
     await assert.rejects(lock.lock(['free', 'k']), { message: TOO_MANY('k') })
     await assert.rejects(lock.acquire(['free', 'k', 'a'], () => {}), { message: TOO_MANY('k') })
     // Nothing of the refused requests was queued: 'a' has no waiter.
