@@ -43,7 +43,8 @@ class Reach {
   constructor(name) {
     this.name = name
     this.made = []
-    this.twins = new WeakMap()
+    /** lock -> the factory that made it, for twin() */
+    this.factories = new WeakMap()
   }
 
   /**
@@ -67,14 +68,14 @@ class Reach {
   make(opts = {}) {
     const make = this.factory(opts)
     const lock = make()
-    this.twins.set(lock, make)
+    this.factories.set(lock, make)
     this.made.push(lock)
     return lock
   }
 
   /** `extra` options override the lock's (e.g. another `redis` URL spelling: a connection of its own). */
   twin(lock, extra) {
-    const make = this.twins.get(lock)
+    const make = this.factories.get(lock)
     if (this.name === 'isolate' || !make) return null
     const other = make(extra)
     this.made.push(other)
@@ -99,8 +100,11 @@ class Reach {
    * queue (a release, a skipQueue) waits for the queue, not for the clock.
    * In process a request is queued when its call returns; `queues` shows it.
    */
-  async queued(lock, key, n) {
-    while ((lock.queues[key] || []).length < n) await drain()
+  queued(lock, key, n) {
+    const wait = async () => {
+      while ((lock.queues[key] || []).length < n) await drain()
+    }
+    return eventually(wait(), `${n} waiter(s) on ${key}`)
   }
 
   async close() {
@@ -143,7 +147,7 @@ class RedisReach extends Reach {
   }
   /** The Redis key of a lock's lease on `key` (`<prefix>:{<name>:<key>}`, docs/compat.md). */
   leaseKey(lock, key) {
-    return `keylock:{${this.twins.get(lock).spaceName}:${key}}`
+    return `keylock:{${this.factories.get(lock).spaceName}:${key}}`
   }
 
   /**
@@ -151,8 +155,11 @@ class RedisReach extends Reach {
    * made, and a call reaches Redis later (a release can overtake an
    * acquisition in flight): wait for the queue in Redis itself.
    */
-  async queued(lock, key, n) {
-    while ((await this.server.command('ZCARD', this.leaseKey(lock, key) + ':q')) < n) await realSleep(5)
+  queued(lock, key, n) {
+    const wait = async () => {
+      while ((await this.server.command('ZCARD', this.leaseKey(lock, key) + ':q')) < n) await realSleep(5)
+    }
+    return eventually(wait(), `${n} waiter(s) on ${key} in Redis`)
   }
   async stop() {
     await this.close()
@@ -169,7 +176,8 @@ const REACHES = ['isolate', 'process', 'redis']
  */
 function forEachReach(body) {
   for (const name of REACHES) {
-    describe(`[${name}]`, () => {
+    // A lost grant would leave a test waiting forever: the block fails instead.
+    describe(`[${name}]`, { timeout: 120_000 }, () => {
       const reach = name === 'isolate' ? new IsolateReach() : name === 'process' ? new ProcessReach() : new RedisReach()
       if (reach instanceof RedisReach) {
         before(() => reach.start())
