@@ -99,6 +99,21 @@ forEachReach((reach) => {
     assert.equal(lock.isBusy(), false)
   })
 
+  test('the same mistake is the same TypeError (code ERR_INVALID_ARG_VALUE, naming it) on every reach', async () => {
+    const named = (what) => ({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: new RegExp(what) })
+    for (const option of ['timeout', 'maxOccupationTime', 'maxExecutionTime']) {
+      assert.throws(() => reach.make({ [option]: 'soon' }), named(`"${option}"`))
+      assert.throws(() => reach.make({ [option]: -1 }), named(`"${option}"`))
+    }
+    assert.throws(() => reach.make({ Promise: 'yes' }), named('"Promise"'))
+    const lock = reach.make()
+    assert.throws(() => lock.acquire('k', () => {}, { timeout: 'soon' }), named('"timeout"'))
+    assert.throws(() => lock.acquire(Object.create(null), () => {}), named('key'))
+    await assert.rejects(lock.lock('k', { timeout: -1 }), named('options\\.timeout'))
+    await reach.quiet()
+    assert.equal(lock.isBusy(), false, 'nothing was locked')
+  })
+
   test('isBusy(key), isBusy() and queues while a key is held and waited on', async () => {
     const lock = reach.make()
     const held = await lock.lock('k')
