@@ -6,7 +6,7 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { execFileSync, spawnSync } = require('node:child_process')
-const { AsyncLockOracle, KeyLock, sleep, immediate, virtualTime, prng } = require('./helpers')
+const { AsyncLockOracle, KeyLock, sleep, immediate, mockTimers, virtualTime, now, prng } = require('./helpers')
 
 /** Queues `n` callback-mode tasks that call done() synchronously behind one holder. */
 function syncChain(AsyncLock, n) {
@@ -123,7 +123,7 @@ test('maxExecutionTime: each lease passes the key on exactly once, so holders ne
     for (let i = 0; i < 12; i++) {
       const ms = Math.floor(rnd() * 110)
       tasks.push(lock.acquire('k', async () => {
-        const me = { i, start: Date.now(), finished: false }
+        const me = { i, start: now(), finished: false }
         if (previous !== null && !previous.finished && me.start - previous.start < 50) violations.push([previous.i, i])
         previous = me
         await sleep(ms)
@@ -232,11 +232,11 @@ test('a timed-out multi-key head never swallows a grant: the waiter behind it on
   const log = []
   await virtualTime(t, async () => {
     const lock = new KeyLock()
-    const t0 = Date.now()
+    const t0 = now()
     lock.acquire('a', () => sleep(400))
     // Heads the queue of 'b' (free) while it waits for 'a'.
     lock.acquire(['a', 'b'], () => log.push('ab ran'), { timeout: 30 }).catch((e) => log.push(e.message))
-    const behind = lock.acquire('b', () => log.push(`b ran at ${Date.now() - t0} ms`))
+    const behind = lock.acquire('b', () => log.push(`b ran at ${now() - t0} ms`))
     await behind
     await immediate()
   })
@@ -247,8 +247,8 @@ test('a timed-out multi-key head never swallows a grant: the waiter behind it on
     const lock2 = new KeyLock()
     lock2.acquire('a', () => sleep(400))
     lock2.acquire(['a', 'b'], () => {}, { maxOccupationTime: 30 }).catch((e) => log.push(e.message))
-    const t1 = Date.now()
-    await lock2.acquire('b', () => log.push(`b ran at ${Date.now() - t1} ms`))
+    const t1 = now()
+    await lock2.acquire('b', () => log.push(`b ran at ${now() - t1} ms`))
     await immediate()
   })
   assert.deepEqual(log.slice(2), ['b ran at 30 ms', 'Maximum occupation time is exceeded in queue a'])
@@ -258,7 +258,7 @@ test('a waiter timing out in the same turn as its grant: nobody is stranded and 
   // Both orders, on mock timers: the holder's release and the waiter's
   // timeout fire in one tick() (one turn), the release first or the timeout
   // first. Real timers only ever tried whichever order the load gave.
-  t.mock.timers.enable({ apis: ['setTimeout'] })
+  mockTimers(t)
   for (const releaseFirst of [true, false]) {
     const lock = new KeyLock()
     const ran = []

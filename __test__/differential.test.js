@@ -8,7 +8,7 @@
 const { test, describe } = require('node:test')
 const { execFileSync } = require('node:child_process')
 const assert = require('node:assert/strict')
-const { impls, AsyncLockOracle, KeyLock, sleep, immediate, drain, virtualTime, prng, errText } = require('./helpers')
+const { impls, AsyncLockOracle, KeyLock, sleep, immediate, drain, virtualTime, now, prng, errText } = require('./helpers')
 
 /**
  * Runs `scenario(AsyncLock, log)` on both libraries; the logs must be equal.
@@ -241,11 +241,11 @@ describe('errors, options and introspection match async-lock', () => {
     same(async (AsyncLock, log) => {
       const lock = new AsyncLock()
       lock.acquire('k', () => sleep(80))
-      const t0 = Date.now()
+      const t0 = now()
       const p1 = lock.acquire('k', () => {}, { timeout: 20 }).catch((e) => log.push('opts honoured: ' + e.message))
       const p2 = lock.acquire('k', () => 'waited', null, { timeout: 20 }).then((v) => log.push('null cb: ' + v))
       await Promise.all([p1, p2])
-      log.push('null cb waited for the holder: ' + (Date.now() - t0 >= 60))
+      log.push('null cb waited for the holder: ' + (now() - t0 >= 60))
     }, ['opts honoured: async-lock timed out in queue k', 'null cb: waited', 'null cb waited for the holder: true'], t))
 
   test('maxOccupationTime on a running task: error at the deadline, the lock is not released (kept)', (t) =>
@@ -665,13 +665,13 @@ describe('deliberate differences, pinned on both libraries', () => {
   async function executionLease(AsyncLock) {
     const lock = new AsyncLock()
     const log = []
-    const t0 = Date.now()
+    const t0 = now()
     lock.acquire('k', () => sleep(30).then(() => log.push('A fn ends late')), { maxExecutionTime: 10 })
       .catch((e) => log.push('A: ' + e.message))
     lock.acquire('k', () => { log.push('B start'); return sleep(60).then(() => log.push('B done')) })
     await sleep(45)
     log.push('busy while B holds: ' + lock.isBusy('k'))
-    await lock.acquire('k', () => log.push('C start' + (Date.now() - t0 < 60 ? ' (before B could be done)' : '')))
+    await lock.acquire('k', () => log.push('C start' + (now() - t0 < 60 ? ' (before B could be done)' : '')))
     await sleep(60)
     return log
   }

@@ -11,7 +11,7 @@ const test = (name, fn) => nodeTest.test(name, { timeout: 20000 }, fn)
 const assert = require('node:assert/strict')
 const path = require('node:path')
 const { Worker } = require('node:worker_threads')
-const { KeyLock: AsyncLock, drain } = require('./helpers')
+const { KeyLock: AsyncLock, drain, mockTimers } = require('./helpers')
 const { Lease, LockLostError, leaseLost } = require('../lib/lease')
 
 const ROOT = path.join(__dirname, '..')
@@ -149,7 +149,7 @@ test('a timeout in the same turn as the grant: one outcome, nothing stranded [is
   // timeout fire in one tick() (one turn). The grant first: the lease is
   // granted (the timer is cleared); the timeout first: it rejects and the
   // key goes to the next waiter.
-  t.mock.timers.enable({ apis: ['setTimeout'] })
+  mockTimers(t)
   for (const releaseFirst of [true, false]) {
     const lock = new AsyncLock()
     const holder = await lock.lock('k')

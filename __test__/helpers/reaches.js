@@ -18,6 +18,7 @@
 const { describe, before, after } = require('node:test')
 const AsyncLock = require('../..')
 const { startRedis } = require('../../support/redis-harness')
+const { mockTimers } = require('../helpers')
 
 // Taken before any test mocks the globals: a real wait stays real.
 const realSetTimeout = globalThis.setTimeout
@@ -211,7 +212,7 @@ async function settled(reach, promise) {
  * moves the clock instead of sleeping and asserts the exact deadline.
  */
 function mockClock(t) {
-  t.mock.timers.enable({ apis: ['setTimeout'] })
+  mockTimers(t)
   return {
     /** Moves the mocked clock `ms` forward, then lets what that started run out. */
     async tick(ms) {
