@@ -6,7 +6,7 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { execFileSync, spawnSync } = require('node:child_process')
-const { AsyncLockOracle, KeyLock, sleep, immediate, prng } = require('./helpers')
+const { AsyncLockOracle, KeyLock, sleep, immediate, mockTimers, virtualTime, now, prng } = require('./helpers')
 
 /** Queues `n` callback-mode tasks that call done() synchronously behind one holder. */
 function syncChain(AsyncLock, n) {
@@ -106,35 +106,37 @@ test('10,000 sorted 5-of-16-key acquisitions from 100 callers: no key is ever us
   t.diagnostic(`async-lock on the same program: ${oracle.overlaps} overlaps, ${oracle.completed} completed`)
 })
 
-test('maxExecutionTime: each lease passes the key on exactly once, so holders never overlap', async () => {
+test('maxExecutionTime: each lease passes the key on exactly once, so holders never overlap', async (t) => {
   // Every task gets a 50 ms lease and takes 0-110 ms. When a task starts,
   // the previous holder must have finished or used up its lease; a late
   // finish must not let anyone else in (async-lock's second release does).
+  // On a virtual clock (helpers.js virtualTime), so the 50 ms window is
+  // exact: no slack for a loaded machine's late timers is needed.
   const lock = new KeyLock({ maxExecutionTime: 50 })
   const rnd = prng(3)
   let previous = null
   const violations = []
   let errors = 0
   let ok = 0
-  const tasks = []
-  for (let i = 0; i < 12; i++) {
-    const ms = Math.floor(rnd() * 110)
-    tasks.push(lock.acquire('k', async () => {
-      const me = { i, start: performance.now(), finished: false }
-      // 15 ms of slack: libuv arms timers from the loop's cached clock, which
-      // lags real time on a loaded machine. A double release would admit a
-      // task right after its predecessor's late finish, mid-lease.
-      if (previous !== null && !previous.finished && me.start - previous.start < 35) violations.push([previous.i, i])
-      previous = me
-      await sleep(ms)
-      me.finished = true
-    }).then(() => ok++, (e) => {
-      assert.equal(e.message, 'Maximum execution time is exceeded k')
-      errors++
-    }))
-  }
-  await Promise.all(tasks)
-  await sleep(150)
+  await virtualTime(t, async () => {
+    const tasks = []
+    for (let i = 0; i < 12; i++) {
+      const ms = Math.floor(rnd() * 110)
+      tasks.push(lock.acquire('k', async () => {
+        const me = { i, start: now(), finished: false }
+        if (previous !== null && !previous.finished && me.start - previous.start < 50) violations.push([previous.i, i])
+        previous = me
+        await sleep(ms)
+        me.finished = true
+      }).then(() => ok++, (e) => {
+        assert.equal(e.message, 'Maximum execution time is exceeded k')
+        errors++
+      }))
+    }
+    await Promise.all(tasks)
+    // Every late finish has happened (a task takes at most 110 ms).
+    await sleep(150)
+  })
   assert.deepEqual(violations, [])
   assert.equal(ok + errors, 12)
   assert.ok(errors > 0, 'some tasks must have outlived their lease')
@@ -166,8 +168,8 @@ async function reacquireInCallback(AsyncLock) {
 }
 
 test('a completion callback that re-acquires the same key twice cannot let two holders run', async (t) => {
-  assert.deepEqual(await reacquireInCallback(KeyLock), { peak: 1, busy: false })
-  const oracle = await reacquireInCallback(AsyncLockOracle)
+  assert.deepEqual(await virtualTime(t, () => reacquireInCallback(KeyLock)), { peak: 1, busy: false })
+  const oracle = await virtualTime(t, () => reacquireInCallback(AsyncLockOracle))
   t.diagnostic(`async-lock: peak concurrency ${oracle.peak}`)
   assert.equal(oracle.peak, 2, 'async-lock starts the second waiter while the first runs')
 })
@@ -224,38 +226,54 @@ test('bad options and keys are TypeErrors that name what is wrong, thrown before
   assert.equal(lock.queues.held.length, 0, 'a refused call must not be queued')
 })
 
-test('a timed-out multi-key head never swallows a grant: the waiter behind it on a free key runs at once', async () => {
-  const lock = new KeyLock()
+test('a timed-out multi-key head never swallows a grant: the waiter behind it on a free key runs at once', async (t) => {
+  // On a virtual clock: "at once" is exactly the 30 ms timeout, not a
+  // wall-clock guess.
   const log = []
-  const t0 = Date.now()
-  lock.acquire('a', () => sleep(400))
-  // Heads the queue of 'b' (free) while it waits for 'a'.
-  lock.acquire(['a', 'b'], () => log.push('ab ran'), { timeout: 30 }).catch((e) => log.push(e.message))
-  const behind = lock.acquire('b', () => log.push('b ran at ' + (Date.now() - t0 < 300 ? 'once' : 'the end')))
-  await behind
-  await sleep(0)
+  await virtualTime(t, async () => {
+    const lock = new KeyLock()
+    const t0 = now()
+    lock.acquire('a', () => sleep(400))
+    // Heads the queue of 'b' (free) while it waits for 'a'.
+    lock.acquire(['a', 'b'], () => log.push('ab ran'), { timeout: 30 }).catch((e) => log.push(e.message))
+    const behind = lock.acquire('b', () => log.push(`b ran at ${now() - t0} ms`))
+    await behind
+    await immediate()
+  })
   // 'b' starts inside the timeout's handling, before the rejection reaches the catch.
-  assert.deepEqual(log, ['b ran at once', 'async-lock timed out in queue a'])
+  assert.deepEqual(log, ['b ran at 30 ms', 'async-lock timed out in queue a'])
   // Same for a queued task whose occupation time runs out.
-  const lock2 = new KeyLock()
-  lock2.acquire('a', () => sleep(400))
-  lock2.acquire(['a', 'b'], () => {}, { maxOccupationTime: 30 }).catch((e) => log.push(e.message))
-  const t1 = Date.now()
-  await lock2.acquire('b', () => {})
-  assert.ok(Date.now() - t1 < 300, 'b waited for the holder of a')
-  assert.equal(log[2], 'Maximum occupation time is exceeded in queue a')
+  await virtualTime(t, async () => {
+    const lock2 = new KeyLock()
+    lock2.acquire('a', () => sleep(400))
+    lock2.acquire(['a', 'b'], () => {}, { maxOccupationTime: 30 }).catch((e) => log.push(e.message))
+    const t1 = now()
+    await lock2.acquire('b', () => log.push(`b ran at ${now() - t1} ms`))
+    await immediate()
+  })
+  assert.deepEqual(log.slice(2), ['b ran at 30 ms', 'Maximum occupation time is exceeded in queue a'])
 })
 
-test('a waiter timing out in the same turn as its grant: nobody is stranded and nothing runs twice', async () => {
-  for (let round = 0; round < 20; round++) {
+test('a waiter timing out in the same turn as its grant: nobody is stranded and nothing runs twice', async (t) => {
+  // Both orders, on mock timers: the holder's release and the waiter's
+  // timeout fire in one tick() (one turn), the release first or the timeout
+  // first. Real timers only ever tried whichever order the load gave.
+  mockTimers(t)
+  for (const releaseFirst of [true, false]) {
     const lock = new KeyLock()
     const ran = []
-    lock.acquire('k', (done) => setTimeout(done, 10), () => {})
+    let release
+    lock.acquire('k', (done) => (release = done), () => {})
+    // A timer armed before the waiter's fires before it at the same deadline.
+    if (releaseFirst) setTimeout(() => release(), 10)
     const racer = lock.acquire('k', () => ran.push('racer'), { timeout: 10 }).then(() => 'granted', () => 'timed out')
+    if (!releaseFirst) setTimeout(() => release(), 10)
     const last = lock.acquire('k', () => ran.push('last'))
+    t.mock.timers.tick(10)
     const outcome = await racer
     await last
-    assert.deepEqual(ran, outcome === 'granted' ? ['racer', 'last'] : ['last'])
+    assert.equal(outcome, releaseFirst ? 'granted' : 'timed out')
+    assert.deepEqual(ran, releaseFirst ? ['racer', 'last'] : ['last'])
     assert.equal(lock.isBusy(), false)
   }
 })

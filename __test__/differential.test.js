@@ -8,14 +8,19 @@
 const { test, describe } = require('node:test')
 const { execFileSync } = require('node:child_process')
 const assert = require('node:assert/strict')
-const { impls, AsyncLockOracle, KeyLock, sleep, immediate, drain, prng, errText } = require('./helpers')
+const { impls, AsyncLockOracle, KeyLock, sleep, immediate, drain, virtualTime, now, prng, errText } = require('./helpers')
 
-/** Runs `scenario(AsyncLock, log)` on both libraries; the logs must be equal. */
-async function same(scenario, expected) {
+/**
+ * Runs `scenario(AsyncLock, log)` on both libraries; the logs must be equal.
+ * With the test context `t`, each run is on a virtual clock (helpers.js
+ * virtualTime): the scenarios that sleep then log the same whatever the load.
+ */
+async function same(scenario, expected, t) {
   const logs = []
   for (const [, AsyncLock] of impls) {
     const log = []
-    await scenario(AsyncLock, log)
+    if (t) await virtualTime(t, () => scenario(AsyncLock, log))
+    else await scenario(AsyncLock, log)
     logs.push(log)
   }
   assert.deepEqual(logs[1], logs[0], 'keylock must log exactly what async-lock logs')
@@ -221,7 +226,7 @@ describe('errors, options and introspection match async-lock', () => {
       'per-call 0 ran',
     ]))
 
-  test('timeout: exact message, only time spent queued counts, the holder is unaffected', () =>
+  test('timeout: exact message, only time spent queued counts, the holder is unaffected', (t) =>
     same(async (AsyncLock, log) => {
       const lock = new AsyncLock({ timeout: 30 })
       const holder = lock.acquire(7, () => sleep(120).then(() => 'held 120ms'))
@@ -230,35 +235,35 @@ describe('errors, options and introspection match async-lock', () => {
       // A waiter that gets the lock in time runs for as long as it likes.
       lock.acquire(7, () => sleep(10))
       log.push(await lock.acquire(7, () => sleep(60).then(() => 'ran past the timeout')))
-    }, ['async-lock timed out in queue 7', 'held 120ms', 'ran past the timeout']))
+    }, ['async-lock timed out in queue 7', 'held 120ms', 'ran past the timeout'], t))
 
-  test('timeout per call overrides with ||; acquire(key, fn, null, opts) drops opts (kept)', () =>
+  test('timeout per call overrides with ||; acquire(key, fn, null, opts) drops opts (kept)', (t) =>
     same(async (AsyncLock, log) => {
       const lock = new AsyncLock()
       lock.acquire('k', () => sleep(80))
-      const t0 = Date.now()
+      const t0 = now()
       const p1 = lock.acquire('k', () => {}, { timeout: 20 }).catch((e) => log.push('opts honoured: ' + e.message))
       const p2 = lock.acquire('k', () => 'waited', null, { timeout: 20 }).then((v) => log.push('null cb: ' + v))
       await Promise.all([p1, p2])
-      log.push('null cb waited for the holder: ' + (Date.now() - t0 >= 60))
-    }, ['opts honoured: async-lock timed out in queue k', 'null cb: waited', 'null cb waited for the holder: true']))
+      log.push('null cb waited for the holder: ' + (now() - t0 >= 60))
+    }, ['opts honoured: async-lock timed out in queue k', 'null cb: waited', 'null cb waited for the holder: true'], t))
 
-  test('maxOccupationTime on a running task: error at the deadline, the lock is not released (kept)', () =>
+  test('maxOccupationTime on a running task: error at the deadline, the lock is not released (kept)', (t) =>
     same(async (AsyncLock, log) => {
       const lock = new AsyncLock({ maxOccupationTime: 20 })
       lock.acquire('k', () => sleep(80).then(() => log.push('fn1 finished')))
         .catch((e) => log.push(e.message + ' busy ' + lock.isBusy('k')))
       lock.acquire('k', () => log.push('fn2 started'), { maxOccupationTime: 1000 })
       await sleep(150)
-    }, ['Maximum occupation time is exceeded in queue k busy true', 'fn1 finished', 'fn2 started']))
+    }, ['Maximum occupation time is exceeded in queue k busy true', 'fn1 finished', 'fn2 started'], t))
 
-  test('maxExecutionTime with no waiter: exact message at the deadline', () =>
+  test('maxExecutionTime with no waiter: exact message at the deadline', (t) =>
     same(async (AsyncLock, log) => {
       const lock = new AsyncLock({ maxExecutionTime: 20 })
       await lock.acquire(3, () => sleep(60)).catch((e) => log.push(e.message))
       await sleep(60)
       log.push('busy ' + lock.isBusy())
-    }, ['Maximum execution time is exceeded 3', 'busy false']))
+    }, ['Maximum execution time is exceeded 3', 'busy false'], t))
 
   test('keys are property names: 1 is "1", objects are "[object Object]", constructor/__proto__ are ordinary', () =>
     same(async (AsyncLock, log) => {
@@ -611,16 +616,16 @@ describe('deliberate differences, pinned on both libraries', () => {
     lock.acquire(['a', 'b'], (done) => setImmediate(done), () => finished.push('ab'))
     lock.acquire(['b', 'a'], (done) => setImmediate(done), () => finished.push('ba'))
     lock.acquire(['a', 'b'], (done) => setImmediate(done), () => finished.push('ab2'))
-    // Watchdog: a timer, so a stalled run cannot hang the test.
+    // Watchdog: a timer (virtual), so a stalled run cannot hang the test.
     await sleep(200)
     return { finished, busy: lock.isBusy() }
   }
 
-  test('[a,b] vs [b,a]: async-lock deadlocks for good, keylock completes (all-or-nothing multi-key)', async () => {
-    const oracle = await opposite(AsyncLockOracle)
+  test('[a,b] vs [b,a]: async-lock deadlocks for good, keylock completes (all-or-nothing multi-key)', async (t) => {
+    const oracle = await virtualTime(t, () => opposite(AsyncLockOracle))
     // async-lock: ab holds a, waits for b; ba holds b, waits for a.
     assert.ok(oracle.finished.length < 3 && oracle.busy, `async-lock was expected to stall: ${JSON.stringify(oracle)}`)
-    const ours = await opposite(KeyLock)
+    const ours = await virtualTime(t, () => opposite(KeyLock))
     assert.deepEqual(ours, { finished: ['ab', 'ba', 'ab2'], busy: false })
   })
 
@@ -655,23 +660,24 @@ describe('deliberate differences, pinned on both libraries', () => {
   })
 
   // A is given 10 ms and takes 30; B (no limit) takes 60; C arrives at 45,
-  // after A's late finish.
+  // after A's late finish. On a virtual clock (virtualTime): "before B
+  // could be done" is exact, not a wall-clock guess on a loaded machine.
   async function executionLease(AsyncLock) {
     const lock = new AsyncLock()
     const log = []
-    const t0 = Date.now()
+    const t0 = now()
     lock.acquire('k', () => sleep(30).then(() => log.push('A fn ends late')), { maxExecutionTime: 10 })
       .catch((e) => log.push('A: ' + e.message))
     lock.acquire('k', () => { log.push('B start'); return sleep(60).then(() => log.push('B done')) })
     await sleep(45)
     log.push('busy while B holds: ' + lock.isBusy('k'))
-    await lock.acquire('k', () => log.push('C start' + (Date.now() - t0 < 60 ? ' (before B could be done)' : '')))
+    await lock.acquire('k', () => log.push('C start' + (now() - t0 < 60 ? ' (before B could be done)' : '')))
     await sleep(60)
     return log
   }
 
-  test('maxExecutionTime is a lease: the key passes on once at the deadline, and a late finish frees nobody else\'s key (async-lock double release)', async () => {
-    assert.deepEqual(await executionLease(AsyncLockOracle), [
+  test('maxExecutionTime is a lease: the key passes on once at the deadline, and a late finish frees nobody else\'s key (async-lock double release)', async (t) => {
+    assert.deepEqual(await virtualTime(t, () => executionLease(AsyncLockOracle)), [
       'B start',
       'A: Maximum execution time is exceeded k',
       'A fn ends late',
@@ -680,7 +686,7 @@ describe('deliberate differences, pinned on both libraries', () => {
       'C start (before B could be done)',
       'B done',
     ])
-    assert.deepEqual(await executionLease(KeyLock), [
+    assert.deepEqual(await virtualTime(t, () => executionLease(KeyLock)), [
       'B start',
       'A: Maximum execution time is exceeded k',
       'A fn ends late',
@@ -700,13 +706,13 @@ describe('deliberate differences, pinned on both libraries', () => {
     return log
   }
 
-  test('a timed-out waiter leaves the queue at once (async-lock keeps the dead entry: quirk 3)', async () => {
-    assert.deepEqual(await deadWaiter(AsyncLockOracle), [
+  test('a timed-out waiter leaves the queue at once (async-lock keeps the dead entry: quirk 3)', async (t) => {
+    assert.deepEqual(await virtualTime(t, () => deadWaiter(AsyncLockOracle)), [
       'async-lock timed out in queue k',
       'waiting after timeout: 1',
       'Too many pending tasks in queue k',
     ])
-    assert.deepEqual(await deadWaiter(KeyLock), ['async-lock timed out in queue k', 'waiting after timeout: 0', 'queued fine'])
+    assert.deepEqual(await virtualTime(t, () => deadWaiter(KeyLock)), ['async-lock timed out in queue k', 'waiting after timeout: 0', 'queued fine'])
   })
 
   async function queuedOccupation(AsyncLock) {
@@ -721,13 +727,13 @@ describe('deliberate differences, pinned on both libraries', () => {
     return log
   }
 
-  test('maxOccupationTime on a queued task: keylock takes it out of the queue (async-lock leaves it queued)', async () => {
-    assert.deepEqual(await queuedOccupation(AsyncLockOracle), [
+  test('maxOccupationTime on a queued task: keylock takes it out of the queue (async-lock leaves it queued)', async (t) => {
+    assert.deepEqual(await virtualTime(t, () => queuedOccupation(AsyncLockOracle)), [
       'Maximum occupation time is exceeded in queue k, waiting=1',
       'holder done, waiting=1',
       'busy false',
     ])
-    assert.deepEqual(await queuedOccupation(KeyLock), [
+    assert.deepEqual(await virtualTime(t, () => queuedOccupation(KeyLock)), [
       'Maximum occupation time is exceeded in queue k, waiting=0',
       'holder done, waiting=0',
       'busy false',
@@ -743,11 +749,11 @@ describe('deliberate differences, pinned on both libraries', () => {
     return log
   }
 
-  test('a refused call starts no occupation timer (async-lock calls back a second time, only if the key is busy)', async () => {
+  test('a refused call starts no occupation timer (async-lock calls back a second time, only if the key is busy)', async (t) => {
     // async-lock's refused task's timer fires at 20 ms; the key is idle by
     // then, so its `!!queues[key]` guard hides the bug in this case.
-    assert.deepEqual(await refusedOccupation(AsyncLockOracle), ['cb Too many pending tasks in queue k'])
-    assert.deepEqual(await refusedOccupation(KeyLock), ['cb Too many pending tasks in queue k'])
+    assert.deepEqual(await virtualTime(t, () => refusedOccupation(AsyncLockOracle)), ['cb Too many pending tasks in queue k'])
+    assert.deepEqual(await virtualTime(t, () => refusedOccupation(KeyLock)), ['cb Too many pending tasks in queue k'])
   })
 
   async function perCallNegative(AsyncLock) {
@@ -812,14 +818,16 @@ describe('deliberate differences, pinned on both libraries', () => {
     ])
   })
 
-  test('Symbol keys: messages say Symbol(desc); keys are distinct by identity', async () => {
+  test('Symbol keys: messages say Symbol(desc); keys are distinct by identity', async (t) => {
     const lock = new KeyLock({ timeout: 10 })
     const s1 = Symbol('job')
     const s2 = Symbol('job')
     const log = []
-    lock.acquire(s1, () => sleep(40))
-    lock.acquire(s2, () => log.push('other symbol, same description: not blocked'))
-    await lock.acquire(s1, () => {}).catch((e) => log.push(e.message))
+    await virtualTime(t, async () => {
+      lock.acquire(s1, () => sleep(40))
+      lock.acquire(s2, () => log.push('other symbol, same description: not blocked'))
+      await lock.acquire(s1, () => {}).catch((e) => log.push(e.message))
+    })
     assert.deepEqual(log, ['other symbol, same description: not blocked', 'async-lock timed out in queue Symbol(job)'])
     // async-lock also takes symbol keys; only its messages crash (see correctness.test.js).
     const oracle = new AsyncLockOracle()

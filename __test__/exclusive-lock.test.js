@@ -14,7 +14,7 @@ const assert = require('node:assert/strict')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 const Redis = require('ioredis')
-const { startRedis } = require('./redis-harness')
+const { startRedis } = require('../support/redis-harness')
 const { sleep, leaseKey, nextEvent, recordEvents, patchRedisClient, noUnhandledRejections, uniqueName } = require('./redis-facade-helpers')
 
 const ExclusiveLock = require('../exclusive-lock')
@@ -632,7 +632,7 @@ test('no unhandled rejections when Redis is unreachable', async () => {
 
 const CHILD = `
 const ExclusiveLock = require(${JSON.stringify(path.join(__dirname, '..', 'exclusive-lock.js'))})
-const { respCommand } = require(${JSON.stringify(path.join(__dirname, 'redis-harness.js'))})
+const { respCommand } = require(${JSON.stringify(path.join(__dirname, '..', 'support', 'redis-harness.js'))})
 const { leaseKey } = require(${JSON.stringify(path.join(__dirname, 'redis-facade-helpers.js'))})
 process.on('unhandledRejection', () => { console.log('UNHANDLED REJECTION'); process.exit(3) })
 const [url, mode] = process.argv.slice(1)

@@ -11,7 +11,7 @@ const assert = require('node:assert/strict')
 const path = require('node:path')
 const { spawnSync } = require('node:child_process')
 const Redis = require('ioredis')
-const { startRedis } = require('./redis-harness')
+const { startRedis } = require('../support/redis-harness')
 const { sleep, leaseKey, nextEvent, recordEvents, patchRedisClient, noUnhandledRejections, uniqueName } = require('./redis-facade-helpers')
 
 const Locky = require('../locky')

@@ -115,7 +115,7 @@ test('the main tarball ships the faces, their types, lib/ and the generated load
   const files = report.files.map((file) => file.path)
   describeTarball(t, report)
   for (const file of files) {
-    assert.doesNotMatch(file, /^(src|target|__test__|bench|examples|scripts|tests|npm|docs|node_modules)\//, file)
+    assert.doesNotMatch(file, /^(src|target|__test__|support|bench|examples|scripts|tests|npm|docs|node_modules)\//, file)
     assert.doesNotMatch(file, /\.(node|tgz|rs)$/, file)
   }
   for (const needed of [

@@ -13,7 +13,7 @@
 const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 const AsyncLock = require('../index.js')
-const { startRedis } = require('./redis-harness')
+const { startRedis } = require('../support/redis-harness')
 const { lockKey } = require('./redis-keys')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -23,6 +23,11 @@ before(async () => {
   server = await startRedis()
 })
 after(() => server.stop())
+
+/** Resolves once the Redis queue `key` holds `n` waiters (polled; a hang fails the test by its timeout). */
+async function queued(key, n) {
+  while ((await server.command('ZCARD', key)) < n) await sleep(10)
+}
 
 let next = 0
 /** Two locks on one fresh name; closed after the test. */
@@ -66,8 +71,8 @@ test('isBusy(key) answers for every client; isBusy() and queues for this one onl
   assert.deepEqual(Object.keys(b.queues), [])
   assert.equal(a.isBusy(), true)
   assert.deepEqual(Object.keys(a.queues), ['k'])
+  // isBusy() and queues count this process's tasks from the call on: no wait for Redis.
   const waiting = b.acquire('k', () => 'b')
-  await sleep(100)
   assert.equal(b.isBusy(), true)
   assert.deepEqual(Object.keys(b.queues), ['k'])
   await held.release()
@@ -84,7 +89,9 @@ test('maxOccupationTime on a queued task: the caller is told and the waiter leav
     b.acquire('k', () => (ran = true), { maxOccupationTime: 100 }),
     { message: 'Maximum occupation time is exceeded in queue k' },
   )
-  for (let i = 0; i < 100 && (await server.command('ZCARD', queue('k'))) !== 0; i++) await sleep(10)
+  // The leaving script runs after the caller is told: poll for it for as
+  // long as a loaded machine may need (it never came back in 10 s = failure).
+  for (let i = 0; i < 1000 && (await server.command('ZCARD', queue('k'))) !== 0; i++) await sleep(10)
   assert.equal(await server.command('ZCARD', queue('k')), 0, 'left the Redis queue, as it leaves an in-process one')
   await held.release()
   assert.equal(await server.command('EXISTS', lease('k')), 0, 'nobody was waiting, so nobody holds it')
@@ -158,13 +165,15 @@ test('prefix: locks under different prefixes share nothing; the keys live under 
 })
 
 test('skipQueue goes ahead of every waiter, across instances, as async-lock does within one', async (t) => {
-  const { a, b } = pair(t)
+  const { a, b, queue } = pair(t)
   const held = await a.lock('k')
   const order = []
+  // The release waits until both are queued in Redis, as long as that
+  // takes (no fixed sleep).
   const first = b.acquire('k', () => order.push('queued first'))
-  await sleep(100)
+  await queued(queue('k'), 1)
   const skipper = a.acquire('k', () => order.push('skipQueue'), { skipQueue: true })
-  await sleep(100)
+  await queued(queue('k'), 2)
   await held.release()
   await Promise.all([first, skipper])
   assert.deepEqual(order, ['skipQueue', 'queued first'])

@@ -8,7 +8,7 @@ const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 const { execFileSync } = require('node:child_process')
 const AsyncLock = require('../index.js')
-const { startRedis, freePort } = require('./redis-harness')
+const { startRedis, freePort } = require('../support/redis-harness')
 const { lockKeys } = require('./redis-keys')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))

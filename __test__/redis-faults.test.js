@@ -6,7 +6,7 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const AsyncLock = require('../index.js')
-const { startRedis } = require('./redis-harness')
+const { startRedis } = require('../support/redis-harness')
 const { lockKey, lockKeys, ticketKey } = require('./redis-keys')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))

@@ -13,7 +13,7 @@ const { fork } = require('node:child_process')
 const AsyncLock = require('../index.js')
 const native = require('../lib/native')
 const { RedisClient } = require('../lib/redis')
-const { startRedis } = require('./redis-harness')
+const { startRedis } = require('../support/redis-harness')
 const { lockKey, lockKeys } = require('./redis-keys')
 
 const WORKER = path.join(__dirname, 'fixtures', 'redis-worker.js')

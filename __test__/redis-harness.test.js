@@ -6,7 +6,7 @@ const { test, after } = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const net = require('node:net')
-const { startRedis, stopAll, parseReply, encodeCommand } = require('./redis-harness')
+const { startRedis, stopAll, parseReply, encodeCommand } = require('../support/redis-harness')
 
 after(() => stopAll())
 

@@ -16,7 +16,7 @@ const assert = require('node:assert/strict')
 const net = require('node:net')
 const path = require('node:path')
 const { fork } = require('node:child_process')
-const { startRedis, freePort } = require('./redis-harness')
+const { startRedis, freePort } = require('../support/redis-harness')
 const { lockKey } = require('./redis-keys')
 
 const WORKER = path.join(__dirname, 'fixtures', 'redis-worker.js')

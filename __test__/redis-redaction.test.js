@@ -15,7 +15,7 @@ const AsyncLock = require('../index.js')
 const Locky = require('../locky.js')
 const ExclusiveLock = require('../exclusive-lock.js')
 const IORedis = require('ioredis')
-const { startRedis, freePort } = require('./redis-harness')
+const { startRedis, freePort } = require('../support/redis-harness')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 

@@ -9,7 +9,7 @@ const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
-const { startRedis } = require('./redis-harness')
+const { startRedis } = require('../support/redis-harness')
 const { lockKey, ticketKey } = require('./redis-keys')
 
 const lua = (name) => fs.readFileSync(path.join(__dirname, '..', 'src', 'redis', 'lua', name + '.lua'), 'utf8')

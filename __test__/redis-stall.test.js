@@ -12,7 +12,7 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const AsyncLock = require('../index.js')
-const { startRedis } = require('./redis-harness')
+const { startRedis } = require('../support/redis-harness')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const now = () => performance.now()

@@ -10,7 +10,7 @@ const assert = require('node:assert/strict')
 const AsyncLock = require('../index.js')
 const Locky = require('../locky.js')
 const ExclusiveLock = require('../exclusive-lock.js')
-const { startRedis } = require('./redis-harness')
+const { startRedis } = require('../support/redis-harness')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const MAX = 2 ** 31 - 1

@@ -680,7 +680,7 @@ function versionOf(name) {
 
 async function main() {
   const args = parseArgs(process.argv.slice(2))
-  const { startRedis } = require('../__test__/redis-harness.js')
+  const { startRedis } = require('../support/redis-harness.js')
   const skipped = []
   const server = await startRedis()
   const ctx = { server, infoCalls: 0, monitor: args.monitor ? new Monitor(server) : null }

@@ -17,7 +17,7 @@ const fs = require('node:fs')
 const path = require('node:path')
 const { fork } = require('node:child_process')
 const AsyncLock = require('..')
-const { startRedis, respCommand } = require('../__test__/redis-harness')
+const { startRedis, respCommand } = require('../support/redis-harness')
 
 const SCORE = 'example:score'
 const ACCEPTED = 'example:accepted-tokens'

@@ -1,9 +1,9 @@
 'use strict'
 // Throwaway redis-server processes for tests, benches and examples, plus a
-// tiny RESP2 client to poke at them. Not a *.test.js file: node --test does
-// not run it, the Redis tests require it.
+// tiny RESP2 client to poke at them. It lives outside __test__/ because bench/
+// and examples/ use it too; package.json's files list leaves it out of the package.
 //
-//   const { startRedis } = require('./redis-harness')
+//   const { startRedis } = require('../support/redis-harness')  // from __test__/, bench/, examples/
 //   const server = await startRedis()            // or { unix: true }, { args: [...] }
 //   after(() => server.stop())
 //   await server.command('SET', 'k', 'v')
