@@ -10,7 +10,7 @@
 
 const { EventEmitter } = require('events')
 const { performance } = require('perf_hooks')
-const { cacheConnectionUrl } = require('./lib/redis-url')
+const { cacheConnectionUrl } = require('./lib/redis/url')
 const { LockLostError } = require('./lib/lease')
 
 const DEFAULT_LOCK_TTL_MS = 3000
@@ -30,7 +30,7 @@ const abstractLogging = { fatal: noop, error: noop, warn: noop, info: noop, debu
 // Read at call time, not captured at load: lib/redis loads the native Redis
 // client, which a process that only builds instances (or fails validation)
 // never needs.
-const redisClient = () => require('./lib/redis').RedisClient
+const redisClient = () => require('./lib/redis/client').RedisClient
 
 /**
  * How long a lease set (or extended) by a request sent at `sent` is surely

@@ -11,7 +11,7 @@
 
 const { EventEmitter } = require('events')
 const { performance } = require('perf_hooks')
-const { lockyConnection } = require('./lib/redis-url')
+const { lockyConnection } = require('./lib/redis/url')
 const { invalidArg } = require('./lib/errors')
 
 // Every keylock Redis lock lives under one prefix (see exclusive-lock.js).
@@ -22,7 +22,7 @@ const REDIS_PREFIX = 'keylock'
 const DEFAULT_LEASE_TTL_MS = 30000
 
 const noop = () => {}
-const redisClient = () => require('./lib/redis').RedisClient
+const redisClient = () => require('./lib/redis/client').RedisClient
 
 // lodash's `_.get(options, key, fallback)`: the fallback only for undefined.
 const option = (options, key, fallback) =>
