@@ -243,10 +243,7 @@ function openSpace(opts) {
     return new RedisSpace(opts.redis, { name, prefix: opts.prefix, ttl: opts.ttl })
   }
   if (scope === 'redis') throw invalidArg('option "redis"', "a Redis URL when scope is 'redis'", opts.redis)
-  if (scope === undefined || scope === 'isolate') {
-    const { IsolateSpace } = require('./isolate')
-    return new IsolateSpace()
-  }
+  if (scope === undefined || scope === 'isolate') return new IsolateSpace()
   if (scope !== 'process') throw invalidArg('option "scope"', "'isolate', 'process' or 'redis'", scope)
   if (typeof name !== 'string' || name === '') {
     throw invalidArg('option "name"', "a non-empty string when scope is 'process'", name)
@@ -271,3 +268,8 @@ module.exports = {
   internEach,
   openSpace,
 }
+
+// Loaded with the contract (after its exports, which isolate.js uses): the
+// isolate reach is every lock's default, and loading it loads the addon, so
+// a missing binary fails at require('keylock') with the loader's message.
+const { IsolateSpace } = require('./isolate')
