@@ -71,8 +71,11 @@
 //   RELEASING  the release takes a round trip and hands the keys on where
 //              the queue lives; `waiter.released(result)` comes when it is done
 //
-// handOff(space, ids) (below) releases contended keys and starts whoever they
-// go to; releaseKeys(space, ids, waiter) does both steps at once.
+// `releaseOne(id) / releaseMany(ids) -> granted[]` release keys still held
+// after a HANDOFF and return the waiters they go to (not started yet); a
+// reach that never answers HANDOFF needs neither. handOff(space, ids) (below)
+// calls them and starts whoever the keys go to; releaseKeys(space, ids,
+// waiter) does releaseIdle and handOff at once.
 //
 // ## Cancel
 //
