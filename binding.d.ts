@@ -19,13 +19,14 @@ export declare function dropTable(table: number): void
 
 /**
  * The io buffer of this thread, at least `min` slots; a new buffer when it
- * had to grow (the old one must not be used after that).
+ * had to grow (the old one must not be used after that). One per thread,
+ * for the isolate and the process reach alike.
  */
 export declare function ioBuffer(min: number): ArrayBuffer
 
 export interface NativeAcquired {
-  /** 'granted' | 'busy' | 'rejected' | 'timeout' */
-  status: string
+  /** GRANTED, BUSY, REJECTED or TIMED_OUT (`outcomeCodes()`) */
+  outcome: number
   lease: number
   tokens: Array<number>
   /** rejected: index of the full queue's name */
@@ -47,6 +48,8 @@ export interface NativeAcquireOptions {
   skipQueue: boolean
   owner: string
   watchdog: boolean
+  /** The lock space of the names (an AsyncLock's `name`); none: "" */
+  space?: string
 }
 
 export interface NativeInspected {
@@ -60,8 +63,8 @@ export interface NativeLostEvent {
   reason: string
 }
 
-/** One busy key of a shared space. */
-export interface NativeSharedKeyState {
+/** One busy key of a process space. */
+export interface NativeProcessKeyState {
   id: number
   /** The key string; absent for a symbol key (private to one thread). */
   name?: string
@@ -70,6 +73,46 @@ export interface NativeSharedKeyState {
 
 /** Measures the bare cost of a crossing (bench/crossings.js). */
 export declare function noop(): void
+
+/** The outcome codes (`core::Outcome`) by name, for JS to read once. */
+export declare function outcomeCodes(): Record<string, number>
+
+/** Whether any key of the space is held or waited on, by any thread. */
+export declare function processBusy(member: number): boolean
+
+/**
+ * The key id of a string key (the same on every thread), pinned for this
+ * thread until `processUnpin`.
+ */
+export declare function processIntern(member: number, key: string): number
+
+/** A key only this thread can name (a JS symbol), pinned like `processIntern`. */
+export declare function processInternPrivate(member: number): number
+
+export declare function processIsBusy(member: number, key: string): boolean
+
+export declare function processIsBusyId(member: number, key: number): boolean
+
+/**
+ * Joins the process-wide space `name` for this thread; returns the member
+ * index the other calls take. `wake` is called (on this thread) when
+ * another thread granted one of this thread's waiters.
+ */
+export declare function processOpen(name: string, wake: () => void): number
+
+/**
+ * Keeps this thread's event loop alive (`on`) while it has waiters, or lets
+ * it end (`!on`) when it has none.
+ */
+export declare function processRef(member: number, on: boolean): void
+
+/** Busy keys of the space with their live waiters (for `queues`). */
+export declare function processSnapshot(member: number): Array<NativeProcessKeyState>
+
+/** Grants other threads made to this thread's waiters since the last call. */
+export declare function processTakeGrants(member: number): Array<number>
+
+export declare function processUnpin(member: number, key: number): void
 
 /** Makes the acquisition `request` leave its queues (see `RedisLock::abort`). */
 export declare function redisAbort(handle: number, request: number): void
@@ -101,17 +144,20 @@ export declare function redisCommand(handle: number, args: Array<string>): Promi
 
 export declare function redisExtend(handle: number, lease: number, ttl: number): Promise<boolean>
 
-export declare function redisInspect(handle: number, name: string): Promise<NativeInspected>
+export declare function redisInspect(handle: number, name: string, space?: string | undefined | null): Promise<NativeInspected>
 
 /**
  * Synchronous, for async-lock's `isBusy`: one round trip, on the runtime,
  * while this thread waits for its answer, for at most [`IS_BUSY_WAIT`]
  * (an event loop must not stall for a Redis that does not answer).
  */
-export declare function redisIsBusy(handle: number, name: string): boolean
+export declare function redisIsBusy(handle: number, name: string, space?: string | undefined | null): boolean
 
-/** The Redis key that holds the lease of `name` under `prefix`. */
-export declare function redisLeaseKey(prefix: string, name: string): string
+/**
+ * The Redis key that holds the lease of lock `name` of `space` ("" or
+ * none: no space) under `prefix` (docs/redis-keys.md).
+ */
+export declare function redisLeaseKey(prefix: string, name: string, space?: string | undefined | null): string
 
 /**
  * Opens a client under `prefix` (no I/O yet: it connects on the first
@@ -122,59 +168,6 @@ export declare function redisLeaseKey(prefix: string, name: string): string
 export declare function redisOpen(urls: string[], cluster: boolean, prefix: string, onLost: (event: NativeLostEvent) => void): number
 
 export declare function redisRelease(handle: number, lease: number): Promise<boolean>
-
-export declare function sharedAcquire(): void
-
-/** Whether any key of the space is held or waited on, by any thread. */
-export declare function sharedBusy(member: number): boolean
-
-export declare function sharedCancel(): void
-
-/**
- * The key id of a string key (the same on every thread), pinned for this
- * thread until `sharedUnpin`.
- */
-export declare function sharedIntern(member: number, key: string): number
-
-/** A key only this thread can name (a JS symbol), pinned like `sharedIntern`. */
-export declare function sharedInternPrivate(member: number): number
-
-/**
- * The shared-reach io buffer of this thread, at least `min` slots; a new
- * buffer when it had to grow (the old one must not be used after that).
- */
-export declare function sharedIoBuffer(min: number): ArrayBuffer
-
-export declare function sharedIsBusy(member: number, key: string): boolean
-
-export declare function sharedIsBusyId(member: number, key: number): boolean
-
-/**
- * Joins the process-wide space `name` for this thread; returns the member
- * index the other calls take. `wake` is called (on this thread) when
- * another thread granted one of this thread's waiters.
- */
-export declare function sharedOpen(name: string, wake: () => void): number
-
-/**
- * Keeps this thread's event loop alive (`on`) while it has waiters, or lets
- * it end (`!on`) when it has none.
- */
-export declare function sharedRef(member: number, on: boolean): void
-
-/** Releases held keys; io out: `g, ticket × g`, this thread's grants. */
-export declare function sharedRelease(): void
-
-/** Releases the keys nobody waits for; io out: `c, key × c`, the others. */
-export declare function sharedReleaseIdle(): void
-
-/** Busy keys of the space with their live waiters (for `queues`). */
-export declare function sharedSnapshot(member: number): Array<NativeSharedKeyState>
-
-/** Grants other threads made to this thread's waiters since the last call. */
-export declare function sharedTakeGrants(member: number): Array<number>
-
-export declare function sharedUnpin(member: number, key: number): void
 
 /**
  * The key words of a table, valid for key ids below `min` (grows the table

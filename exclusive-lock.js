@@ -11,6 +11,7 @@
 const { EventEmitter } = require('events')
 const { cacheConnectionUrl } = require('./lib/redis/url')
 const { HeldLease, openClient } = require('./lib/redis/held-lease')
+const { ttlOption } = require('./lib/validate')
 const { LockLostError } = require('./lib/lease')
 const { messages } = require('./lib/errors')
 
@@ -126,7 +127,9 @@ class ExclusiveLock extends EventEmitter {
       err.meta = { lock_ttl_ms, lock_refresh_ms, diff }
       throw err
     }
-    // keylock's own check, after the original's: where does the client point?
+    // keylock's own checks, after the original's: a ttl a lease can live
+    // with (lib/errors.js TTL_MIN_MS..TTL_MAX_MS), and where the client points.
+    ttlOption('option "lock_ttl_ms"', lock_ttl_ms)
     this.#url = cacheConnectionUrl(cache_connection)
 
     this.cache_connection = cache_connection

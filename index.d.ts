@@ -107,6 +107,9 @@ declare namespace AsyncLock {
      * Default `false`. Throws `Error` from the constructor when
      * `process.domain` does not exist.
      *
+     * Accepted and ignored on the Redis reach: a nested acquire of a key the
+     * task holds waits for it, like any other.
+     *
      * @example
      * import AsyncLock = require('keylock')
      * import * as domain from 'domain'
@@ -115,9 +118,6 @@ declare namespace AsyncLock {
      * domain.create().run(() => {
      *   lock.acquire('key', () => lock.acquire('key', () => 'nested'))
      * })
-     *
-     * Accepted and ignored on the Redis reach: a nested acquire of a key the
-     * task holds waits for it, like any other.
      */
     domainReentrant?: boolean | undefined
     /**
@@ -203,9 +203,16 @@ declare namespace AsyncLock {
      * a holder that dies frees its keys within `ttl`. A lease whose renewal
      * is refused, or not confirmed before it would run out (`ttl` minus
      * 1% + 2 ms of drift, counted from the last confirmed renewal), is lost:
-     * a `lock()` lease's `signal` aborts with a `LockLostError`. Throws
-     * `TypeError` (code `ERR_INVALID_ARG_VALUE`) for anything but a finite
-     * number ≥ 1.
+     * a `lock()` lease's `signal` aborts with a `LockLostError`.
+     *
+     * Bounds: from `50` to `2147483647` (2^31 − 1, 24.8 days). Below 50 ms a
+     * renewal at `ttl / 3` has too little time left for its round trip under
+     * the drift rule; above 2^31 − 1 no Node timer can hold the lease.
+     * Throws `RangeError` (code `ERR_OUT_OF_RANGE`) naming `ttl` for a
+     * number outside them, and `TypeError` (code `ERR_INVALID_ARG_VALUE`)
+     * for anything but a finite number > 0.
+     * @minimum 50
+     * @maximum 2147483647
      */
     ttl?: number | undefined
   }
@@ -219,9 +226,13 @@ declare namespace AsyncLock {
 
   /** What keylock reads of an `AbortSignal`, for projects whose types have none. */
   interface AbortSignalLike {
+    /** Whether the signal has aborted: `lock()` rejects at once, queueing nothing. */
     readonly aborted: boolean
+    /** What `lock()` rejects with when the signal aborts. */
     readonly reason: any
+    /** Called once per waiting `lock()` call, with `{ once: true }`. */
     addEventListener(type: 'abort', listener: (event: any) => void, options?: { once?: boolean }): void
+    /** Called when the wait ends otherwise (granted, timed out), so no listener is left behind. */
     removeEventListener(type: 'abort', listener: (event: any) => void): void
   }
 
@@ -325,7 +336,9 @@ declare namespace AsyncLock {
    * never on the isolate and process reaches.
    */
   class LockLostError extends Error {
+    /** Always `'LockLostError'`. */
     readonly name: 'LockLostError'
+    /** Always `'ELOCKLOST'`, the code to test in an `'error'` listener or a catch. */
     readonly code: 'ELOCKLOST'
     /** The key whose lock was lost. */
     readonly key: string | symbol
@@ -337,6 +350,11 @@ declare namespace AsyncLock {
      * says whether Redis refused the renewal or none could be confirmed.
      */
     readonly cause: unknown
+    /**
+     * What the library throws when a lease is lost; exported for
+     * `instanceof` checks and for tests that simulate a loss. The message
+     * names the key and the token. Never throws.
+     */
     constructor(key: string | symbol, token: number, cause?: unknown)
   }
 }
@@ -421,8 +439,11 @@ declare class AsyncLock {
    * `'isolate'`, `'process'` or `'redis'`, `scope` is `'process'` without a
    * `name`, `scope` is `'redis'` without `redis` (or `'isolate'` or
    * `'process'` with it), `redis` is not a Redis URL, `prefix` is not a
-   * non-empty string, `ttl` is not a finite number ≥ 1, or `name` is not a
-   * string on the Redis reach.
+   * non-empty string, `ttl` is not a finite number > 0, or `name` is not a
+   * string on the Redis reach. The message never quotes a password: a URL
+   * is shown redacted.
+   * @throws RangeError (code `ERR_OUT_OF_RANGE`) when `ttl` is outside
+   * 50..2147483647 ms.
    * @throws Error when `domainReentrant` is set and `process.domain` does not
    * exist.
    */

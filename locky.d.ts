@@ -6,7 +6,9 @@ import AsyncLock = require('./index')
 
 /** fast-locky's key names: `_.compact([name, 'lock', 'resource', resource]).join(':')`. */
 declare class LockyFormatter {
+  /** A formatter for the `name` namespace (none: unprefixed names). Never throws. */
   constructor(name?: string)
+  /** The `name` option, the first part of every lock and set name. */
   readonly name: string | undefined
   /** `[name:]lock:resource:<resource>`; falsy parts are dropped (resources `0` and `''` give `[name:]lock:resource`). */
   resourceToLock(resource: unknown): string
@@ -45,10 +47,22 @@ declare class LockyFormatter {
  * await locky.lock([{ resource: 'article:23', locker: 'user:7' }])
  */
 declare class Locky extends EventEmitter {
+  /**
+   * A Locky over the Redis that `options.redis` points to, through
+   * keylock's own connection (shared with this thread's other users of the
+   * same URL). An unreachable Redis fails calls, through the `'error'` rule
+   * above, never the constructor.
+   *
+   * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) naming option `"redis"`
+   *   when no Redis address can be read from it, `"ttl"` when it is neither
+   *   falsy nor a number of milliseconds (numeric strings accepted), and
+   *   `"leaseTtl"` when it is not a positive number of milliseconds.
+   */
   constructor(options?: Locky.LockyOptions)
 
   /** Where this instance's Redis is, and keylock's client for it. */
   redis: { url: string | string[]; client: unknown }
+  /** Builds this instance's lock and set names from `name`. */
   formatter: LockyFormatter
   /** The `ttl` option as given (`null` by default). */
   ttl: number | string | null
@@ -63,20 +77,37 @@ declare class Locky extends EventEmitter {
    * Locks each resource that is free (with `force`, even if someone holds
    * it). Resolves `true` whether or not anything was locked; emits
    * `'lock'(resource, locker)` for each lock taken, in input order, before
-   * resolving. One resource twice in one call: the first item wins.
+   * resolving. One resource twice in one call: the first item wins. A Redis
+   * failure gives back what the call took (all or nothing, as fast-locky's
+   * MULTI) and goes through the `'error'` rule.
+   *
+   * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) synchronously when `collection` is not an array of objects.
    */
   lock(collection: ReadonlyArray<Locky.LockItem>, force?: boolean): Promise<true | undefined>
-  /** Releases the given locks that this instance holds; `'unlock'(resource)` for each. Resolves `true`. */
+  /**
+   * Releases the given locks that this instance holds (a lock held by anyone
+   * else is left alone); `'unlock'(resource)` for each. Resolves `true`.
+   *
+   * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) synchronously when `resources` is not an array.
+   */
   unlock(resources: ReadonlyArray<unknown>): Promise<true | undefined>
   /**
    * Pushes the given locks this instance holds to `ttl` ms from now;
    * `'extend'(resource)` for each. Without a `ttl` it returns `undefined`
    * synchronously and does nothing.
+   *
+   * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) synchronously when, with a
+   *   `ttl`, `resources` is not an array.
    */
   extend(resources: ReadonlyArray<unknown>): Promise<true | undefined> | undefined
   /** upstream locky's name for `extend`; also takes a single resource. */
   refresh(resources: unknown): Promise<true | undefined> | undefined
-  /** The locker of each resource (as a string), or `null`, in input order. */
+  /**
+   * The locker of each resource (as a string), or `null`, in input order,
+   * whoever holds it.
+   *
+   * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) synchronously when `resources` is not an array.
+   */
   getLockers(resources: ReadonlyArray<unknown>): Promise<Array<string | null> | undefined>
   /** upstream locky's name: a single resource gives a single locker. */
   getLocker(resources: ReadonlyArray<unknown>): Promise<Array<string | null> | undefined>
@@ -91,11 +122,19 @@ declare class Locky extends EventEmitter {
   /** fast-locky's error funnel: `emit('error', err)`. */
   error(err: unknown): void
 
+  /**
+   * fast-locky's events: `'lock'(resource, locker)`, `'unlock'(resource)`,
+   * `'extend'(resource)`, each emitted before the call that caused it
+   * resolves; `'expire'(resource)` once when a lock this instance held is
+   * found lost (deleted, expired or forced away); `'error'(err)` for every
+   * failed call when a listener exists (the call then resolves `undefined`).
+   */
   on(event: 'lock', listener: (resource: any, locker: any) => void): this
   on(event: 'unlock' | 'extend', listener: (resource: any) => void): this
   on(event: 'expire', listener: (resource: string) => void): this
   on(event: 'error', listener: (err: Error) => void): this
   on(event: string | symbol, listener: (...args: any[]) => void): this
+  /** The events of `on`, heard once. */
   once(event: 'lock', listener: (resource: any, locker: any) => void): this
   once(event: 'unlock' | 'extend', listener: (resource: any) => void): this
   once(event: 'expire', listener: (resource: string) => void): this
@@ -106,15 +145,25 @@ declare class Locky extends EventEmitter {
 declare namespace Locky {
   /** A then-redis / node_redis `createClient` options object (only the address fields are read). */
   export interface RedisConnectionOptions {
+    /** A full Redis URL; when given, the other fields are not read. */
     url?: string
+    /** The server's host name or address. Default `127.0.0.1`. */
     host?: string
+    /** Another spelling of `host`. */
     hostname?: string
+    /** The server's port. Default `6379`. */
     port?: number | string
+    /** A unix socket path, used instead of host and port. */
     path?: string
+    /** The ACL user name (Redis 6+). */
     username?: string
+    /** The password (with `username`, or alone for `requirepass`). */
     password?: string
+    /** The logical database number. Default `0`. */
     database?: number | string
+    /** Another spelling of `database`. */
     db?: number | string
+    /** Truthy: the server speaks TLS (read as a `rediss://` URL). */
     tls?: unknown
   }
 
@@ -133,19 +182,35 @@ declare namespace Locky {
     | object
     | (() => string | readonly string[] | RedisConnectionOptions | object)
 
+  /** Options for `new Locky(options)`; every one is optional. */
   export interface LockyOptions {
+    /** Where Redis is (see `RedisOption`). A value nothing can be read from throws `TypeError` naming `"redis"`. */
     redis?: RedisOption
-    /** Lock TTL in milliseconds, kept only by `extend()`. `null`/`0` (default): leases renewed while the process runs. */
+    /**
+     * Lock TTL in milliseconds, kept only by `extend()`. `null`/`0` (default):
+     * leases renewed while the process runs. keylock: from 50 to 2147483647
+     * (2^31 − 1); outside, the constructor throws a `RangeError` (code
+     * `ERR_OUT_OF_RANGE`) naming `ttl`.
+     * @minimum 50
+     * @maximum 2147483647
+     */
     ttl?: number | string | null
     /** Key namespace: locks are `<name>:lock:resource:<id>`. */
     name?: string
     /** The set that tracks current locks. Default `[name:]lock:currents`. */
     set?: string
-    /** keylock: the lease length when `ttl` is null, renewed every third of it (default 30000). */
+    /**
+     * keylock: the lease length when `ttl` is null, renewed every third of it
+     * (default 30000); from 50 to 2147483647, else a `RangeError` naming it.
+     * @minimum 50
+     * @maximum 2147483647
+     */
     leaseTtl?: number
   }
 
+  /** One entry of `lock(collection)`. */
   export interface LockItem {
+    /** What to lock; its `String()` form names the lock (`[name:]lock:resource:<resource>`). */
     resource: unknown
     /** Stored as `String(locker)`; `'lock'` events pass the value given. */
     locker: unknown

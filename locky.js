@@ -13,6 +13,7 @@ const { EventEmitter } = require('events')
 const { lockyConnection } = require('./lib/redis/url')
 const { HeldLease, openClient } = require('./lib/redis/held-lease')
 const { invalidArg, closedError, messages } = require('./lib/errors')
+const { ttlOption: leaseTtl } = require('./lib/validate')
 
 // With `ttl: null` fast-locky's locks never expired. Here they are leases of
 // this length that keylock's watchdog renews (every third of it) while the
@@ -49,18 +50,24 @@ class Formatter {
   }
 }
 
-/** null, undefined and 0 mean "no ttl" (fast-locky's `!this.ttl`); else milliseconds. */
+/**
+ * null, undefined and 0 mean "no ttl" (fast-locky's `!this.ttl`); else
+ * milliseconds, within keylock's lease bounds (lib/errors.js TTL_MIN_MS..TTL_MAX_MS).
+ */
 function ttlOption(ttl) {
   if (!ttl) return 0
-  const n = typeof ttl === 'string' && ttl.trim() !== '' ? Number(ttl) : ttl
-  if (typeof n === 'number' && n > 0 && Number.isFinite(n)) return Math.ceil(n)
-  throw invalidArg('option "ttl"', 'a number of milliseconds (null or 0: locks without an expiry)', ttl)
+  const expected = 'a number of milliseconds (null or 0: locks without an expiry)'
+  if (typeof ttl === 'string' && ttl.trim() !== '') {
+    const n = Number(ttl)
+    if (!(n > 0) || !Number.isFinite(n)) throw invalidArg('option "ttl"', expected, ttl)
+    return leaseTtl('option "ttl"', n, expected)
+  }
+  return leaseTtl('option "ttl"', ttl, expected)
 }
 
 function leaseTtlOption(value) {
   if (value === undefined) return DEFAULT_LEASE_TTL_MS
-  if (typeof value === 'number' && value > 0 && Number.isFinite(value)) return Math.ceil(value)
-  throw invalidArg('option "leaseTtl"', 'a positive number of milliseconds', value)
+  return leaseTtl('option "leaseTtl"', value, 'a positive number of milliseconds')
 }
 
 function arrayArg(value, name) {

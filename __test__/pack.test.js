@@ -69,6 +69,42 @@ function pack(dir, extra, env) {
   return report
 }
 
+/**
+ * `npm publish --dry-run` in `dir`: everything publishing checks (manifest,
+ * tarball, tag) without uploading. --offline with an empty cache and a
+ * loopback registry, so no registry is asked (npm would retry an unreachable
+ * one for a minute) and the result does not depend on what the registry
+ * holds. Returns the tarball report and npm's warnings, less the one about
+ * not being logged in.
+ */
+function publishDryRun(dir, cache, env) {
+  const child = run(
+    process.execPath,
+    [
+      npmCli(),
+      'publish',
+      '--dry-run',
+      '--json',
+      '--ignore-scripts',
+      '--access',
+      'public',
+      '--offline',
+      '--cache',
+      cache,
+      '--registry',
+      'http://127.0.0.1:9/',
+    ],
+    { cwd: dir, env },
+  )
+  const json = JSON.parse(child.stdout)
+  // npm 11 keys the report by package name; npm 10 (Node 18-22) prints it bare.
+  const report = json.id ? json : Object.values(json)[0]
+  const warnings = child.stderr
+    .split('\n')
+    .filter((line) => /^npm (warn|error)/i.test(line) && !/requires you to be logged in/.test(line))
+  return { report, warnings }
+}
+
 function describeTarball(t, report) {
   t.diagnostic(`${report.filename}: ${report.size} bytes packed, ${report.unpackedSize} unpacked, ${report.entryCount} files`)
   for (const file of report.files) t.diagnostic(`  ${file.path} (${file.size} bytes)`)
@@ -181,6 +217,13 @@ test('installed from the tarballs with no cargo and no registry, keylock works f
 const assert = require('node:assert/strict')
 const AsyncLock = require('keylock')
 const lock = require('keylock/alock')
+// The Redis faces load (they share the native binary) and construct without
+// connecting; their locking is tested against a real Redis elsewhere.
+const Locky = require('keylock/locky')
+const ExclusiveLock = require('keylock/exclusive-lock')
+assert.equal(Locky.Locky, Locky)
+assert.equal(ExclusiveLock.ExclusiveLock, ExclusiveLock)
+assert.equal(new ExclusiveLock({ name: 'pack test', cache_connection: 'redis://127.0.0.1:6379' }).key, 'exclusive-lock:pack-test')
 const binary = require.resolve(${JSON.stringify(platformPackage)})
 assert.ok(binary.startsWith(${JSON.stringify(path.join(project, 'node_modules', platformPackage))}), binary)
 const asyncLock = new AsyncLock()
@@ -215,9 +258,15 @@ Promise.all([second, shared.acquire('k', async () => 'shared'), new Promise((r) 
 import { createRequire } from 'node:module'
 import AsyncLock from 'keylock'
 import lock from 'keylock/alock'
+import Locky, { Locky as NamedLocky } from 'keylock/locky'
+import ExclusiveLock, { ExclusiveLock as NamedExclusiveLock } from 'keylock/exclusive-lock'
 const require = createRequire(import.meta.url)
 assert.equal(AsyncLock, require('keylock'))
 assert.equal(lock, require('keylock/alock'))
+assert.equal(Locky, require('keylock/locky'))
+assert.equal(NamedLocky, Locky)
+assert.equal(ExclusiveLock, require('keylock/exclusive-lock'))
+assert.equal(NamedExclusiveLock, ExclusiveLock)
 const value = await new AsyncLock().acquire(['a', 'b'], async () => 'esm value')
 let release
 require('keylock/alock')('shared', (done) => { release = done })
@@ -270,6 +319,49 @@ void value
   )
   run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', project], { cwd: project, env })
 
+  // The Redis faces are EventEmitters, so their declarations use Node's
+  // types, as a Node project has them (@types/node, taken from this
+  // repository's devDependencies: the project cannot download it).
+  fs.writeFileSync(
+    path.join(project, 'tsconfig.redis.json'),
+    JSON.stringify({
+      compilerOptions: {
+        strict: true,
+        noEmit: true,
+        module: 'node16',
+        moduleResolution: 'node16',
+        target: 'es2020',
+        lib: ['es2020'],
+        typeRoots: [path.join(root, 'node_modules', '@types')],
+        types: ['node'],
+      },
+      files: ['check-redis-types.ts', 'check-redis-types.mts'],
+    }),
+  )
+  fs.writeFileSync(
+    path.join(project, 'check-redis-types.ts'),
+    `import Locky = require('keylock/locky')
+import ExclusiveLock = require('keylock/exclusive-lock')
+const locky: Locky = new Locky({ redis: 'redis://127.0.0.1:6379', ttl: 1000 })
+const exclusive: ExclusiveLock = new ExclusiveLock({ name: 'n', cache_connection: 'redis://127.0.0.1:6379' })
+const acquired: Promise<boolean> = exclusive.acquire()
+void locky, acquired
+`,
+  )
+  fs.writeFileSync(
+    path.join(project, 'check-redis-types.mts'),
+    `import Locky, { Locky as NamedLocky } from 'keylock/locky'
+import ExclusiveLock, { ExclusiveLock as NamedExclusiveLock } from 'keylock/exclusive-lock'
+const locky: NamedLocky = new Locky({ ttl: null })
+const exclusive: NamedExclusiveLock = new ExclusiveLock({ name: 'n', cache_connection: 'redis://127.0.0.1:6379' })
+void locky, exclusive
+`,
+  )
+  run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', path.join(project, 'tsconfig.redis.json')], {
+    cwd: project,
+    env,
+  })
+
   // The setup of many @types/async-lock users: classic resolution (no
   // "exports"), esModuleInterop off, `import * as`. It must find the
   // installed index.d.ts and alock.d.ts through "types" and the file layout.
@@ -312,6 +404,60 @@ void value
   })
   assert.notEqual(wrong.status, 0, 'tsc accepted a string timeout')
   assert.match(wrong.stdout, /check-types\.ts.*TS2322/)
+})
+
+test('npm publish --dry-run passes for the main package and every platform package', (t) => {
+  const manifest = require('../package.json')
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-publish-'))
+  t.after(() => fs.rmSync(work, { recursive: true, force: true }))
+  const env = envWithoutCargo()
+  const cache = path.join(work, 'npm-cache')
+
+  const main = publishDryRun(root, cache, env)
+  describeTarball(t, main.report)
+  assert.equal(main.report.name, manifest.name)
+  assert.equal(main.report.version, manifest.version)
+  // A warning here is npm rewriting our package.json on the way out (for
+  // example "auto-corrected some errors"): fix package.json instead.
+  assert.deepEqual(main.warnings, [], `${manifest.name}: npm warned`)
+
+  // Each npm/<platform> package as `napi prepublish` publishes it in CI:
+  // the folder plus its binary. This platform's is the one built here; the
+  // others are stand-ins with the right name (only the packaging is tested).
+  for (const platform of fs.readdirSync(path.join(root, 'npm'))) {
+    const dir = path.join(work, platform)
+    fs.cpSync(path.join(root, 'npm', platform), dir, { recursive: true })
+    const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8'))
+    const built = path.join(root, pkg.main)
+    if (fs.existsSync(built)) fs.copyFileSync(built, path.join(dir, pkg.main))
+    else fs.writeFileSync(path.join(dir, pkg.main), 'stand-in binary\n')
+    const { report, warnings } = publishDryRun(dir, cache, env)
+    describeTarball(t, report)
+    assert.equal(report.name, pkg.name)
+    assert.equal(report.version, manifest.version)
+    assert.deepEqual(report.files.map((file) => file.path).sort(), ['README.md', pkg.main, 'package.json'].sort())
+    assert.deepEqual(warnings, [], `${pkg.name}: npm warned`)
+  }
+})
+
+test('package metadata: repository (which npm publish --provenance checks), homepage, bugs, keywords', () => {
+  const manifest = require('../package.json')
+  // Provenance ties a tarball to the repository that built it: npm refuses a
+  // --provenance publish whose package.json names no repository, or another one.
+  assert.equal(manifest.repository.type, 'git')
+  const match = /^git\+https:\/\/github\.com\/([\w.-]+\/[\w.-]+)\.git$/.exec(manifest.repository.url)
+  assert.ok(match, `repository.url ${manifest.repository.url} is not npm's normalized GitHub form`)
+  const web = `https://github.com/${match[1]}`
+  assert.equal(manifest.homepage, `${web}#readme`)
+  assert.equal(manifest.bugs.url, `${web}/issues`)
+  assert.ok(Array.isArray(manifest.keywords) && manifest.keywords.length > 0)
+  for (const keyword of ['lock', 'mutex', 'async-lock', 'redis']) assert.ok(manifest.keywords.includes(keyword), keyword)
+  for (const platform of fs.readdirSync(path.join(root, 'npm'))) {
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'npm', platform, 'package.json'), 'utf8'))
+    assert.deepEqual(pkg.repository, { ...manifest.repository, directory: `npm/${platform}` }, pkg.name)
+    assert.equal(pkg.license, manifest.license, pkg.name)
+    assert.deepEqual(pkg.engines, manifest.engines, pkg.name)
+  }
 })
 
 /**

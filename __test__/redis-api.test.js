@@ -14,6 +14,7 @@ const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 const AsyncLock = require('../index.js')
 const { startRedis } = require('./redis-harness')
+const { lockKey } = require('./redis-keys')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -30,7 +31,7 @@ function pair(t, opts = {}) {
   const a = new AsyncLock({ redis: server.url, name, ...opts })
   const b = new AsyncLock({ redis: server.url, name, ...opts })
   t.after(() => Promise.all([a.close(), b.close()]))
-  return { name, a, b, lease: (key) => `keylock:{${name}:${key}}`, queue: (key) => `keylock:{${name}:${key}}:q` }
+  return { name, a, b, lease: (key) => lockKey('keylock', name, key, 'l'), queue: (key) => lockKey('keylock', name, key, 'q') }
 }
 
 test('fn never runs inside acquire(), even on a free key', async (t) => {
@@ -138,7 +139,7 @@ test('unix-socket URLs, both spellings, reach the same locks', async (t) => {
   await held.release()
   await waiting
   assert.deepEqual(order, ['a releases', 'b'])
-  assert.equal(await unixServer.command('EXISTS', 'keylock:{sock:k}'), 0)
+  assert.equal(await unixServer.command('EXISTS', lockKey('keylock', 'sock', 'k', 'l')), 0)
 })
 
 test('prefix: locks under different prefixes share nothing; the keys live under the prefix', async (t) => {
@@ -147,8 +148,8 @@ test('prefix: locks under different prefixes share nothing; the keys live under 
   t.after(() => Promise.all([a.close(), b.close()]))
   const la = await a.lock('k')
   const lb = await b.lock('k', { timeout: 1000 })
-  assert.ok((await server.command('GET', 'app1:{pre:k}')) !== null)
-  assert.ok((await server.command('GET', 'app2:{pre:k}')) !== null)
+  assert.ok((await server.command('GET', lockKey('app1', 'pre', 'k', 'l'))) !== null)
+  assert.ok((await server.command('GET', lockKey('app2', 'pre', 'k', 'l'))) !== null)
   await Promise.all([la.release(), lb.release()])
   assert.throws(() => new AsyncLock({ redis: server.url, prefix: '' }), { name: 'TypeError', message: /option "prefix"/ })
   assert.throws(() => new AsyncLock({ redis: server.url, ttl: -5 }), { name: 'TypeError', message: /option "ttl"/ })

@@ -9,6 +9,7 @@ const assert = require('node:assert/strict')
 const { execFileSync } = require('node:child_process')
 const AsyncLock = require('../index.js')
 const { startRedis, freePort } = require('./redis-harness')
+const { lockKeys } = require('./redis-keys')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
@@ -115,4 +116,27 @@ test('async-lock API on a cluster: isBusy answers for every client, callback mod
   )
   assert.equal(value, 42)
   assert.equal(b.isBusy('job'), false)
+})
+
+test("a name such as '{billing}' tags every key: any keys lock together, each its own lock, on the slot of the user's {billing} keys", async (t) => {
+  const a = new AsyncLock({ redis: urls, name: '{billing}', ttl: 3000 })
+  const b = new AsyncLock({ redis: urls, name: '{billing}', ttl: 3000 })
+  t.after(() => Promise.all([a.close(), b.close()]))
+  // 'acct:q' used to be the name of acct's queue.
+  const both = await a.lock(['acct', 'acct:q', 'other'])
+  assert.equal(both.tokens.length, 3)
+  const waiting = b.lock('acct:q', { timeout: 5000 })
+  await sleep(100)
+  await both.release()
+  const next = await waiting
+  const alone = await a.lock('acct', { timeout: 1000 })
+  await Promise.all([next.release(), alone.release()])
+  // Redis itself puts the lock's keys on the slot of the user's own
+  // {billing} / {order:1} keys, and every structure of a lock on one slot.
+  const keyslot = (k) => nodes[0].command('CLUSTER', 'KEYSLOT', k)
+  for (const [space, key, tag] of [['{billing}', 'acct', '{billing}'], ['c', '{order:1}:items', '{order:1}'], ['', 'plain', null]]) {
+    const slots = await Promise.all(lockKeys('keylock', space, key).map(keyslot))
+    assert.equal(new Set(slots).size, 1, `${space}/${key}: one slot for lease, meta, queue and waiters`)
+    if (tag !== null) assert.equal(slots[0], await keyslot(tag))
+  }
 })

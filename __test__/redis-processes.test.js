@@ -17,6 +17,7 @@ const net = require('node:net')
 const path = require('node:path')
 const { fork } = require('node:child_process')
 const { startRedis, freePort } = require('./redis-harness')
+const { lockKey } = require('./redis-keys')
 
 const WORKER = path.join(__dirname, 'fixtures', 'redis-worker.js')
 const CALL_TIMEOUT_MS = 20000
@@ -26,8 +27,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 // Lock name 'n' with the default prefix: key 'k' lives in these Redis keys
 // (src/redis/lua/common.lua has the layout).
-const LEASE = 'keylock:{n:k}'
-const QUEUE = 'keylock:{n:k}:q'
+const LEASE = lockKey('keylock', 'n', 'k', 'l')
+const QUEUE = lockKey('keylock', 'n', 'k', 'q')
 
 // ------------------------------------------------------------- helpers ----
 
@@ -385,7 +386,7 @@ test('a SIGKILLed waiter: the next live waiter is granted when the holder releas
 
   // Released after LIVENESS: the dead waiter is reaped by the release itself.
   const k2 = 'k2'
-  const q2 = 'keylock:{n:k2}:q'
+  const q2 = lockKey('keylock', 'n', 'k2', 'q')
   await holder2.call('lock', { tag: 'h', key: k2 })
   dead2.call('lock', { tag: 'x', key: k2 }).catch(() => {})
   await waitQueued(s, 1, q2)

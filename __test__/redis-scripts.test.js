@@ -10,6 +10,7 @@ const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
 const { startRedis } = require('./redis-harness')
+const { lockKey, ticketKey } = require('./redis-keys')
 
 const lua = (name) => fs.readFileSync(path.join(__dirname, '..', 'src', 'redis', 'lua', name + '.lua'), 'utf8')
 const common = lua('common')
@@ -17,18 +18,15 @@ const SCRIPTS = {
   acquire: common + '\n' + lua('acquire'),
   release: common + '\n' + lua('release'),
   cancel: common + '\n' + lua('cancel'),
-  extend: lua('extend'),
+  extend: common + '\n' + lua('extend'),
   inspect: lua('inspect'),
 }
 const P = 't'
 const TRY = 0
 const WAIT = 1
 const FORCE = 2
-const GRANTED = 0
-const QUEUED = 1
-const REJECTED = 2
-const BUSY = 3
-const HANDED_ON = 4
+// The outcome codes the scripts return, from the one table (src/core/outcome.rs).
+const { GRANTED, QUEUED, REJECTED, BUSY, HANDED_OFF, CANCELLED } = require('../lib/native').OUTCOME
 
 let server
 before(async () => {
@@ -36,8 +34,12 @@ before(async () => {
 })
 after(() => server.stop())
 
-const base = (name) => `${P}:{${name}}`
-const keysOf = (names) => names.flatMap((n) => [base(n), base(n) + ':m', base(n) + ':q', base(n) + ':w']).concat(P + ':tkt')
+// Lock `name` without a space under prefix P (docs/redis-keys.md).
+const base = (name) => lockKey(P, '', name, 'l')
+const metaKey = (name) => lockKey(P, '', name, 'm')
+const queueKey = (name) => lockKey(P, '', name, 'q')
+const waitersKey = (name) => lockKey(P, '', name, 'w')
+const keysOf = (names) => names.flatMap((n) => [base(n), metaKey(n), queueKey(n), waitersKey(n)]).concat(ticketKey(P))
 const evalScript = (name, keys, args) => server.command('EVAL', SCRIPTS[name], keys.length, ...keys, ...args)
 
 let next = 0
@@ -49,8 +51,8 @@ function acquire(names, id, { ttl = 10000, mode = WAIT, maxPending = -1, skipQue
 }
 const release = (names, id) => evalScript('release', keysOf(names), [P, id])
 const cancel = (names, id) => evalScript('cancel', keysOf(names), [P, id])
-const extend = (names, id, ttl) => evalScript('extend', names.map(base), [id, ttl])
-const queue = (name) => server.command('ZRANGE', base(name) + ':q', 0, -1)
+const extend = (names, id, ttl) => evalScript('extend', keysOf(names), [P, id, ttl])
+const queue = (name) => server.command('ZRANGE', queueKey(name), 0, -1)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 test('ACQUIRE on a free name grants it with a fence and a lease of ttl', async () => {
@@ -60,7 +62,7 @@ test('ACQUIRE on a free name grants it with a fence and a lease of ttl', async (
   assert.equal(await server.command('GET', base(n)), 'c1:1|alice')
   const pttl = await server.command('PTTL', base(n))
   assert.ok(pttl > 4000 && pttl <= 5000, `pttl ${pttl}`)
-  assert.equal(Number(await server.command('HGET', base(n) + ':m', 'fence')), token)
+  assert.equal(Number(await server.command('GET', metaKey(n))), token)
   // Time-seeded: about the server's clock in microseconds.
   const [sec] = await server.command('TIME')
   assert.ok(Math.abs(token / 1e6 - Number(sec)) < 5, `token ${token} vs time ${sec}`)
@@ -72,13 +74,13 @@ test('a busy name queues a waiter once, however often it re-runs ACQUIRE, and re
   const [status, pttl] = await acquire([n], 'c2:1', { live: 3000 })
   assert.equal(status, QUEUED)
   assert.ok(pttl > 0)
-  const score = await server.command('ZSCORE', base(n) + ':q', 'c2:1')
-  const record1 = await server.command('HGET', base(n) + ':w', 'c2:1')
+  const score = await server.command('ZSCORE', queueKey(n), 'c2:1')
+  const record1 = await server.command('HGET', waitersKey(n), 'c2:1')
   await sleep(20)
   assert.equal((await acquire([n], 'c2:1', { live: 3000 }))[0], QUEUED)
   assert.deepEqual(await queue(n), ['c2:1'])
-  assert.equal(await server.command('ZSCORE', base(n) + ':q', 'c2:1'), score, 'kept its place')
-  const record2 = await server.command('HGET', base(n) + ':w', 'c2:1')
+  assert.equal(await server.command('ZSCORE', queueKey(n), 'c2:1'), score, 'kept its place')
+  const record2 = await server.command('HGET', waitersKey(n), 'c2:1')
   assert.ok(Number(record2.split('|')[0]) > Number(record1.split('|')[0]), 'deadline moved on')
   assert.match(record2, /^\d+\|10000\|1\|o$/)
 })
@@ -114,13 +116,15 @@ test('RELEASE hands the name to the head in the same script, with a larger token
   // key is blocked for the claim only (a live head's watchdog renews it).
   const pttl = await server.command('PTTL', base(n))
   assert.ok(pttl > 2000 && pttl <= 3000, `claim ${pttl}`)
-  const t2 = Number(await server.command('HGET', base(n) + ':m', 'fence'))
+  const t2 = Number(await server.command('GET', metaKey(n)))
   assert.ok(t2 > t1)
   assert.deepEqual(await queue(n), ['c3:1'])
-  assert.equal(await server.command('HGET', base(n) + ':w', 'c2:1'), null)
+  assert.equal(await server.command('HGET', waitersKey(n), 'c2:1'), null)
   // The waiter re-running ACQUIRE after the grant (a lost message) finds it,
-  // and is told it came by a hand-off.
-  assert.deepEqual(await acquire([n], 'c2:1'), [HANDED_ON, t2])
+  // and is told it came by a hand-off, with the ms the lease has left.
+  const [status, token, left] = await acquire([n], 'c2:1')
+  assert.deepEqual([status, token], [HANDED_OFF, t2])
+  assert.ok(left > 2000 && left <= 3000, `left ${left}`)
   // A head whose own ttl is below the claim gets its ttl.
   assert.equal(await release([n], 'c2:1'), 1)
   const short = await server.command('PTTL', base(n))
@@ -146,7 +150,7 @@ test('RELEASE with nobody waiting deletes the lease; the queue and waiter keys g
   await acquire([n], 'c2:1')
   await cancel([n], 'c2:1')
   assert.equal(await release([n], 'c1:1'), 1)
-  assert.equal(await server.command('EXISTS', base(n), base(n) + ':q', base(n) + ':w'), 0)
+  assert.equal(await server.command('EXISTS', base(n), queueKey(n), waitersKey(n)), 0)
 })
 
 test('CANCEL takes a waiter out of the queue; a CANCEL that lost the race to a grant keeps the grant', async () => {
@@ -154,12 +158,12 @@ test('CANCEL takes a waiter out of the queue; a CANCEL that lost the race to a g
   await acquire([n], 'c1:1')
   await acquire([n], 'c2:1')
   await acquire([n], 'c3:1')
-  assert.deepEqual(await cancel([n], 'c2:1'), [0])
+  assert.deepEqual(await cancel([n], 'c2:1'), [CANCELLED])
   assert.deepEqual(await queue(n), ['c3:1'])
   await release([n], 'c1:1') // grants c3
   const [granted, token] = await cancel([n], 'c3:1')
-  assert.equal(granted, 1, 'told it holds the lease')
-  assert.equal(token, Number(await server.command('HGET', base(n) + ':m', 'fence')))
+  assert.equal(granted, HANDED_OFF, 'told it holds the lease')
+  assert.equal(token, Number(await server.command('GET', metaKey(n))))
   assert.ok((await server.command('GET', base(n))).startsWith('c3:1|'))
 })
 
@@ -172,7 +176,7 @@ test('waiters that stopped heartbeating are reaped and skipped by the hand-off',
   assert.equal(await release([n], 'c1:1'), 1)
   assert.ok((await server.command('GET', base(n))).startsWith('c3:1|'))
   assert.deepEqual(await queue(n), [])
-  assert.equal(await server.command('HGET', base(n) + ':w', 'dead:1'), null)
+  assert.equal(await server.command('HGET', waitersKey(n), 'dead:1'), null)
 })
 
 test('an expired holder is passed over: the next ACQUIRE grants the head, not the caller', async () => {
@@ -208,8 +212,8 @@ test('multi-name: one ticket in every queue, granted only at the head of all wit
   const y = fresh()
   await acquire([x], 'c1:1')
   assert.equal((await acquire([x, y], 'm:1'))[0], QUEUED)
-  const sx = await server.command('ZSCORE', base(x) + ':q', 'm:1')
-  assert.equal(await server.command('ZSCORE', base(y) + ':q', 'm:1'), sx)
+  const sx = await server.command('ZSCORE', queueKey(x), 'm:1')
+  assert.equal(await server.command('ZSCORE', queueKey(y), 'm:1'), sx)
   // y is free but reserved for its head: a newcomer queues behind it.
   assert.equal((await acquire([y], 'c2:1'))[0], QUEUED)
   assert.equal(await server.command('EXISTS', base(y)), 0)
@@ -244,7 +248,7 @@ test('tokens keep increasing when Redis loses the counter (time-seeded)', async 
   const n = fresh()
   const [, t1] = await acquire([n], 'c1:1')
   await release([n], 'c1:1')
-  await server.command('DEL', base(n) + ':m') // what a restart without persistence does
+  await server.command('DEL', metaKey(n)) // what a restart without persistence does
   const [, t2] = await acquire([n], 'c2:1')
   assert.ok(t2 > t1, `${t2} > ${t1}`)
   // And within one microsecond the counter still moves on.
@@ -255,10 +259,10 @@ test('tokens keep increasing when Redis loses the counter (time-seeded)', async 
 
 test('INSPECT shows owner, pttl and waiters', async () => {
   const n = fresh()
-  assert.deepEqual(await evalScript('inspect', [base(n), base(n) + ':q'], []), [null, -2, 0])
+  assert.deepEqual(await evalScript('inspect', [base(n), queueKey(n)], []), [null, -2, 0])
   await acquire([n], 'c1:1', { owner: 'alice', ttl: 4000 })
   await acquire([n], 'c2:1')
-  const [owner, pttl, waiters] = await evalScript('inspect', [base(n), base(n) + ':q'], [])
+  const [owner, pttl, waiters] = await evalScript('inspect', [base(n), queueKey(n)], [])
   assert.equal(owner, 'alice')
   assert.ok(pttl > 3000)
   assert.equal(waiters, 1)

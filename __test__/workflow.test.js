@@ -90,6 +90,45 @@ test('each binary is tested with npm test on its own OS and architecture', () =>
   )
 })
 
+test('the Node versions the README states are the ones the test job runs, 18, 20 and 22 among them', () => {
+  const readme = fs.readFileSync(path.join(root, 'README.md'), 'utf8')
+  const platforms = /^## Platforms\n+(Node\.js [^\n]*)/m.exec(readme)
+  assert.ok(platforms, 'the README has no "## Platforms" section opening with "Node.js …"')
+  const claimed = [...platforms[1].split('(')[0].matchAll(/\d+/g)].map((m) => m[0])
+  const tested = workflow.jobs.test.strategy.matrix.node.map(String)
+  assert.deepEqual([...tested].sort(), [...claimed].sort(), `README claims ${claimed}, the workflow tests ${tested}`)
+  for (const version of ['18', '20', '22']) assert.ok(tested.includes(version), `node ${version} is not tested`)
+  assert.equal(manifest.engines.node, `>= ${Math.min(...claimed.map(Number))}`)
+  for (const dir of fs.readdirSync(path.join(root, 'npm'))) {
+    const pkg = JSON.parse(fs.readFileSync(path.join(root, 'npm', dir, 'package.json'), 'utf8'))
+    assert.deepEqual(pkg.engines, manifest.engines, pkg.name)
+  }
+
+  // On every version: the smoke test (load + a lock through each entry
+  // point) with the downloaded binary, then the suite.
+  const steps = workflow.jobs.test.steps
+  const download = steps.findIndex((step) => step.uses && step.uses.startsWith('actions/download-artifact@'))
+  const smoke = steps.findIndex((step) => step.run === 'node scripts/smoke.js')
+  const suite = steps.findIndex((step) => step.run === 'npm test')
+  assert.ok(download < smoke && smoke < suite, 'smoke test missing, or not between the download and npm test')
+  const setup = steps.find((step) => step.uses && step.uses.startsWith('actions/setup-node@'))
+  assert.equal(setup.with['node-version'], '${{ matrix.node }}')
+})
+
+test('npm test passes no directory to node --test (Node 22 and 24 would load it as a module)', () => {
+  // From Node 21 the arguments of --test are globs and a directory matches
+  // itself (nodejs/node#64555): `node --test __test__/` fails on 22 and 24.
+  const command = manifest.scripts.test
+  for (const [, args] of command.matchAll(/node --test((?: [^&|]+)?)/g)) {
+    for (const arg of args.trim().split(/\s+/).filter(Boolean)) {
+      if (arg.startsWith('-')) continue
+      const target = path.join(root, arg)
+      assert.ok(!fs.existsSync(target) || !fs.statSync(target).isDirectory(), `npm test passes the directory ${arg} to node --test`)
+    }
+  }
+  assert.match(command, /^node scripts\/test\.js( |$)/)
+})
+
 test('publishing happens only on a version tag, after the tests, with provenance', () => {
   const publish = workflow.jobs.publish
   assert.match(publish.if, /startsWith\(github\.ref, 'refs\/tags\/v'\)/)

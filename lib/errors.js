@@ -49,6 +49,46 @@ function invalidArg(name, expected, value) {
   return err
 }
 
+/**
+ * A TypeError for a Redis URL that cannot be opened. `shown` is the URL
+ * already redacted (lib/redis/url.js `redactUrl`): a connection string may
+ * carry a password, so it is never quoted as given.
+ */
+function invalidUrl(name, shown, cause) {
+  const err = new TypeError(
+    `keylock: ${name} must be a Redis URL (redis://, redis+unix:// or unix://) that can be opened; got ${shown}`,
+  )
+  err.code = 'ERR_INVALID_ARG_VALUE'
+  if (cause !== undefined) err.cause = cause
+  return err
+}
+
+/**
+ * The bounds of a Redis lease's ttl, in milliseconds, on every face that
+ * takes one (AsyncLock `ttl`, Locky `ttl`/`leaseTtl`, ExclusiveLock
+ * `lock_ttl_ms`, extend()).
+ * - At least 50: the watchdog renews at ttl/3 and gives the lease up at
+ *   `sent + ttl - (ttl/100 + 2 ms)` (redlock's drift rule), which leaves
+ *   0.66 ttl - 2 ms for a renewal's round trip: 31 ms at 50 ms, room for a
+ *   loopback round trip on a loaded host plus timer lateness. A ttl of a
+ *   few ms ran out before the grant's reply was read.
+ * - At most 2^31 - 1 (24.8 days): the longest delay a Node timer honours
+ *   (the facades time leases and refreshes with setTimeout, which fires a
+ *   longer one at once), well inside Redis's PX and JS's safe integers.
+ */
+const TTL_MIN_MS = 50
+const TTL_MAX_MS = 2 ** 31 - 1
+
+/** A RangeError for a ttl that cannot work, naming the option and the bounds. */
+function ttlOutOfRange(name, value) {
+  const err = new RangeError(
+    `keylock: ${name} must be from ${TTL_MIN_MS} to ${TTL_MAX_MS} milliseconds ` +
+      `(a lease must outlive a renewal round trip, and a Node timer holds at most 2^31 - 1 ms); got ${describe(value)}`,
+  )
+  err.code = 'ERR_OUT_OF_RANGE'
+  return err
+}
+
 function badKey(cause) {
   const err = new TypeError(
     'keylock: key must be a string, a number, a symbol, or a value whose String() form is a string; ' +
@@ -88,4 +128,16 @@ function invalidConnection(name, expected, value) {
   return err
 }
 
-module.exports = { messages, invalidArg, invalidConnection, badKey, closedError, internalError, keyText }
+module.exports = {
+  messages,
+  invalidArg,
+  invalidUrl,
+  invalidConnection,
+  ttlOutOfRange,
+  TTL_MIN_MS,
+  TTL_MAX_MS,
+  badKey,
+  closedError,
+  internalError,
+  keyText,
+}

@@ -3,17 +3,23 @@
 // and turns its failure into one error that says what was looked for and
 // what to do, instead of a bare "Cannot find module".
 //
-// Besides what binding.d.ts declares, the addon exports four raw N-API
-// callbacks (src/binding/hot.rs), absent from the generated types because
-// napi-rs does not generate them: acquire(), release() and cancel(), which
-// take no arguments and exchange data through the io buffer (layouts in
-// src/binding/mod.rs), and noopRaw(), which bench/crossings.js times.
+// Besides what binding.d.ts declares, the addon exports raw N-API callbacks
+// (src/binding/hot.rs), absent from the generated types because napi-rs does
+// not generate them: acquire(), release(), cancel() (isolate reach) and
+// processAcquire(), processRelease(), processReleaseIdle(), processCancel()
+// (process reach), which take no arguments and exchange data through the
+// thread's one io buffer (lib/spaces/io.js; layouts in src/binding/mod.rs), and
+// noopRaw(), which bench/crossings.js times.
+//
+// OUTCOME is the outcome table of src/core/outcome.rs ({ GRANTED: 0, ... }),
+// read once here so that no JS file spells the codes itself.
 let binding
 try {
   binding = require('../binding.js')
 } catch (err) {
   throw noBinaryError(err)
 }
+binding.OUTCOME = Object.freeze(binding.outcomeCodes())
 module.exports = binding
 
 /**

@@ -1,5 +1,5 @@
 'use strict'
-const { invalidArg, badKey } = require('./errors')
+const { invalidArg, badKey, ttlOutOfRange, TTL_MIN_MS, TTL_MAX_MS } = require('./errors')
 
 /**
  * A time option (`timeout`, `maxOccupationTime`, `maxExecutionTime`).
@@ -39,4 +39,18 @@ function normalizeKey(key) {
   }
 }
 
-module.exports = { timeOption, maxPendingOption, normalizeKey }
+/**
+ * A Redis lease ttl already read as a number of milliseconds: what is not a
+ * duration at all (not a number, NaN, <= 0, infinite) is a TypeError naming
+ * the option; a duration outside the bounds in lib/errors.js
+ * (TTL_MIN_MS..TTL_MAX_MS, after rounding up to a whole millisecond, Redis's
+ * PX unit) is a RangeError naming it. `expected` is for the TypeError.
+ */
+function ttlOption(name, value, expected = `a number of milliseconds from ${TTL_MIN_MS} to ${TTL_MAX_MS}`) {
+  if (typeof value !== 'number' || !(value > 0) || !Number.isFinite(value)) throw invalidArg(name, expected, value)
+  const ms = Math.ceil(value)
+  if (!(ms >= TTL_MIN_MS && ms <= TTL_MAX_MS)) throw ttlOutOfRange(name, value)
+  return ms
+}
+
+module.exports = { timeOption, maxPendingOption, normalizeKey, ttlOption }

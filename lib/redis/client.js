@@ -6,11 +6,20 @@
 // their leases through lib/redis/held-lease.js.
 
 const native = require('../native')
-const { messages, invalidArg } = require('../errors')
+const { messages, invalidArg, invalidUrl } = require('../errors')
+const { redactUrl } = require('./url')
+const { ttlOption } = require('../validate')
 
 /** Lease time-to-live when the caller gives none; the watchdog renews it every third of that. */
 const DEFAULT_TTL = 10000
 const MODES = { try: 0, wait: 1, force: 2 }
+/** The native outcome of an acquisition (src/core/outcome.rs), as the status this file reports. */
+const STATUS = {
+  [native.OUTCOME.GRANTED]: 'granted',
+  [native.OUTCOME.BUSY]: 'busy',
+  [native.OUTCOME.REJECTED]: 'rejected',
+  [native.OUTCOME.TIMED_OUT]: 'timeout',
+}
 
 /** `${url}\0${prefix}` -> RedisClient of this thread */
 const clients = new Map()
@@ -39,21 +48,27 @@ function keepAlive(promise) {
   return promise
 }
 
-/** The Rust side's `CODE: message` errors, as Errors with a `code`. */
-function fromNative(err) {
-  const m = /^([A-Z_]+): ([\s\S]*)$/.exec(err && err.message)
-  if (m === null) return err
-  let message = m[2]
-  if (m[1] === 'KEYLOCK_REDIS') message = messages.redisAt(message)
-  else if (m[1] === 'KEYLOCK_CLOSED') message = 'keylock: ' + message
-  if (m[1] === 'KEYLOCK_CROSSSLOT') {
-    const out = new TypeError(messages.crossSlot(m[2].split(':')[0]))
-    out.code = 'ERR_INVALID_ARG_VALUE'
-    return out
-  }
+function coded(message, code) {
   const out = new Error(message)
-  out.code = m[1]
+  out.code = code
   return out
+}
+
+/** A native error as the user sees it, chosen by its `code` (src/core/error.rs). */
+function fromNative(err) {
+  switch (err && err.code) {
+    case 'KEYLOCK_REDIS':
+      return coded(messages.redisAt(err.message), err.code)
+    case 'KEYLOCK_CLOSED':
+      return coded('keylock: ' + err.message, err.code)
+    case 'KEYLOCK_CROSSSLOT': {
+      const out = new TypeError(messages.crossSlot(err.keyIndex))
+      out.code = 'ERR_INVALID_ARG_VALUE'
+      return out
+    }
+    default:
+      return err
+  }
 }
 
 /**
@@ -73,12 +88,20 @@ function checkUrl(url, name) {
   return urls
 }
 
+// A lone surrogate has no UTF-8 form: the binding would store U+FFFD in its
+// place, and two different keys would be one lock.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
+
+/** A key, name or prefix as Redis will store it: a string with a UTF-8 form. */
+function checkText(text, name) {
+  if (LONE_SURROGATE.test(text)) throw invalidArg(name, 'a string without lone surrogates (Redis stores keys as UTF-8)', text)
+  return text
+}
+
+/** A lease ttl in whole ms within the bounds of lib/errors.js (TypeError / RangeError naming `name`). */
 function checkTtl(ttl, name) {
   if (ttl === undefined) return DEFAULT_TTL
-  if (typeof ttl !== 'number' || !(ttl >= 1) || !Number.isFinite(ttl)) {
-    throw invalidArg(name, 'a number of milliseconds >= 1', ttl)
-  }
-  return Math.ceil(ttl)
+  return ttlOption(name, ttl)
 }
 
 class RedisClient {
@@ -89,6 +112,7 @@ class RedisClient {
   static open(url, { prefix = 'keylock' } = {}) {
     const urls = checkUrl(url, 'option "redis"')
     if (typeof prefix !== 'string' || prefix === '') throw invalidArg('option "prefix"', 'a non-empty string', prefix)
+    checkText(prefix, 'option "prefix"')
     const id = (Array.isArray(url) ? 'cluster:' + urls.join(',') : url) + '\0' + prefix
     let client = clients.get(id)
     if (client === undefined) {
@@ -113,27 +137,35 @@ class RedisClient {
     this.requests = 0
     /** lease id -> called once if the lease is lost */
     this.lostHandlers = new Map()
+    /**
+     * lease id -> cause, for a loss reported before its handler was set: a
+     * hand-off read late can be lost moments after it was granted, and the
+     * report may overtake the grant on its way to JS.
+     */
+    this.lostEarly = new Map()
     try {
       this.handle = native.redisOpen(urls, cluster, prefix, (event) => this._lost(event))
     } catch (err) {
-      const out = invalidArg('option "redis"', 'a Redis URL (redis://, redis+unix:// or unix://)', this.url)
-      out.cause = err
-      throw out
+      // Shown without its password (the native cause redacts it the same way).
+      throw invalidUrl('option "redis"', redactUrl(this.url), err)
     }
   }
 
   _lost({ lease, reason }) {
     const handler = this.lostHandlers.get(lease)
-    if (handler === undefined) return
-    this.lostHandlers.delete(lease)
     const cause = new Error(messages.leaseLostCause(reason))
     cause.code = 'KEYLOCK_LEASE_LOST'
+    if (handler === undefined) {
+      this.lostEarly.set(lease, cause)
+      return
+    }
+    this.lostHandlers.delete(lease)
     handler(cause)
   }
 
-  /** The Redis key that holds the lease of lock name `name`. */
-  keyOf(name) {
-    return native.redisLeaseKey(this.prefix, name)
+  /** The Redis key that holds the lease of lock name `name` of `space` (docs/redis-keys.md). */
+  keyOf(name, space = '') {
+    return native.redisLeaseKey(this.prefix, name, space)
   }
 
   /**
@@ -141,7 +173,8 @@ class RedisClient {
    * Resolves { status: 'granted' | 'busy' | 'rejected' | 'timeout', lease,
    * index, holder, pttl }; lease is { id, owner, tokens } when granted.
    * An aborted `signal` ends the wait like a timeout ('timeout'), unless the
-   * grant won the race (then 'granted': the caller holds it).
+   * grant won the race (then 'granted': the caller holds it). `opts.space`:
+   * the lock space of the names (an AsyncLock's `name`), part of each key.
    */
   acquire(names, opts = {}) {
     const ttl = checkTtl(opts.ttl, 'option "ttl"')
@@ -159,6 +192,7 @@ class RedisClient {
     try {
       // Started synchronously (so calls reach Redis in call order); a closed
       // client or a refused key throws here and rejects below.
+      for (const name of names) checkText(name, 'key')
       asked = keepAlive(
         native.redisAcquire(this.handle, request, names, {
           ttl,
@@ -168,6 +202,7 @@ class RedisClient {
           skipQueue: !!opts.skipQueue,
           owner,
           watchdog: opts.watchdog !== false,
+          space: opts.space === undefined ? '' : opts.space,
         }),
       )
     } catch (err) {
@@ -176,8 +211,9 @@ class RedisClient {
     return asked.then(
       (r) => {
         if (onAbort !== null) signal.removeEventListener('abort', onAbort)
-        const lease = r.status === 'granted' ? { id: r.lease, owner, tokens: r.tokens } : null
-        return { status: r.status, lease, index: r.index, holder: r.holder === undefined ? null : r.holder, pttl: r.pttl }
+        const status = STATUS[r.outcome]
+        const lease = status === 'granted' ? { id: r.lease, owner, tokens: r.tokens } : null
+        return { status, lease, index: r.index, holder: r.holder === undefined ? null : r.holder, pttl: r.pttl }
       },
       (err) => {
         if (onAbort !== null) signal.removeEventListener('abort', onAbort)
@@ -189,6 +225,7 @@ class RedisClient {
   /** true: released (each name handed to its next waiter); false: it had been lost. */
   release(leaseId) {
     this.lostHandlers.delete(leaseId)
+    this.lostEarly.delete(leaseId)
     return keepAlive(native.redisRelease(this.handle, leaseId)).catch((err) => {
       throw fromNative(err)
     })
@@ -203,12 +240,15 @@ class RedisClient {
 
   /** `handler(cause)` runs once if the watchdog finds the lease lost or cannot confirm it. */
   onLost(leaseId, handler) {
-    this.lostHandlers.set(leaseId, handler)
+    const early = this.lostEarly.get(leaseId)
+    if (early === undefined) return void this.lostHandlers.set(leaseId, handler)
+    this.lostEarly.delete(leaseId)
+    queueMicrotask(() => handler(early))
   }
 
-  /** { owner, pttl } of the lease on `name`, or null when nobody holds it. */
-  inspect(name) {
-    return keepAlive(native.redisInspect(this.handle, name)).then(
+  /** { owner, pttl } of the lease on `name` (of `space`), or null when nobody holds it. */
+  inspect(name, space = '') {
+    return keepAlive(native.redisInspect(this.handle, checkText(name, 'key'), space)).then(
       (r) => (r.owner === undefined || r.owner === null ? null : { owner: r.owner, pttl: r.pttl, waiters: r.waiters }),
       (err) => {
         throw fromNative(err)
@@ -217,9 +257,9 @@ class RedisClient {
   }
 
   /** Whether anybody, in any process, holds or waits for `name` (one synchronous round trip). */
-  isBusy(name) {
+  isBusy(name, space = '') {
     try {
-      return native.redisIsBusy(this.handle, name)
+      return native.redisIsBusy(this.handle, checkText(name, 'key'), space)
     } catch (err) {
       throw fromNative(err)
     }
@@ -238,8 +278,9 @@ class RedisClient {
     if (--this.refs > 0) return Promise.resolve()
     clients.delete(this.id)
     this.lostHandlers.clear()
+    this.lostEarly.clear()
     return keepAlive(native.redisClose(this.handle))
   }
 }
 
-module.exports = { RedisClient, DEFAULT_TTL, checkTtl }
+module.exports = { RedisClient, DEFAULT_TTL, checkTtl, checkText }

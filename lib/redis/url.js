@@ -9,6 +9,46 @@
 
 const { invalidConnection: connectionError } = require('../errors')
 
+/**
+ * A URL as messages show it, without its password, for every form keylock
+ * accepts or builds: the same rules as `redact` in src/redis/mod.rs (which
+ * shows URLs in the native errors). It never parses, so it also hides the
+ * password of a URL that does not parse, and it hides too much rather than
+ * too little: not a URL at all (no `://`, maybe a password pasted in the
+ * wrong place) shows as `(not a URL)`; the userinfo runs to the *last* `@`
+ * (a password may hold an unencoded `@`) and keeps only the user name; in
+ * the query (`redis+unix:///path?pass=…`) everything from the first
+ * parameter whose name contains `pass` on is hidden.
+ */
+function redactUrl(url) {
+  if (Array.isArray(url)) return url.map(redactUrl).join(',')
+  if (typeof url !== 'string') return '(not a URL)'
+  const schemeEnd = url.indexOf('://')
+  if (schemeEnd < 0) return '(not a URL)'
+  let rest = url.slice(schemeEnd + 3)
+  let out = url.slice(0, schemeEnd + 3)
+  // A unix socket URL has no authority: an `@` there is in the path.
+  if (!rest.startsWith('/')) {
+    const at = rest.lastIndexOf('@')
+    if (at >= 0) {
+      const colon = rest.slice(0, at).indexOf(':')
+      out += colon >= 0 ? rest.slice(0, colon) + ':***@' : '***@'
+      rest = rest.slice(at + 1)
+    }
+  }
+  const q = rest.indexOf('?')
+  if (q < 0) return out + rest
+  out += rest.slice(0, q + 1)
+  const params = rest.slice(q + 1).split('&')
+  for (let i = 0; i < params.length; i++) {
+    const name = params[i].split('=')[0]
+    if (i > 0) out += '&'
+    if (name.toLowerCase().includes('pass')) return out + name + '=***'
+    out += params[i]
+  }
+  return out
+}
+
 const SCHEMES = new Set(['redis:', 'rediss:', 'redis+unix:', 'unix:'])
 
 const isObject = (value) => value !== null && typeof value === 'object'
@@ -218,4 +258,4 @@ function cacheConnectionUrl(connection) {
   )
 }
 
-module.exports = { lockyConnection, cacheConnectionUrl, urlFromClient, urlFromOptions, clusterUrls, parseUrl, DEFAULT_URL }
+module.exports = { redactUrl, lockyConnection, cacheConnectionUrl, urlFromClient, urlFromOptions, clusterUrls, parseUrl, DEFAULT_URL }

@@ -113,16 +113,18 @@
 // KEYLOCK_CLOSED, ...). Expected outcomes (queued, full, timed out) are values,
 // never errors.
 
+const native = require('../native')
 const { invalidArg } = require('../errors')
 
-const GRANTED = 0
-const QUEUED = 1
-const REJECTED = 2
-/** denied(): the wait's timeout passed (timesWaits reaches). */
-const TIMED_OUT = 3
-/** denied(): the reach failed (the detail is the Error). */
-const FAILED = 4
+// The outcome codes are the core's one table (src/core/outcome.rs), read
+// once by lib/native.js: acquire answers GRANTED, QUEUED or REJECTED, and
+// denied() is told REJECTED or TIMED_OUT (the wait's timeout passed).
+const { GRANTED, QUEUED, REJECTED, TIMED_OUT } = native.OUTCOME
+/** denied(): the reach failed (the detail is the Error). JS only: no wire code. */
+const FAILED = -1
 
+// releaseIdle's answers: JS only (the in-process release calls answer in
+// the io buffer, Redis through a promise), so no wire codes either.
 const RELEASED = 0
 const HANDOFF = 1
 const RELEASING = 2

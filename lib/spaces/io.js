@@ -1,10 +1,28 @@
 'use strict'
-// The request layout of the io buffers the two in-process reaches share with
-// Rust (src/binding/mod.rs has every layout): owner (table or member), max
-// pending (-1 = none), skip queue, key count, keys. The no-argument native
-// calls (acquire(), release(), cancel() and their process twins) read the
-// request from there and write their answer back in place, which is what
-// keeps a crossing at tens of nanoseconds.
+// The one io buffer of this thread (src/binding/mod.rs, "The io buffer") and
+// the request layout the two in-process reaches write to it: owner (table or
+// member), max pending (-1 = none), skip queue, key count, keys. The
+// no-argument native calls (acquire(), release(), cancel() and their process
+// twins) read the request from there and write their answer back in place,
+// which is what keeps a crossing at tens of nanoseconds.
+
+const native = require('../native')
+
+let view = new Int32Array(native.ioBuffer(0))
+const users = []
+
+/** Calls `set(view)` now, and again whenever the buffer is replaced (growing it replaces it). */
+function useIo(set) {
+  users.push(set)
+  set(view)
+}
+
+/** Makes the buffer hold at least `slots` values (a request of n keys needs 4 + n). */
+function reserveIo(slots) {
+  if (slots <= view.length) return
+  view = new Int32Array(native.ioBuffer(slots))
+  for (const set of users) set(view)
+}
 
 /** Writes an acquire request for several keys; `io` must hold 4 + ids.length slots. */
 function writeRequest(io, owner, maxPending, skipQueue, ids) {
@@ -34,4 +52,4 @@ const MIN_SWEEP = 1024
 const hrtime = process.hrtime.bigint
 const micros = () => Number(hrtime() / 1000n)
 
-module.exports = { writeRequest, writeRequestOne, MIN_SWEEP, micros }
+module.exports = { useIo, reserveIo, writeRequest, writeRequestOne, MIN_SWEEP, micros }

@@ -8,16 +8,15 @@
 
 const native = require('../native')
 const { GRANTED, QUEUED, REJECTED, RELEASED, HANDOFF, EMPTY, internEach } = require('./index')
-const { writeRequest, writeRequestOne, MIN_SWEEP, micros } = require('./io')
+const { useIo, reserveIo, writeRequest, writeRequestOne, MIN_SWEEP, micros } = require('./io')
 
 const IDLE = 0
 const HELD = 1
 
-let io = new Int32Array(native.ioBuffer(0))
-
-function reserveIo(slots) {
-  if (slots > io.length) io = new Int32Array(native.ioBuffer(slots))
-}
+let io
+useIo((view) => {
+  io = view
+})
 
 // Tables are freed when the lock that owns them is collected. Nothing can
 // be waiting then: a waiter keeps its lock reachable through its record.

@@ -1,6 +1,6 @@
 'use strict'
 // The process reach (`scope: 'process'`): a lock space shared by every thread
-// of the process that opens the same name (src/shared.rs has the guarantees).
+// of the process that opens the same name (src/process.rs has the guarantees).
 // Implements the Space contract (./index.js). Differences from isolate.js
 // inside:
 // - key ids come from Rust (they must agree across threads); this thread
@@ -14,13 +14,12 @@
 
 const native = require('../native')
 const { deliver, QUEUED, REJECTED, RELEASED, HANDOFF, EMPTY, internEach } = require('./index')
-const { writeRequest, writeRequestOne, MIN_SWEEP, micros } = require('./io')
+const { useIo, reserveIo, writeRequest, writeRequestOne, MIN_SWEEP, micros } = require('./io')
 
-let io = new Int32Array(native.sharedIoBuffer(0))
-
-function reserveIo(slots) {
-  if (slots > io.length) io = new Int32Array(native.sharedIoBuffer(slots))
-}
+let io
+useIo((view) => {
+  io = view
+})
 
 /** name -> ProcessSpace of this thread: one member (and one TSFN) per name. */
 const opened = new Map()
@@ -39,7 +38,7 @@ class ProcessSpace {
 
   constructor(name) {
     this.name = name
-    this.member = native.sharedOpen(name, () => this.wake())
+    this.member = native.processOpen(name, () => this.wake())
     /** normalized key -> shared id, for ids this thread has pinned */
     this.ids = new Map()
     /** id -> normalized key */
@@ -71,7 +70,7 @@ class ProcessSpace {
     let id = this.ids.get(key)
     if (id === undefined) {
       if (this.ids.size >= this.sweepAt) this.sweep()
-      id = typeof key === 'symbol' ? native.sharedInternPrivate(this.member) : native.sharedIntern(this.member, key)
+      id = typeof key === 'symbol' ? native.processInternPrivate(this.member) : native.processIntern(this.member, key)
       this.ids.set(key, id)
       this.names[id] = key
       this.local[id] = 0
@@ -95,18 +94,18 @@ class ProcessSpace {
     if (key === undefined || this.local[id] !== 0) return
     this.ids.delete(key)
     this.names[id] = undefined
-    native.sharedUnpin(this.member, id)
+    native.processUnpin(this.member, id)
   }
 
   isBusy(key) {
-    if (typeof key !== 'symbol') return native.sharedIsBusy(this.member, key)
+    if (typeof key !== 'symbol') return native.processIsBusy(this.member, key)
     // A symbol is a key of this thread only.
     const id = this.ids.get(key)
-    return id !== undefined && native.sharedIsBusyId(this.member, id)
+    return id !== undefined && native.processIsBusyId(this.member, id)
   }
 
   get busy() {
-    return native.sharedBusy(this.member)
+    return native.processBusy(this.member)
   }
 
   acquireOne(id, maxPending, skipQueue, waiter) {
@@ -122,7 +121,7 @@ class ProcessSpace {
 
   /** Sends the request written in io; `ids` is the request's id or array of ids. */
   _acquire(waiter, ids) {
-    native.sharedAcquire()
+    native.processAcquire()
     const outcome = io[0]
     if (outcome === REJECTED) {
       this.rejectedIndex = io[1]
@@ -139,7 +138,7 @@ class ProcessSpace {
     this.waiters[ticket] = waiter
     this.ticketIds[ticket] = ids
     // Keep this thread alive while a grant may come from another thread.
-    if (this.waiting++ === 0) native.sharedRef(this.member, true)
+    if (this.waiting++ === 0) native.processRef(this.member, true)
   }
 
   /**
@@ -156,7 +155,7 @@ class ProcessSpace {
     io[1] = n
     if (many) for (let i = 0; i < n; i++) io[2 + i] = ids[i]
     else io[2] = ids
-    native.sharedReleaseIdle()
+    native.processReleaseIdle()
     const c = io[0]
     if (!many) {
       if (c !== 0) {
@@ -182,7 +181,7 @@ class ProcessSpace {
     io[0] = this.member
     io[1] = 1
     io[2] = id
-    native.sharedRelease()
+    native.processRelease()
     this.local[id]--
     return this._grants(0)
   }
@@ -192,7 +191,7 @@ class ProcessSpace {
     io[0] = this.member
     io[1] = ids.length
     for (let i = 0; i < ids.length; i++) io[2 + i] = ids[i]
-    native.sharedRelease()
+    native.processRelease()
     for (let i = 0; i < ids.length; i++) this.local[ids[i]]--
     return this._grants(0)
   }
@@ -206,7 +205,7 @@ class ProcessSpace {
     const ticket = waiter.ticket
     io[0] = this.member
     io[1] = ticket
-    native.sharedCancel()
+    native.processCancel()
     if (io[0] === 0) return null
     this.blockingIndex = io[1]
     this.waiters[ticket] = undefined
@@ -240,12 +239,12 @@ class ProcessSpace {
   /** `n` waiters of this thread stopped waiting. */
   _settled(n) {
     this.waiting -= n
-    if (this.waiting === 0) native.sharedRef(this.member, false)
+    if (this.waiting === 0) native.processRef(this.member, false)
   }
 
   /** Called through the TSFN: other threads granted some of our waiters. */
   wake() {
-    const tickets = native.sharedTakeGrants(this.member)
+    const tickets = native.processTakeGrants(this.member)
     if (tickets.length === 0) return
     const granted = new Array(tickets.length)
     for (let i = 0; i < tickets.length; i++) granted[i] = this._take(tickets[i])
@@ -256,7 +255,7 @@ class ProcessSpace {
   /** Live waiters per busy key (all threads), for async-lock's `queues` view. */
   snapshot() {
     const out = Object.create(null)
-    for (const { id, name, waiting } of native.sharedSnapshot(this.member)) {
+    for (const { id, name, waiting } of native.processSnapshot(this.member)) {
       // A symbol key is only visible on its own thread.
       const key = name !== undefined && name !== null ? name : this.names[id]
       if (key !== undefined) out[key] = new Array(waiting)

@@ -13,19 +13,19 @@
 // Key ids are this process's own (names are what Redis sees); this process's
 // holds and waits per id give `busy`, `queues` and the sweep of idle ids.
 
-const { RedisClient, checkTtl } = require('../redis/client')
+const { RedisClient, checkTtl, checkText } = require('../redis/client')
 const { deliver, QUEUED, REJECTED, TIMED_OUT, FAILED, RELEASING, internEach } = require('./index')
 const { MIN_SWEEP } = require('./io')
 const { invalidArg, closedError } = require('../errors')
 
 const noop = () => {}
 
-/** A key Redis can name: a symbol cannot be shared between processes. */
+/** A key as Redis names it: a symbol cannot be shared between processes; a lone surrogate has no UTF-8 form. */
 function checkKey(key) {
   if (typeof key === 'symbol') {
     throw invalidArg('key', 'a string or a number on the Redis reach (a symbol cannot be shared between processes)', key)
   }
-  return key
+  return checkText(String(key), 'key')
 }
 
 /** Starts a waiter granted by a reply: an error its start throws is uncaught, as a throwing cb is in async-lock. */
@@ -43,8 +43,9 @@ class RedisSpace {
   constructor(url, { name, prefix, ttl } = {}) {
     if (name !== undefined && typeof name !== 'string') throw invalidArg('option "name"', 'a string', name)
     this.ttl = checkTtl(ttl, 'option "ttl"')
+    /** The lock space: a separate component of every key, never joined to it as text (docs/redis-keys.md). */
+    this.space = name ? checkText(name, 'option "name"') : ''
     this.client = RedisClient.open(url, prefix === undefined ? undefined : { prefix })
-    this.namespace = name ? name + ':' : ''
     /** normalized key -> id, while this process holds or waits for it (swept as in isolate.js) */
     this.ids = new Map()
     /** id -> normalized key */
@@ -119,11 +120,11 @@ class RedisSpace {
   }
 
   acquireOne(id, maxPending, skipQueue, waiter, timeout) {
-    return this._request(id, [this.namespace + this.names[id]], maxPending, skipQueue, waiter, timeout)
+    return this._request(id, [this.names[id]], maxPending, skipQueue, waiter, timeout)
   }
 
   acquireMany(ids, maxPending, skipQueue, waiter, timeout) {
-    const names = ids.map((id) => this.namespace + this.names[id])
+    const names = ids.map((id) => this.names[id])
     return this._request(ids.slice(), names, maxPending, skipQueue, waiter, timeout)
   }
 
@@ -139,7 +140,7 @@ class RedisSpace {
     const controller = new AbortController()
     this.waits.set(ticket, controller)
     this.client
-      .acquire(names, { ttl: this.ttl, timeout: timeout || 0, maxPending, skipQueue, signal: controller.signal })
+      .acquire(names, { ttl: this.ttl, timeout: timeout || 0, maxPending, skipQueue, signal: controller.signal, space: this.space })
       .then(
         (r) => this._ended(waiter, ticket, ids, r),
         (err) => this._ended(waiter, ticket, ids, err),
@@ -197,7 +198,7 @@ class RedisSpace {
 
   isBusy(key) {
     if (this.closed) throw closedError()
-    return this.client.isBusy(this.namespace + checkKey(key))
+    return this.client.isBusy(checkKey(key), this.space)
   }
 
   /** Whether this process holds or waits for any key of this lock. */

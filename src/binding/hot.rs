@@ -1,5 +1,6 @@
-//! The hot entry points (`acquire`, `release`, `cancel`) registered as raw
-//! N-API callbacks. They take no arguments and return `undefined`, so the
+//! The hot entry points of the isolate reach (`acquire`, `release`,
+//! `cancel`) and of the process reach (`processAcquire`, `processRelease`,
+//! `processReleaseIdle`, `processCancel`), registered as raw N-API callbacks. They take no arguments and return `undefined`, so the
 //! argument fetching and result conversion that `#[napi]` wraps around
 //! every function is pure overhead here; skipping it halves the cost of a
 //! contended crossing (measured in bench/crossings.js).
@@ -11,21 +12,21 @@ use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
-type Body = fn() -> std::result::Result<(), super::NativeError>;
+use super::{to_napi_error, NativeError};
 
-/// Runs `body`; a failure or a panic becomes a thrown JS error. Never unwinds
-/// into the engine.
+type Body = fn() -> std::result::Result<(), NativeError>;
+
+/// Runs `body`; a failure or a panic becomes a thrown JS error, through the
+/// one mapping (`to_napi_error`). Never unwinds into the engine.
 unsafe fn call(env: sys::napi_env, body: Body) -> sys::napi_value {
-  let outcome = std::panic::catch_unwind(body);
-  let message = match outcome {
+  let error = match std::panic::catch_unwind(body) {
     Ok(Ok(())) => return ptr::null_mut(),
-    Ok(Err(e)) => e.to_string(),
-    Err(_) => "keylock internal error: a panic in the native core".to_owned(),
+    Ok(Err(e)) => e,
+    Err(_) => NativeError::Panic,
   };
-  let message = CString::new(message.replace('\0', " ")).unwrap_or_default();
-  // SAFETY: `env` is the live env of this callback and both strings are
-  // NUL-terminated and outlive the call.
-  unsafe { sys::napi_throw_error(env, c"KEYLOCK_NATIVE".as_ptr(), message.as_ptr()) };
+  // SAFETY: `env` is the live env of this callback, with no exception
+  // pending (the body does not call into JS).
+  unsafe { JsError::from(to_napi_error(&error)).throw_into(env) };
   ptr::null_mut()
 }
 
@@ -44,18 +45,26 @@ macro_rules! raw_callback {
 raw_callback!(raw_acquire, super::acquire_body);
 raw_callback!(raw_release, super::release_body);
 raw_callback!(raw_cancel, super::cancel_body);
+raw_callback!(raw_process_acquire, super::process::acquire_body);
+raw_callback!(raw_process_release, super::process::release_body);
+raw_callback!(raw_process_release_idle, super::process::release_idle_body);
+raw_callback!(raw_process_cancel, super::process::cancel_body);
 raw_callback!(raw_noop, noop_body);
 
-fn noop_body() -> std::result::Result<(), super::NativeError> {
+fn noop_body() -> std::result::Result<(), NativeError> {
   Ok(())
 }
 
 #[napi(module_exports)]
 pub fn register_hot_paths(mut exports: Object, env: Env) -> Result<()> {
-  let table: [(&str, sys::napi_callback); 4] = [
+  let table: [(&str, sys::napi_callback); 8] = [
     ("acquire", Some(raw_acquire)),
     ("release", Some(raw_release)),
     ("cancel", Some(raw_cancel)),
+    ("processAcquire", Some(raw_process_acquire)),
+    ("processRelease", Some(raw_process_release)),
+    ("processReleaseIdle", Some(raw_process_release_idle)),
+    ("processCancel", Some(raw_process_cancel)),
     ("noopRaw", Some(raw_noop)),
   ];
   for (name, cb) in table {

@@ -1,123 +1,160 @@
-//! The only place N-API is used. Each function forwards to `crate::core`.
+//! The only place N-API is used. Each function forwards to `crate::core`,
+//! `crate::process` or `crate::redis` (one file per reach here).
+//!
+//! # The io buffer
 //!
 //! The hot entry points take no arguments and return nothing: their inputs
-//! and outputs travel through a per-thread `Int32Array` (the *io buffer*)
-//! because every N-API argument costs about 80 ns, while a call with none
-//! costs about 20 ns (DESIGN.md). They are registered as raw callbacks in
-//! `hot.rs`, so they do not appear in the generated `binding.d.ts`;
-//! `lib/native.js` declares them. Layouts, all `i32`:
+//! and outputs travel through one `Int32Array` per thread (the *io buffer*,
+//! [`io_buffer`]) because every N-API argument costs about 80 ns, while a
+//! call with none costs about 20 ns (DESIGN.md). They are registered as raw
+//! callbacks in `hot.rs`, so they do not appear in the generated
+//! `binding.d.ts`; `lib/native.js` declares them. The isolate and process
+//! reaches share the buffer and its layouts; `owner` is a table id for the
+//! isolate calls and a member index for the process calls. All `i32`:
 //!
 //! | call | io in | io out |
 //! | --- | --- | --- |
-//! | `acquire()` | `table, max_pending (-1 = none), skip_queue, n, key × n` | `outcome (0 granted, 1 queued, 2 rejected), ticket or key index` |
-//! | `release()` | `table, n, key × n` | `g, ticket × g` (grants) |
-//! | `cancel()` | `table, ticket` | `cancelled (1/0), blocking key index, g, ticket × g` |
+//! | `acquire()`, `processAcquire()` | `owner, max_pending (-1 = none), skip_queue, n, key × n` | `outcome (core::Outcome: GRANTED, QUEUED or REJECTED), ticket or key index` |
+//! | `release()`, `processRelease()` | `owner, n, key × n` | `g, ticket × g` (grants to this thread) |
+//! | `processReleaseIdle()` | `member, n, key × n` | `c, key × c` (keys with waiters, still held) |
+//! | `cancel()`, `processCancel()` | `owner, ticket` | `cancelled (1/0), blocking key index, g, ticket × g` |
 //!
 //! A request's grants never outnumber its keys, so `4 + keys` slots are
-//! always enough; `ioReserve(n)` grows the buffer for bigger requests.
+//! always enough; JS asks `ioBuffer(4 + keys)` for a bigger buffer before a
+//! bigger request, and must then drop its view of the old one.
 //! Tables are owned per thread: a table id is valid only on the thread that
 //! created it, which is exactly the isolate that uses it.
+//!
+//! # Errors
+//!
+//! Every error thrown or rejected here goes through [`to_napi_error`]: its
+//! `code` is the `KEYLOCK_*` string of a [`crate::core::ErrorCode`], its
+//! message carries no code. A panic becomes `KEYLOCK_INTERNAL`.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-use crate::core::{Acquire, Cancel, CoreError, Table, UNLIMITED};
+use crate::core::{Acquire, Cancel, Coded, CoreError, ErrorCode, Outcome, Table, UNLIMITED};
+use crate::process::SpaceError;
 
 mod hot;
+mod process;
 mod redis;
-mod shared;
 
+/// The smallest io buffer: room for a request of 252 keys.
 const IO_MIN: usize = 256;
 
-struct NativeIo {
-  slots: Arc<[AtomicI32]>,
-}
+/// An error's `err.code` in JS: the status string of a napi `Error`.
+pub(crate) type Code = &'static str;
 
-impl NativeIo {
-  fn with_len(len: usize) -> Self {
-    NativeIo {
-      slots: (0..len).map(|_| AtomicI32::new(0)).collect(),
-    }
-  }
-}
-
+/// What the binding keeps per JS thread.
 #[derive(Default)]
-struct NativeRegistry {
+struct NativeThread {
+  /// Isolate tables, by table id.
   tables: Vec<Option<Table>>,
   free: Vec<u32>,
-  io: Option<NativeIo>,
+  /// Process spaces this thread joined, by member index.
+  members: Vec<process::NativeMember>,
+  /// The io buffer, shared by both reaches' hot calls.
+  io: Option<Arc<[AtomicI32]>>,
   keys: Vec<u32>,
   grants: Vec<u32>,
 }
 
 thread_local! {
-  static REGISTRY: RefCell<NativeRegistry> = RefCell::new(NativeRegistry::default());
+  static THREAD: RefCell<NativeThread> = RefCell::new(NativeThread::default());
 }
 
 /// Failures of the binding. Small and `Copy`, so the hot paths pass them
-/// around instead of `napi::Error` values; converted once, at the edge.
+/// around instead of `napi::Error` values; converted once, at the edge, by
+/// [`to_napi_error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum NativeError {
   Core(CoreError),
+  Space(SpaceError),
   IoSlot(usize),
   NoIo,
   NoTable(i32),
+  NoMember(i32),
   Reentrant,
   ShuttingDown,
+  Panic,
 }
 
 impl std::fmt::Display for NativeError {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     match self {
-      // `code: message`, the code stable for callers that match on it.
-      NativeError::Core(e) => {
-        let code = match e {
-          CoreError::KeyOutOfRange(_) => "KEYLOCK_KEY_OUT_OF_RANGE",
-          CoreError::NotHeld(_) => "KEYLOCK_NOT_HELD",
-          CoreError::NoKeys => "KEYLOCK_NO_KEYS",
-          CoreError::DuplicateKey(_) => "KEYLOCK_DUPLICATE_KEY",
-        };
-        write!(f, "{code}: {e}")
-      }
+      NativeError::Core(e) => e.fmt(f),
+      NativeError::Space(e) => e.fmt(f),
       NativeError::IoSlot(i) => write!(f, "keylock internal error: io slot {i} is out of range"),
       NativeError::NoIo => write!(f, "keylock internal error: io buffer not created"),
-      NativeError::NoTable(t) => write!(f, "keylock: no table {t}"),
+      NativeError::NoTable(t) => write!(f, "keylock internal error: no table {t}"),
+      NativeError::NoMember(m) => write!(f, "keylock internal error: no process member {m}"),
       NativeError::Reentrant => write!(f, "keylock internal error: re-entrant call"),
-      NativeError::ShuttingDown => write!(f, "keylock: the thread is shutting down"),
+      NativeError::ShuttingDown => write!(f, "keylock internal error: the thread is shutting down"),
+      NativeError::Panic => write!(f, "keylock internal error: a panic in the native core"),
     }
   }
 }
 
-/// The one mapping from binding and core errors to JS errors.
-impl From<NativeError> for Error {
-  fn from(e: NativeError) -> Error {
-    Error::new(Status::GenericFailure, e.to_string())
+impl std::error::Error for NativeError {}
+
+impl Coded for NativeError {
+  fn code(&self) -> ErrorCode {
+    match self {
+      NativeError::Core(e) => e.code(),
+      NativeError::Space(e) => e.code(),
+      _ => ErrorCode::Internal,
+    }
   }
 }
 
-pub(crate) fn to_napi_error(e: CoreError) -> Error {
-  NativeError::Core(e).into()
+impl From<SpaceError> for NativeError {
+  fn from(e: SpaceError) -> Self {
+    NativeError::Space(e)
+  }
 }
 
-fn with_registry<T>(
-  f: impl FnOnce(&mut NativeRegistry) -> std::result::Result<T, NativeError>,
-) -> std::result::Result<T, NativeError> {
-  REGISTRY
-    .try_with(|r| match r.try_borrow_mut() {
-      Ok(mut r) => f(&mut r),
-      Err(_) => Err(NativeError::Reentrant),
-    })
-    .unwrap_or(Err(NativeError::ShuttingDown))
+/// The one mapping from keylock errors to JS errors: `err.code` is the
+/// error's code, `err.message` its text.
+pub(crate) fn to_napi_error(e: &dyn Coded) -> Error<Code> {
+  Error::new(e.code().as_str(), e.to_string())
+}
+
+impl From<NativeError> for Error<Code> {
+  fn from(e: NativeError) -> Self {
+    to_napi_error(&e)
+  }
+}
+
+/// A failure of N-API itself (creating a buffer, registering a hook).
+pub(crate) fn napi_failure(e: Error) -> Error<Code> {
+  Error::new(ErrorCode::Internal.as_str(), e.reason)
 }
 
 type NativeResult<T> = std::result::Result<T, NativeError>;
 
-fn io_slots(io: &Option<NativeIo>) -> NativeResult<&Arc<[AtomicI32]>> {
-  io.as_ref().map(|io| &io.slots).ok_or(NativeError::NoIo)
+/// Runs `f` on this thread's state. A re-entrant call, a call during thread
+/// shutdown and a panic are errors, never an unwind into the engine.
+fn with_thread<T>(f: impl FnOnce(&mut NativeThread) -> NativeResult<T>) -> NativeResult<T> {
+  let run = std::panic::AssertUnwindSafe(|| {
+    THREAD
+      .try_with(|t| match t.try_borrow_mut() {
+        Ok(mut t) => f(&mut t),
+        Err(_) => Err(NativeError::Reentrant),
+      })
+      .unwrap_or(Err(NativeError::ShuttingDown))
+  });
+  std::panic::catch_unwind(run).unwrap_or(Err(NativeError::Panic))
+}
+
+fn io_slots(io: &Option<Arc<[AtomicI32]>>) -> NativeResult<&[AtomicI32]> {
+  io.as_deref().ok_or(NativeError::NoIo)
 }
 
 fn external_i32<'env, T: 'env>(
@@ -125,40 +162,55 @@ fn external_i32<'env, T: 'env>(
   ptr: *mut i32,
   len: usize,
   owner: T,
-) -> Result<ArrayBuffer<'env>> {
+) -> Result<ArrayBuffer<'env>, Code> {
   // SAFETY: `ptr` points at `len` i32s owned by `owner` (an `Arc`), which the
   // finalizer keeps alive until the ArrayBuffer is collected, so the memory
-  // outlives every JS view of it. It is only accessed on this thread.
+  // outlives every JS view of it. AtomicI32 has the layout of i32, and the
+  // memory is only accessed on this thread.
   unsafe { ArrayBuffer::from_external(env, ptr.cast(), len * 4, owner, |_, owner| drop(owner)) }
+    .map_err(napi_failure)
 }
 
 /// The io buffer of this thread, at least `min` slots; a new buffer when it
-/// had to grow (the old one must not be used after that).
+/// had to grow (the old one must not be used after that). One per thread,
+/// for the isolate and the process reach alike.
 #[napi(catch_unwind, js_name = "ioBuffer")]
-pub fn io_buffer(env: &Env, min: u32) -> Result<ArrayBuffer<'_>> {
-  let (ptr, len, owner) = with_registry(|r| {
+pub fn io_buffer(env: &Env, min: u32) -> Result<ArrayBuffer<'_>, Code> {
+  let slots = with_thread(|t| {
     let want = (min as usize).max(IO_MIN);
-    if r.io.as_ref().is_none_or(|io| io.slots.len() < want) {
-      r.io = Some(NativeIo::with_len(want.next_power_of_two()));
+    if t.io.as_ref().is_none_or(|io| io.len() < want) {
+      t.io = Some(
+        (0..want.next_power_of_two())
+          .map(|_| AtomicI32::new(0))
+          .collect(),
+      );
     }
-    let slots = io_slots(&r.io)?;
-    Ok((slots.as_ptr() as *mut i32, slots.len(), slots.clone()))
+    t.io.clone().ok_or(NativeError::NoIo)
   })?;
-  external_i32(env, ptr, len, owner)
+  external_i32(env, slots.as_ptr() as *mut i32, slots.len(), slots)
+}
+
+/// The outcome codes (`core::Outcome`) by name, for JS to read once.
+#[napi(catch_unwind, js_name = "outcomeCodes")]
+pub fn outcome_codes() -> HashMap<String, i32> {
+  Outcome::ALL
+    .into_iter()
+    .map(|o| (o.name().to_owned(), o.code()))
+    .collect()
 }
 
 #[napi(catch_unwind, js_name = "createTable")]
-pub fn create_table() -> Result<u32> {
-  Ok(with_registry(|r| {
+pub fn create_table() -> Result<u32, Code> {
+  Ok(with_thread(|t| {
     let table = Table::new();
-    Ok(match r.free.pop() {
+    Ok(match t.free.pop() {
       Some(id) => {
-        r.tables[id as usize] = Some(table);
+        t.tables[id as usize] = Some(table);
         id
       }
       None => {
-        r.tables.push(Some(table));
-        (r.tables.len() - 1) as u32
+        t.tables.push(Some(table));
+        (t.tables.len() - 1) as u32
       }
     })
   })?)
@@ -167,11 +219,11 @@ pub fn create_table() -> Result<u32> {
 /// Frees a table. Its waiters are dropped with it: only called once the JS
 /// lock that owns it is unreachable, so nobody can wait on it.
 #[napi(catch_unwind, js_name = "dropTable")]
-pub fn drop_table(table: u32) -> Result<()> {
-  Ok(with_registry(|r| {
-    if let Some(slot) = r.tables.get_mut(table as usize) {
+pub fn drop_table(table: u32) -> Result<(), Code> {
+  Ok(with_thread(|t| {
+    if let Some(slot) = t.tables.get_mut(table as usize) {
       if slot.take().is_some() {
-        r.free.push(table);
+        t.free.push(table);
       }
     }
     Ok(())
@@ -181,14 +233,13 @@ pub fn drop_table(table: u32) -> Result<()> {
 /// The key words of a table, valid for key ids below `min` (grows the table
 /// when needed). Always a fresh view: call again after growing.
 #[napi(catch_unwind, js_name = "tableWords")]
-pub fn table_words(env: &Env, table: u32, min: u32) -> Result<ArrayBuffer<'_>> {
-  let (ptr, len, owner) = with_registry(|r| {
-    let t = table_mut(&mut r.tables, table as i32)?;
-    t.reserve_keys(min as usize);
-    let words = t.words().clone();
-    Ok((words.as_mut_ptr(), words.len(), words))
+pub fn table_words(env: &Env, table: u32, min: u32) -> Result<ArrayBuffer<'_>, Code> {
+  let words = with_thread(|t| {
+    let table = table_mut(&mut t.tables, table as i32)?;
+    table.reserve_keys(min as usize);
+    Ok(table.words().clone())
   })?;
-  external_i32(env, ptr, len, owner)
+  external_i32(env, words.as_mut_ptr(), words.len(), words)
 }
 
 // The hot bodies read the io buffer through one bounds-checked slice each
@@ -225,84 +276,114 @@ fn with_keys<T>(slots: &[AtomicI32], scratch: &mut Vec<u32>, f: impl FnOnce(&[u3
   f(scratch)
 }
 
+/// An acquire request as laid out in io: `(owner, max_pending, skip, keys)`.
+fn acquire_request(io: &[AtomicI32]) -> NativeResult<(i32, u32, bool, &[AtomicI32])> {
+  let head = io_range(io, 0, 4)?;
+  let max_pending = match load(&head[1]) {
+    n if n < 0 => UNLIMITED,
+    n => n as u32,
+  };
+  let skip = load(&head[2]) != 0;
+  let keys = io_range(io, 4, load(&head[3]).max(0) as usize)?;
+  Ok((load(&head[0]), max_pending, skip, keys))
+}
+
+/// Writes an acquire's answer: `outcome, ticket or key index`.
+fn write_acquired(io: &[AtomicI32], acquired: Acquire) {
+  let (outcome, value) = match acquired {
+    Acquire::Granted => (Outcome::Granted, 0),
+    Acquire::Queued(ticket) => (Outcome::Queued, ticket as i32),
+    Acquire::Rejected { key_index } => (Outcome::Rejected, key_index as i32),
+  };
+  // `acquire_request` checked that the head is there.
+  store(&io[0], outcome.code());
+  store(&io[1], value);
+}
+
+/// A release request as laid out in io: `(owner, keys)`.
+fn release_request(io: &[AtomicI32]) -> NativeResult<(i32, &[AtomicI32])> {
+  let head = io_range(io, 0, 2)?;
+  let keys = io_range(io, 2, load(&head[1]).max(0) as usize)?;
+  Ok((load(&head[0]), keys))
+}
+
+/// Writes a cancel's answer: `cancelled, blocking key index, g, ticket × g`.
+fn write_cancelled(
+  io: &[AtomicI32],
+  cancel: Cancel,
+  blocking: Option<usize>,
+  grants: &[u32],
+) -> NativeResult<()> {
+  let head = io_range(io, 0, 2)?;
+  store(&head[0], (cancel == Cancel::Cancelled) as i32);
+  store(&head[1], blocking.map_or(-1, |i| i as i32));
+  write_ids(io, 2, grants)
+}
+
+/// Writes `c, id × c` at `at`.
+fn write_ids(io: &[AtomicI32], at: usize, ids: &[u32]) -> NativeResult<()> {
+  let out = io_range(io, at, 1 + ids.len())?;
+  store(&out[0], ids.len() as i32);
+  for (slot, &id) in out[1..].iter().zip(ids) {
+    store(slot, id as i32);
+  }
+  Ok(())
+}
+
 pub(crate) fn acquire_body() -> NativeResult<()> {
-  with_registry(|r| {
-    let NativeRegistry {
+  with_thread(|t| {
+    let NativeThread {
       tables, io, keys, ..
-    } = r;
-    let io = &io_slots(io)?[..];
-    let head = io_range(io, 0, 4)?;
-    let max_pending = match load(&head[1]) {
-      n if n < 0 => UNLIMITED,
-      n => n as u32,
-    };
-    let skip = load(&head[2]) != 0;
-    let key_slots = io_range(io, 4, load(&head[3]).max(0) as usize)?;
-    let t = table_mut(tables, load(&head[0]))?;
-    let outcome = with_keys(key_slots, keys, |ks| t.acquire(ks, max_pending, skip))
+    } = t;
+    let io = io_slots(io)?;
+    let (table, max_pending, skip, key_slots) = acquire_request(io)?;
+    let table = table_mut(tables, table)?;
+    let acquired = with_keys(key_slots, keys, |ks| table.acquire(ks, max_pending, skip))
       .map_err(NativeError::Core)?;
-    let (code, value) = match outcome {
-      Acquire::Granted => (0, 0),
-      Acquire::Queued(ticket) => (1, ticket as i32),
-      Acquire::Rejected { key_index } => (2, key_index as i32),
-    };
-    store(&head[0], code);
-    store(&head[1], value);
+    write_acquired(io, acquired);
     Ok(())
   })
 }
 
 pub(crate) fn release_body() -> NativeResult<()> {
-  with_registry(|r| {
-    let NativeRegistry {
+  with_thread(|t| {
+    let NativeThread {
       tables,
       io,
       keys,
       grants,
       ..
-    } = r;
-    let io = &io_slots(io)?[..];
-    let head = io_range(io, 0, 2)?;
-    let key_slots = io_range(io, 2, load(&head[1]).max(0) as usize)?;
-    let t = table_mut(tables, load(&head[0]))?;
+    } = t;
+    let io = io_slots(io)?;
+    let (table, key_slots) = release_request(io)?;
+    let table = table_mut(tables, table)?;
     grants.clear();
-    with_keys(key_slots, keys, |ks| t.release(ks, grants)).map_err(NativeError::Core)?;
-    write_grants(io, 0, grants)
+    with_keys(key_slots, keys, |ks| table.release(ks, grants)).map_err(NativeError::Core)?;
+    write_ids(io, 0, grants)
   })
 }
 
 pub(crate) fn cancel_body() -> NativeResult<()> {
-  with_registry(|r| {
-    let NativeRegistry {
+  with_thread(|t| {
+    let NativeThread {
       tables, io, grants, ..
-    } = r;
-    let io = &io_slots(io)?[..];
+    } = t;
+    let io = io_slots(io)?;
     let head = io_range(io, 0, 2)?;
     let ticket = load(&head[1]) as u32;
-    let t = table_mut(tables, load(&head[0]))?;
+    let table = table_mut(tables, load(&head[0]))?;
     grants.clear();
-    let blocking = t.blocking_index(ticket).map_or(-1, |i| i as i32);
-    let outcome = t.cancel(ticket, grants);
-    store(&head[0], (outcome == Cancel::Cancelled) as i32);
-    store(&head[1], blocking);
-    write_grants(io, 2, grants)
+    let blocking = table.blocking_index(ticket);
+    let cancel = table.cancel(ticket, grants);
+    write_cancelled(io, cancel, blocking, grants)
   })
-}
-
-fn write_grants(io: &[AtomicI32], at: usize, grants: &[u32]) -> NativeResult<()> {
-  let out = io_range(io, at, 1 + grants.len())?;
-  store(&out[0], grants.len() as i32);
-  for (slot, &g) in out[1..].iter().zip(grants) {
-    store(slot, g as i32);
-  }
-  Ok(())
 }
 
 /// Live waiters on a key (for `queues` introspection; not a hot path).
 #[napi(catch_unwind, js_name = "waitingOn")]
-pub fn waiting_on(table: u32, key: u32) -> Result<u32> {
-  Ok(with_registry(|r| {
-    Ok(table_mut(&mut r.tables, table as i32)?.waiting_on(key))
+pub fn waiting_on(table: u32, key: u32) -> Result<u32, Code> {
+  Ok(with_thread(|t| {
+    Ok(table_mut(&mut t.tables, table as i32)?.waiting_on(key))
   })?)
 }
 

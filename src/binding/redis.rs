@@ -8,7 +8,12 @@
 //! Lost leases are reported through one weak ThreadsafeFunction per client:
 //! a lease alone does not keep the event loop alive (an `acquire` still in
 //! flight does, through its promise).
+//!
+//! Errors, thrown or rejected, go through `binding::to_napi_error`: a
+//! rejection is built on the JS thread ([`promise`]) because napi's own
+//! async bridge would give every rejection the code `GenericFailure`.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +23,8 @@ use napi_derive::napi;
 use parking_lot::Mutex;
 use redis::Value;
 
+use super::{napi_failure, to_napi_error, Code};
+use crate::core::{Coded, Outcome};
 use crate::redis::{AcquireOptions, Acquired, Mode, RedisLock, RedisLockError};
 
 #[napi(object)]
@@ -31,25 +38,44 @@ type LostCallback =
 
 static CLIENTS: Mutex<Vec<Option<RedisLock>>> = Mutex::new(Vec::new());
 
-fn client(handle: u32) -> Result<RedisLock> {
+fn client(handle: u32) -> std::result::Result<RedisLock, RedisLockError> {
   CLIENTS
     .lock()
     .get(handle as usize)
     .and_then(|c| c.clone())
-    .ok_or_else(|| {
-      Error::new(
-        Status::InvalidArg,
-        format!("KEYLOCK_CLOSED: no open Redis client {handle}"),
-      )
-    })
+    .ok_or(RedisLockError::Closed)
 }
 
-fn to_napi(e: RedisLockError) -> Error {
-  let status = match e {
-    RedisLockError::Url(_) => Status::InvalidArg,
-    _ => Status::GenericFailure,
-  };
-  Error::new(status, e.to_string())
+impl From<RedisLockError> for Error<Code> {
+  fn from(e: RedisLockError) -> Self {
+    to_napi_error(&e)
+  }
+}
+
+/// A promise settled by `work`: its value, or a rejection through the one
+/// error mapping (with `keyIndex` when the error names a key).
+fn promise<T, F>(env: &Env, work: F) -> Result<PromiseRaw<'_, T>, Code>
+where
+  T: ToNapiValue + Send + 'static,
+  F: Future<Output = std::result::Result<T, RedisLockError>> + Send + 'static,
+{
+  env
+    .spawn_future_with_callback(async move { Ok(work.await) }, |env, settled| {
+      settled.map_err(|e| rejection(env, &e))
+    })
+    .map_err(napi_failure)
+}
+
+/// The JS error for `e`, made here on the JS thread so that napi rejects
+/// with it as it is.
+fn rejection(env: &Env, e: &RedisLockError) -> Error {
+  let raw = JsError::from(to_napi_error(e)).into_unknown(Env::from_raw(env.raw()));
+  let mut error = Object::from_raw(env.raw(), raw.raw());
+  if let Some(i) = e.key_index() {
+    // Best effort: the error stands without it.
+    let _ = error.set_named_property("keyIndex", i as u32);
+  }
+  Error::from(raw)
 }
 
 /// Opens a client under `prefix` (no I/O yet: it connects on the first
@@ -67,7 +93,7 @@ pub fn redis_open(
   cluster: bool,
   prefix: String,
   on_lost: LostCallback,
-) -> Result<u32> {
+) -> Result<u32, Code> {
   let on_lost = Arc::new(on_lost);
   let report: crate::redis::LostFn = Box::new(move |lease, reason| {
     // `Closing`: the env is going away and nobody is left to tell.
@@ -81,8 +107,7 @@ pub fn redis_open(
   } else {
     let url = urls.first().map(String::as_str).unwrap_or("");
     RedisLock::new(url, &prefix, report)
-  }
-  .map_err(to_napi)?;
+  }?;
   let handle = {
     let mut clients = CLIENTS.lock();
     clients.push(Some(lock));
@@ -91,7 +116,9 @@ pub fn redis_open(
   // A process (or worker) that ends while holding leases frees them now,
   // not a ttl later: best effort, bounded so a dead Redis cannot hold the
   // exit up.
-  env.add_env_cleanup_hook(handle, close_at_exit)?;
+  env
+    .add_env_cleanup_hook(handle, close_at_exit)
+    .map_err(napi_failure)?;
   Ok(handle)
 }
 
@@ -110,7 +137,9 @@ fn close_at_exit(handle: u32) {
     .get_mut(handle as usize)
     .and_then(Option::take);
   let Some(lock) = lock else { return };
-  if lock.held() == 0 {
+  // Nothing held and no given-up request still being cancelled: nothing
+  // would be left in Redis.
+  if lock.held() == 0 && lock.cleaning_up() == 0 {
     return;
   }
   // The runtime may already be shutting down with the env: then there is
@@ -134,12 +163,14 @@ pub struct NativeAcquireOptions {
   pub skip_queue: bool,
   pub owner: String,
   pub watchdog: bool,
+  /// The lock space of the names (an AsyncLock's `name`); none: ""
+  pub space: Option<String>,
 }
 
 #[napi(object)]
 pub struct NativeAcquired {
-  /// 'granted' | 'busy' | 'rejected' | 'timeout'
-  pub status: String,
+  /// GRANTED, BUSY, REJECTED or TIMED_OUT (`outcomeCodes()`)
+  pub outcome: i32,
   pub lease: u32,
   pub tokens: Vec<f64>,
   /// rejected: index of the full queue's name
@@ -172,7 +203,7 @@ pub fn redis_acquire(
   request: u32,
   names: Vec<String>,
   opts: NativeAcquireOptions,
-) -> Result<PromiseRaw<'_, NativeAcquired>> {
+) -> Result<PromiseRaw<'_, NativeAcquired>, Code> {
   let lock = client(handle)?;
   let mode = match opts.mode {
     0 => Mode::Try,
@@ -188,14 +219,15 @@ pub fn redis_acquire(
     skip_queue: opts.skip_queue,
     owner: opts.owner,
     watchdog: opts.watchdog,
+    space: opts.space.unwrap_or_default(),
   };
   let started = lock.start_acquire(request, names, options);
-  env.spawn_future(async move { native_acquired(started.await.map_err(to_napi)?) })
+  promise(env, async move { started.await.map(native_acquired) })
 }
 
-fn native_acquired(acquired: Acquired) -> Result<NativeAcquired> {
+fn native_acquired(acquired: Acquired) -> NativeAcquired {
   let mut out = NativeAcquired {
-    status: String::new(),
+    outcome: Outcome::Granted.code(),
     lease: 0,
     tokens: Vec::new(),
     index: -1,
@@ -204,42 +236,53 @@ fn native_acquired(acquired: Acquired) -> Result<NativeAcquired> {
   };
   match acquired {
     Acquired::Granted { lease, tokens } => {
-      out.status = "granted".into();
       out.lease = lease;
       out.tokens = tokens;
     }
     Acquired::Busy { holder, pttl } => {
-      out.status = "busy".into();
+      out.outcome = Outcome::Busy.code();
       out.holder = holder;
       out.pttl = pttl as f64;
     }
     Acquired::Rejected { index } => {
-      out.status = "rejected".into();
+      out.outcome = Outcome::Rejected.code();
       out.index = index as i64;
     }
-    Acquired::TimedOut => out.status = "timeout".into(),
+    Acquired::TimedOut => out.outcome = Outcome::TimedOut.code(),
   }
-  Ok(out)
+  out
 }
 
 /// Makes the acquisition `request` leave its queues (see `RedisLock::abort`).
 #[napi(catch_unwind, js_name = "redisAbort")]
-pub fn redis_abort(handle: u32, request: u32) -> Result<()> {
+pub fn redis_abort(handle: u32, request: u32) -> Result<(), Code> {
   client(handle)?.abort(request);
   Ok(())
 }
 
-#[napi(catch_unwind, js_name = "redisRelease")]
-pub async fn redis_release(handle: u32, lease: u32) -> Result<bool> {
-  client(handle)?.release(lease).await.map_err(to_napi)
+#[napi(
+  catch_unwind,
+  js_name = "redisRelease",
+  ts_return_type = "Promise<boolean>"
+)]
+pub fn redis_release(env: &Env, handle: u32, lease: u32) -> Result<PromiseRaw<'_, bool>, Code> {
+  let lock = client(handle);
+  promise(env, async move { lock?.release(lease).await })
 }
 
-#[napi(catch_unwind, js_name = "redisExtend")]
-pub async fn redis_extend(handle: u32, lease: u32, ttl: f64) -> Result<bool> {
-  client(handle)?
-    .extend(lease, ms(ttl))
-    .await
-    .map_err(to_napi)
+#[napi(
+  catch_unwind,
+  js_name = "redisExtend",
+  ts_return_type = "Promise<boolean>"
+)]
+pub fn redis_extend(
+  env: &Env,
+  handle: u32,
+  lease: u32,
+  ttl: f64,
+) -> Result<PromiseRaw<'_, bool>, Code> {
+  let lock = client(handle);
+  promise(env, async move { lock?.extend(lease, ms(ttl)).await })
 }
 
 #[napi(object)]
@@ -249,13 +292,26 @@ pub struct NativeInspected {
   pub waiters: f64,
 }
 
-#[napi(catch_unwind, js_name = "redisInspect")]
-pub async fn redis_inspect(handle: u32, name: String) -> Result<NativeInspected> {
-  let found = client(handle)?.inspect(&name).await.map_err(to_napi)?;
-  Ok(NativeInspected {
-    owner: found.owner,
-    pttl: found.pttl as f64,
-    waiters: found.waiters as f64,
+#[napi(
+  catch_unwind,
+  js_name = "redisInspect",
+  ts_return_type = "Promise<NativeInspected>"
+)]
+pub fn redis_inspect(
+  env: &Env,
+  handle: u32,
+  name: String,
+  space: Option<String>,
+) -> Result<PromiseRaw<'_, NativeInspected>, Code> {
+  let lock = client(handle);
+  let space = space.unwrap_or_default();
+  promise(env, async move {
+    let found = lock?.inspect(&space, &name).await?;
+    Ok(NativeInspected {
+      owner: found.owner,
+      pttl: found.pttl as f64,
+      waiters: found.waiters as f64,
+    })
   })
 }
 
@@ -266,11 +322,12 @@ const IS_BUSY_WAIT: Duration = Duration::from_millis(2000);
 /// while this thread waits for its answer, for at most [`IS_BUSY_WAIT`]
 /// (an event loop must not stall for a Redis that does not answer).
 #[napi(catch_unwind, js_name = "redisIsBusy")]
-pub fn redis_is_busy(handle: u32, name: String) -> Result<bool> {
+pub fn redis_is_busy(handle: u32, name: String, space: Option<String>) -> Result<bool, Code> {
   let lock = client(handle)?;
+  let space = space.unwrap_or_default();
   let url = lock.url().to_string();
   napi::bindgen_prelude::block_on(async move {
-    match tokio::time::timeout(IS_BUSY_WAIT, lock.is_busy(&name)).await {
+    match tokio::time::timeout(IS_BUSY_WAIT, lock.is_busy(&space, &name)).await {
       Ok(answer) => answer,
       Err(_) => Err(RedisLockError::Redis {
         url,
@@ -278,17 +335,28 @@ pub fn redis_is_busy(handle: u32, name: String) -> Result<bool> {
       }),
     }
   })
-  .map_err(to_napi)
+  .map_err(Error::from)
 }
 
 /// A raw command; the reply comes back as JSON text (bulk strings as
 /// strings, nil as null), which is all the facades' bookkeeping needs.
-#[napi(catch_unwind, js_name = "redisCommand")]
-pub async fn redis_command(handle: u32, args: Vec<String>) -> Result<String> {
-  let reply = client(handle)?.command(&args).await.map_err(to_napi)?;
-  let mut out = String::new();
-  json(&reply, &mut out);
-  Ok(out)
+#[napi(
+  catch_unwind,
+  js_name = "redisCommand",
+  ts_return_type = "Promise<string>"
+)]
+pub fn redis_command(
+  env: &Env,
+  handle: u32,
+  args: Vec<String>,
+) -> Result<PromiseRaw<'_, String>, Code> {
+  let lock = client(handle);
+  promise(env, async move {
+    let reply = lock?.command(&args).await?;
+    let mut out = String::new();
+    json(&reply, &mut out);
+    Ok(out)
+  })
 }
 
 fn json(v: &Value, out: &mut String) {
@@ -362,8 +430,9 @@ pub async fn redis_close(handle: u32) -> Result<()> {
   Ok(())
 }
 
-/// The Redis key that holds the lease of `name` under `prefix`.
+/// The Redis key that holds the lease of lock `name` of `space` ("" or
+/// none: no space) under `prefix` (docs/redis-keys.md).
 #[napi(catch_unwind, js_name = "redisLeaseKey")]
-pub fn redis_lease_key(prefix: String, name: String) -> String {
-  crate::redis::lease_key(&prefix, &name)
+pub fn redis_lease_key(prefix: String, name: String, space: Option<String>) -> String {
+  crate::redis::lease_key(&prefix, &space.unwrap_or_default(), &name)
 }

@@ -1,16 +1,23 @@
 //! The queue model shared by every face and reach of keylock: keyed FIFO
-//! queues with all-or-nothing multi-key acquisition. Pure Rust, no N-API.
+//! queues with all-or-nothing multi-key acquisition. Pure Rust: no N-API, no
+//! tokio, no I/O.
 //!
 //! A [`Table`] is one lock space. Keys are small integers ([`KeyId`]) that
 //! the caller interns; a waiter is a [`TicketId`] handed out by the table.
 //! Holders are not tickets: a hold is released by naming its keys, which is
 //! what lets the uncontended path run without the table (see *Key words*).
 //!
-//! Every reach is a face of this model behind one small async trait,
-//! [`Backend`]: its docs state the guarantees all reaches share, and
-//! `tests/backend.rs` proves them once against every implementation
-//! ([`LocalBackend`] over a [`Table`] here, the Redis reach in
-//! `crate::backend`).
+//! The core also holds the two vocabularies every reach speaks: the
+//! [`Outcome`] codes (shared with JS and the Lua scripts) and the
+//! [`ErrorCode`]s that become `err.code` in JS.
+//!
+//! Which reach runs on what: the isolate reach is a [`Table`] per
+//! `AsyncLock`, driven by `crate::binding` through the io buffer; the
+//! process reach is a [`Table`] behind a mutex (`crate::process`); the Redis
+//! reach keeps the same model in Redis keys and Lua scripts
+//! (`crate::redis`). There is no Rust trait over them: nothing calls the
+//! reaches generically. `tests/conformance.rs` runs one scenario suite over
+//! all three as shipped, and names each documented difference.
 //!
 //! # Guarantees
 //!
@@ -30,7 +37,10 @@
 //! - **No lost wake-up.** After every call, no waiting ticket is grantable:
 //!   every transition that frees a key or removes a queue head re-examines
 //!   the new head. Proved by the property test's invariant check.
-//! - **Exclusion.** A key is held by at most one request at a time.
+//! - **Exclusion.** A key is held by at most one request at a time: a grant
+//!   is only made to a request all of whose keys are free. Proved by the
+//!   property test (the table's holders agree with the model's after every
+//!   step) and, across threads, by `process::tests::exclusion_across_threads`.
 //!
 //! # Cancellation
 //!
@@ -46,8 +56,17 @@
 //!
 //! [`Table::acquire`] refuses a request when one of its keys is busy and
 //! already has `max_pending` live waiters ([`Acquire::Rejected`] names the
-//! first such key). Cancelled waiters do not count. `max_pending` of
-//! [`UNLIMITED`] means no limit.
+//! first such key; nothing changes). Cancelled waiters do not count.
+//! `max_pending` of [`UNLIMITED`] means no limit; 0 is a try, refused on
+//! any busy key (`tests::max_pending_zero_refuses_any_waiter_but_not_an_idle_key`,
+//! `tests::rejection_names_the_full_key_and_changes_nothing`).
+//!
+//! # Errors
+//!
+//! Misuse by the table's owner (no keys, a key twice, a key out of range, a
+//! release of a key not held) is a [`CoreError`], never a panic and never
+//! a partial change (`tests::misuse_is_an_error_not_a_panic`). Its
+//! [`ErrorCode`] is what JS sees as `err.code`.
 //!
 //! # Memory
 //!
@@ -75,13 +94,13 @@
 //! table, used by tests and by callers that have no direct access to the
 //! words.
 
-pub mod backend;
-mod local;
+mod error;
+mod outcome;
 mod table;
 
-pub use backend::{Backend, Outcome, Request};
-pub use local::{LocalBackend, LocalLease};
-pub use table::{Acquire, Cancel, CoreError, KeyId, Table, TicketId, Words, UNLIMITED};
+pub use error::{Coded, CoreError, ErrorCode};
+pub use outcome::Outcome;
+pub use table::{Acquire, Cancel, KeyId, Table, TicketId, Words, UNLIMITED};
 
 /// A key word value: not held, nobody waits.
 pub const IDLE: i32 = 0;

@@ -1,9 +1,8 @@
 use std::collections::VecDeque;
-use std::fmt;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
-use super::{CONTENDED, HELD, IDLE};
+use super::{CoreError, CONTENDED, HELD, IDLE};
 
 /// A key, interned by the owner of the table. Ids are dense and reusable.
 pub type KeyId = u32;
@@ -82,32 +81,6 @@ pub enum Cancel {
   /// never issued); nothing changed.
   NotWaiting,
 }
-
-/// Misuse of the table by its owner. Never the result of a race.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CoreError {
-  /// The key id is beyond [`Table::key_capacity`].
-  KeyOutOfRange(KeyId),
-  /// `release` named a key that is not held.
-  NotHeld(KeyId),
-  /// `acquire` was given no keys.
-  NoKeys,
-  /// `acquire` named the same key twice (it would wait for itself).
-  DuplicateKey(KeyId),
-}
-
-impl fmt::Display for CoreError {
-  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-    match self {
-      CoreError::KeyOutOfRange(k) => write!(f, "key id {k} is out of range"),
-      CoreError::NotHeld(k) => write!(f, "key id {k} is not held"),
-      CoreError::NoKeys => write!(f, "a request needs at least one key"),
-      CoreError::DuplicateKey(k) => write!(f, "key id {k} is named twice in one request"),
-    }
-  }
-}
-
-impl std::error::Error for CoreError {}
 
 /// Keys of one request. One key is by far the common case and costs no
 /// allocation.

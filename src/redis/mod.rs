@@ -2,8 +2,9 @@
 //! same Redis and prefix. Pure Rust on tokio; `crate::binding::redis` is its
 //! N-API face.
 //!
-//! The queue lives in Redis (layout in `lua/common.lua`) and every state
-//! change is one Lua script, so each step is atomic on the server.
+//! The queue lives in Redis (key names in `keys.rs` and
+//! `docs/redis-keys.md`, values in `lua/common.lua`) and every state change
+//! is one Lua script, so each step is atomic on the server.
 //!
 //! # Guarantees
 //! - **FIFO across processes.** Waiters are ordered by a server-side ticket;
@@ -21,8 +22,14 @@
 //! - **Multi-name requests cannot deadlock.** ACQUIRE joins every queue in one
 //!   script with one ticket from one counter, so two waiters are in the same
 //!   order in every queue they share, and a request is granted only when it
-//!   heads every queue with every lease free. Test: `redis-scripts.test.js`
-//!   "opposite key orders cannot deadlock".
+//!   heads every queue with every lease free. On a Cluster the counter is
+//!   the slot's, so requests sharing a queue share it. Queueing is all or
+//!   nothing: a waiter found in some of its queues only (reaped from the
+//!   others while its process stalled) leaves them all and joins all again,
+//!   rather than keep a free lock reserved for a request that cannot be
+//!   granted. Tests: `redis-scripts.test.js` "opposite key orders cannot
+//!   deadlock"; `redis-hardening.test.js` "a multi-key waiter SIGSTOPped",
+//!   "ACQUIRE of a waiter found in some of its queues only".
 //! - **Fencing.** Each grant carries a token per name that strictly increases
 //!   per name: `max(last + 1, server time in µs)`, so it keeps increasing
 //!   across a Redis restart that lost the counter (unless the server clock
@@ -40,16 +47,50 @@
 //!   reaped", "a CANCEL that lost the race to a grant keeps the grant";
 //!   `redis-processes.test.js` "a SIGKILLed waiter"; `redis-faults.test.js`
 //!   "a connection drop mid-wait is survived".
+//! - **A request given up keeps no lease.** However an acquisition ends
+//!   without a registered grant or a final answer (its timeout, an abort,
+//!   a command timeout, an error), it queues a CANCEL behind the commands
+//!   it sent, on the same connection, so Redis runs it after them even if
+//!   they were stuck in a stalled server's input buffer; the CANCEL is
+//!   retried until Redis answers, and a grant it finds (a late ACQUIRE, or a
+//!   hand-off that beat the cancel) goes to the caller if it still waits
+//!   ([`CANCEL_GRACE`]), else is released at once. A failed RELEASE is
+//!   retried the same way. Tests: `__test__/redis-stall.test.js`.
+//! - **A free lease is handed on when it is found free.** RELEASE and EXTEND
+//!   hand a lease that already ran out to the next waiter at once, as
+//!   ACQUIRE and CANCEL do; and a waiter whose blocker's lease runs out
+//!   before its next heartbeat re-runs ACQUIRE when it is due. Tests:
+//!   `redis-hardening.test.js` "the release of a lease that already ran
+//!   out", "a lease that runs out unreleased".
 //! - **Leases are kept alive off the JS thread.** With the watchdog on, a
 //!   tokio task extends the lease every ttl/3. If Redis says the lease is
 //!   gone, or no extension is confirmed before `sent + ttl − drift` of the
 //!   last confirmed one (redlock's drift rule: 1% + 2 ms), the lease is
-//!   reported lost exactly once. Tests: `redis-faults.test.js` "Redis stalled
-//!   (SIGSTOP) past the ttl"; `redis-processes.test.js` "a lost lease's
-//!   release frees nothing of the next holder's".
+//!   reported lost exactly once. A hand-off's lease is timed from when
+//!   Redis granted it, not from when this process read the grant: the
+//!   grant message carries the server time of the grant and the lease's
+//!   length, mapped to a local instant no later than the true one through
+//!   the server time of the waiter's last ACQUIRE reply (and a grant found
+//!   by a re-run or a cancel carries its pttl). A waiter that reads a grant
+//!   after its validity (its process stalled) hands it on and queues again.
+//!   Tests: `redis-faults.test.js` "Redis stalled (SIGSTOP) past the ttl";
+//!   `redis-processes.test.js` "a lost lease's release frees nothing of the
+//!   next holder's"; `redis-hardening.test.js` "a waiter SIGSTOPped while
+//!   it is handed the key".
+//! - **Distinct locks, distinct keys.** (prefix, space, key) is encoded
+//!   injectively, with the hash tag chosen by keylock, so no key name can
+//!   reach another lock's lease, queue, meta or waiters. Tests:
+//!   `cargo test redis::keys`; `redis-hardening.test.js` "keys: …".
 //! - **Cluster.** With seed-node URLs every key of a request must share a
 //!   hash tag; a request whose names hash to different slots is refused
 //!   before any command is sent. Test: `redis-cluster.test.js`.
+//!
+//! # Memory
+//! An idle lock leaves nothing in Redis: meta expires a ttl after the last
+//! grant, queue, waiters and ticket counter a liveness window after the
+//! last heartbeat of a waiter (`docs/redis-keys.md` says why losing them is
+//! harmless). In this process a lock costs memory only while it is held or
+//! waited for. Test: `redis-hardening.test.js` "memory".
 //!
 //! # What is not guaranteed
 //! A single Redis gives efficiency-grade exclusion: after a restart without
@@ -57,10 +98,15 @@
 //! holder can be granted before the first learns (within ttl/3) that it lost
 //! its lease. The fencing token is the defence: the guarded store must
 //! reject a token lower than one it has seen. FIFO order across a Redis
-//! restart is the order in which waiters re-enqueue.
+//! restart is the order in which waiters re-enqueue. A hand-off's lease is
+//! timed through the server's wall clock (`TIME`) between the waiter's
+//! last heartbeat and the grant, at most about a second: a forward step of
+//! that clock in between makes the waiter count on its lease for as much
+//! longer (leases themselves already end early on such a step, as Redis
+//! stores their expiry in wall-clock time).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,6 +118,12 @@ use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Script, Val
 use tokio::sync::{mpsc, OnceCell};
 use tokio::time::Instant;
 
+use crate::core::{Coded, ErrorCode, Outcome};
+pub mod keys;
+
+pub use keys::{lease_key, slot};
+use keys::{lock_keys, ticket_key};
+
 /// How often a waiter re-runs ACQUIRE (heartbeat + fallback re-check).
 pub const RECHECK: Duration = Duration::from_millis(1000);
 /// A waiter whose process has not heartbeated for this long is reaped.
@@ -82,8 +134,17 @@ pub const LIVENESS: Duration = Duration::from_millis(3000);
 /// key for this long, not for its whole ttl. The new holder's watchdog
 /// renews it to the full ttl within a third of it.
 pub const CLAIM: Duration = Duration::from_millis(3000);
-/// How long a timed-out or aborted acquisition waits for its CANCEL.
+/// How long a timed-out or aborted acquisition waits for its CANCEL's
+/// answer before it settles as timed out. The CANCEL itself is not given up
+/// then: it is awaited (and retried) in the background, and a grant it
+/// reports is released (see `settle_abandoned`).
 const CANCEL_GRACE: Duration = Duration::from_millis(250);
+/// First pause between attempts of a background CANCEL or RELEASE that
+/// failed; it doubles up to [`RETRY_PAUSE_MAX`]. They retry until Redis
+/// answers or the client is closed: a stopped server may still hold the
+/// request's ACQUIRE in its input buffer, and run it whenever it resumes.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(1000);
 /// Commands and connection attempts give up after this long.
 const COMMAND_TIMEOUT: Duration = Duration::from_millis(5000);
 
@@ -111,7 +172,7 @@ impl Scripts {
       acquire: script(with_common!("lua/acquire.lua")),
       release: script(with_common!("lua/release.lua")),
       cancel: script(with_common!("lua/cancel.lua")),
-      extend: script(include_str!("lua/extend.lua")),
+      extend: script(with_common!("lua/extend.lua")),
       inspect: script(include_str!("lua/inspect.lua")),
     }
   }
@@ -141,6 +202,10 @@ pub struct AcquireOptions {
   /// Stored with the lease and shown by [`RedisLock::inspect`].
   pub owner: String,
   pub watchdog: bool,
+  /// The lock space the names belong to (an `AsyncLock`'s `name`; "" for
+  /// none): part of every key, so `('a', 'b:c')` and `('a:b', 'c')` are
+  /// different locks (see `keys.rs`).
+  pub space: String,
 }
 
 /// The outcome of an acquisition: expected results are values, not errors.
@@ -185,14 +250,14 @@ pub enum RedisLockError {
 impl std::fmt::Display for RedisLockError {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     match self {
-      RedisLockError::Url(m) => write!(f, "KEYLOCK_REDIS_URL: {m}"),
-      RedisLockError::Redis { url, message } => write!(f, "KEYLOCK_REDIS: {url}: {message}"),
-      RedisLockError::Protocol(m) => write!(f, "KEYLOCK_REDIS_PROTOCOL: unexpected reply: {m}"),
-      RedisLockError::Closed => write!(f, "KEYLOCK_CLOSED: the Redis lock client is closed"),
-      RedisLockError::NoLease(id) => write!(f, "KEYLOCK_NO_LEASE: no lease {id} on this client"),
+      RedisLockError::Url(m) => f.write_str(m),
+      RedisLockError::Redis { url, message } => write!(f, "{url}: {message}"),
+      RedisLockError::Protocol(m) => write!(f, "unexpected reply: {m}"),
+      RedisLockError::Closed => write!(f, "the Redis lock client is closed"),
+      RedisLockError::NoLease(id) => write!(f, "no lease {id} on this client"),
       RedisLockError::CrossSlot(i) => write!(
         f,
-        "KEYLOCK_CROSSSLOT: {i}: on a Redis Cluster every key of one request must share a hash tag"
+        "keys[{i}] hashes to another Redis Cluster slot than keys[0]: every key of one request must share a hash tag"
       ),
     }
   }
@@ -200,16 +265,99 @@ impl std::fmt::Display for RedisLockError {
 
 impl std::error::Error for RedisLockError {}
 
+impl Coded for RedisLockError {
+  fn code(&self) -> ErrorCode {
+    match self {
+      RedisLockError::Url(_) => ErrorCode::RedisUrl,
+      RedisLockError::Redis { .. } => ErrorCode::Redis,
+      RedisLockError::Protocol(_) => ErrorCode::RedisProtocol,
+      RedisLockError::Closed => ErrorCode::Closed,
+      RedisLockError::NoLease(_) => ErrorCode::NoLease,
+      RedisLockError::CrossSlot(_) => ErrorCode::CrossSlot,
+    }
+  }
+
+  fn key_index(&self) -> Option<usize> {
+    match self {
+      RedisLockError::CrossSlot(i) => Some(*i),
+      _ => None,
+    }
+  }
+}
+
 pub type Result<T> = std::result::Result<T, RedisLockError>;
 
 /// Called once per lost lease with the lease handle and why.
 pub type LostFn = Box<dyn Fn(u32, String) + Send + Sync>;
 
+/// A single-name grant, as its message tells it: `g <waiter> <token>
+/// <server µs when granted> <lease ms from then>`.
+#[derive(Debug, Clone, Copy)]
+struct Grant {
+  token: f64,
+  granted_us: f64,
+  claim: Duration,
+}
+
+impl Grant {
+  fn parse<'a>(mut parts: impl Iterator<Item = &'a str>) -> Option<Grant> {
+    let token = parts.next()?.parse::<f64>().ok()?;
+    let granted_us = parts.next()?.parse::<f64>().ok()?;
+    let claim = Duration::from_millis(parts.next()?.parse::<u64>().ok()?);
+    Some(Grant {
+      token,
+      granted_us,
+      claim,
+    })
+  }
+
+  /// When the lease began, on this process's clock, never later than it
+  /// truly did: `clock` is (a local instant, the server's µs at some moment
+  /// after it). The message may have been read long after it was sent (a
+  /// stalled process): the lease's time runs from the grant, not from now.
+  fn local_start(&self, clock: (Instant, f64)) -> Instant {
+    let (sent, server_us) = clock;
+    let ahead = self.granted_us - server_us;
+    if !ahead.is_finite() {
+      // No server time seen yet: the acquisition's start is no later.
+      return sent;
+    }
+    let by = Duration::from_micros(ahead.abs() as u64);
+    if ahead >= 0.0 {
+      sent + by
+    } else {
+      sent.checked_sub(by).unwrap_or(sent)
+    }
+  }
+}
+
+/// When a lease began (no later than the truth) and how long from then it
+/// runs unless renewed.
+#[derive(Debug, Clone, Copy)]
+struct LeaseStart {
+  at: Instant,
+  length: Duration,
+  /// Granted by a hand-off: the lease may be shorter than the ttl.
+  handed_on: bool,
+}
+
+/// redlock's drift margin: 1% + 2 ms.
+fn drift(d: Duration) -> Duration {
+  d / 100 + Duration::from_millis(2)
+}
+
+impl LeaseStart {
+  /// Until when this client may count on the lease without a renewal.
+  fn valid_until(&self) -> Instant {
+    self.at + self.length.saturating_sub(drift(self.length))
+  }
+}
+
 /// What a waiter is told through its process's grant channel.
 #[derive(Debug)]
 enum Wake {
-  /// A single-name grant with its token.
-  Granted(f64),
+  /// A single-name grant.
+  Granted(Grant),
   /// Re-run ACQUIRE now (multi-name head, or a reconnect).
   Recheck,
   /// The caller gave up (AbortSignal): leave the queues.
@@ -218,6 +366,7 @@ enum Wake {
 
 struct LeaseState {
   id: String,
+  space: String,
   names: Vec<String>,
   watchdog: Option<tokio::task::AbortHandle>,
 }
@@ -243,8 +392,11 @@ struct Inner {
   aborted_early: Mutex<std::collections::HashSet<u32>>,
   /// First ACQUIREs, in the order acquisitions were started (see
   /// `start_acquire`); drained by one dispatcher task.
-  submit: mpsc::UnboundedSender<Submit>,
-  submissions: Mutex<Option<mpsc::UnboundedReceiver<Submit>>>,
+  submit: mpsc::UnboundedSender<Job>,
+  submissions: Mutex<Option<mpsc::UnboundedReceiver<Job>>>,
+  /// Background CANCELs and RELEASEs of given-up requests still running;
+  /// close() waits for them (bounded).
+  cleanups: AtomicUsize,
   seq: AtomicU32,
   /// close() has begun: no new acquisitions, and grants still in flight
   /// are handed back rather than given out.
@@ -253,19 +405,56 @@ struct Inner {
   on_lost: LostFn,
 }
 
+/// A URL as messages show it, without its password, for every form keylock
+/// accepts or builds. It never parses (it must also hide the password of a
+/// URL that does not parse), and hides too much rather than too little;
+/// `lib/redis-url.js` `redactUrl` applies the same rules in JS:
+/// - no `://`: not a URL at all (perhaps a password pasted in the wrong
+///   place), shown as `(not a URL)`;
+/// - `scheme://userinfo@host…`: the userinfo runs to the *last* `@` (a
+///   password may hold an unencoded `@`; URL parsers read it that way too),
+///   and only the user name before its first `:` is kept;
+/// - the query (how `redis+unix://` and `unix://` URLs carry credentials,
+///   e.g. `?pass=`): from the first parameter whose name contains `pass` on,
+///   the rest is hidden (an unencoded `&` in a password would otherwise show
+///   its tail).
 fn redact(url: &str) -> String {
-  // redis://user:secret@host -> redis://user:***@host
-  if let Some(scheme_end) = url.find("://") {
-    let rest = &url[scheme_end + 3..];
-    if let Some(at) = rest.find('@') {
-      let cred = &rest[..at];
-      let user = cred.split(':').next().unwrap_or("");
-      if cred.contains(':') {
-        return format!("{}://{}:***@{}", &url[..scheme_end], user, &rest[at + 1..]);
+  let Some(scheme_end) = url.find("://") else {
+    return "(not a URL)".to_string();
+  };
+  let mut rest = &url[scheme_end + 3..];
+  let mut out = format!("{}://", &url[..scheme_end]);
+  // A unix socket URL has no authority: an `@` there is in the path.
+  if !rest.starts_with('/') {
+    if let Some(at) = rest.rfind('@') {
+      match rest[..at].find(':') {
+        Some(colon) => {
+          out.push_str(&rest[..colon]);
+          out.push_str(":***@");
+        }
+        None => out.push_str("***@"),
       }
+      rest = &rest[at + 1..];
     }
   }
-  url.to_string()
+  let Some(q) = rest.find('?') else {
+    out.push_str(rest);
+    return out;
+  };
+  out.push_str(&rest[..=q]);
+  for (i, param) in rest[q + 1..].split('&').enumerate() {
+    if i > 0 {
+      out.push('&');
+    }
+    let name = param.split('=').next().unwrap_or("");
+    if name.to_ascii_lowercase().contains("pass") {
+      out.push_str(name);
+      out.push_str("=***");
+      return out;
+    }
+    out.push_str(param);
+  }
+  out
 }
 
 fn random_id() -> String {
@@ -282,20 +471,6 @@ fn random_id() -> String {
   format!("{:016x}", h.finish())
 }
 
-/// The Redis key of a lock name: `P:{N}`, or `P:N` when N already carries
-/// its own hash tag, so users can put names in one slot.
-pub fn lease_key(prefix: &str, name: &str) -> String {
-  let tagged = name
-    .find('{')
-    .and_then(|open| name[open + 1..].find('}').map(|len| len > 0))
-    .unwrap_or(false);
-  if tagged {
-    format!("{prefix}:{name}")
-  } else {
-    format!("{prefix}:{{{name}}}")
-  }
-}
-
 /// A single Redis (standalone, or a Sentinel-managed master by URL) or a
 /// Redis Cluster.
 enum Client {
@@ -309,40 +484,6 @@ enum Client {
 enum Conn {
   Single(ConnectionManager),
   Cluster(ClusterConnection),
-}
-
-/// CRC16/XMODEM, the checksum Redis Cluster maps keys to slots with.
-fn crc16(bytes: &[u8]) -> u16 {
-  let mut crc: u16 = 0;
-  for &b in bytes {
-    crc ^= u16::from(b) << 8;
-    for _ in 0..8 {
-      crc = if crc & 0x8000 != 0 {
-        (crc << 1) ^ 0x1021
-      } else {
-        crc << 1
-      };
-    }
-  }
-  crc
-}
-
-/// The hash tag of a key: the part between the first `{` and the next `}`
-/// when it is not empty, else the whole key (Redis Cluster's rule).
-fn hash_tag(key: &str) -> &str {
-  if let Some(open) = key.find('{') {
-    if let Some(len) = key[open + 1..].find('}') {
-      if len > 0 {
-        return &key[open + 1..open + 1 + len];
-      }
-    }
-  }
-  key
-}
-
-/// The cluster slot of a key.
-pub fn slot(key: &str) -> u16 {
-  crc16(hash_tag(key).as_bytes()) % 16384
 }
 
 fn with_resp3(url: &str, shown: &str) -> Result<redis::ConnectionInfo> {
@@ -371,6 +512,9 @@ impl RedisLock {
     if infos.is_empty() {
       return Err(RedisLockError::Url("no cluster node URL".into()));
     }
+    // The per-slot counter names take a few ms to find: found now, off the
+    // JS thread, while the client has not connected yet.
+    std::thread::spawn(|| keys::ticket_key("", Some(0)));
     Ok(Self::with_client(
       shown,
       Client::Cluster(infos),
@@ -411,6 +555,7 @@ impl RedisLock {
         aborted_early: Mutex::new(Default::default()),
         submit,
         submissions: Mutex::new(Some(submissions)),
+        cleanups: AtomicUsize::new(0),
         seq: AtomicU32::new(0),
         closing: AtomicBool::new(false),
         closed: AtomicBool::new(false),
@@ -493,39 +638,29 @@ impl RedisLock {
     Ok(conn.clone())
   }
 
-  /// The KEYS of a request: 4 per name, then the ticket counter. On a
-  /// cluster every key must be in one slot, so the names must share a hash
-  /// tag (checked here, before any command is sent) and the counter takes
-  /// that tag; a single Redis has one counter for all names.
-  fn keys_of(&self, names: &[String]) -> Result<Vec<String>> {
-    let cluster = self.is_cluster();
-    if cluster {
-      if let Some((first, rest)) = names.split_first() {
-        let want = slot(&lease_key(&self.inner.prefix, first));
-        if let Some(i) = rest
-          .iter()
-          .position(|n| slot(&lease_key(&self.inner.prefix, n)) != want)
-        {
-          return Err(RedisLockError::CrossSlot(i + 1));
-        }
-      }
-    }
+  /// The KEYS of a request: lease, meta, queue, waiters per name (see
+  /// `keys.rs`), then the ticket counter. On a cluster every key must be in
+  /// one slot, so the names must share a hash tag (checked here, before any
+  /// command is sent) and the counter is that slot's; a single Redis has
+  /// one counter for all names.
+  fn keys_of(&self, space: &str, names: &[String]) -> Result<Vec<String>> {
+    let prefix = self.inner.prefix.as_str();
     let mut keys = Vec::with_capacity(names.len() * 4 + 1);
     for name in names {
-      let base = lease_key(&self.inner.prefix, name);
-      keys.push(format!("{base}:m"));
-      keys.push(format!("{base}:q"));
-      keys.push(format!("{base}:w"));
-      let at = keys.len() - 3;
-      keys.insert(at, base);
+      keys.extend(lock_keys(prefix, space, name));
     }
-    match names.first() {
-      Some(first) if cluster => {
-        let tag = hash_tag(&lease_key(&self.inner.prefix, first)).to_string();
-        keys.push(format!("{}:{{{tag}}}:tkt", self.inner.prefix));
+    let counter = if self.is_cluster() {
+      let want = keys.first().map(|k| slot(k));
+      if let Some(want) = want {
+        if let Some(i) = keys.iter().step_by(4).position(|k| slot(k) != want) {
+          return Err(RedisLockError::CrossSlot(i));
+        }
       }
-      _ => keys.push(format!("{}:tkt", self.inner.prefix)),
-    }
+      ticket_key(prefix, Some(want.unwrap_or(0)))
+    } else {
+      ticket_key(prefix, None)
+    };
+    keys.push(counter);
     Ok(keys)
   }
 
@@ -597,7 +732,7 @@ impl RedisLock {
       return Err(RedisLockError::Closed);
     }
     let id = format!("{}:r{}", self.inner.client_id, request);
-    let keys = self.keys_of(names)?;
+    let keys = self.keys_of(&opts.space, names)?;
     let (tx, rx) = mpsc::unbounded_channel();
     // Registered before the first ACQUIRE: a grant may be published before
     // the script's own reply reaches us.
@@ -625,11 +760,11 @@ impl RedisLock {
     self
       .inner
       .submit
-      .send(Submit {
+      .send(Job::Acquire(Submit {
         keys: keys.clone(),
         args: args.clone(),
         reply,
-      })
+      }))
       .map_err(|_| RedisLockError::Closed)?;
     Ok(Started::Sent(SentAcquire {
       id,
@@ -661,10 +796,24 @@ impl RedisLock {
       first_reply,
       _unregister,
     } = started;
+    // From here until Redis has answered for good, this request may hold
+    // or await a lease in Redis: however the wait ends (timeout, abort, a
+    // command timeout, an error), `pending` makes it leave cleanly.
+    let mut pending = Pending {
+      lock: self.clone(),
+      id: id.clone(),
+      keys: keys.clone(),
+      armed: true,
+    };
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     let mut first_reply = Some(first_reply);
     let mut first = true;
+    // The server's clock as last seen: (when that ACQUIRE was sent, the
+    // server's µs while it ran). A grant message says when Redis granted
+    // in server time; mapped through this it is a local instant no later
+    // than the true one (the script ran after `sent`).
+    let mut clock: (Instant, f64);
     loop {
       let sent = Instant::now();
       // The first ACQUIRE went out through the dispatcher, in start order.
@@ -684,20 +833,23 @@ impl RedisLock {
             Ok(r) => r,
             // Not one answer from Redis before the timeout: that is an
             // unreachable (or stalled) Redis, and the error says where.
+            // The ACQUIRE may still run when Redis comes back: `pending`
+            // cancels it then (and releases what it was granted).
             Err(_) if first => {
               let waited = opts.timeout.unwrap_or_default().as_millis();
               return Err(self.error(format!(
                 "no answer within the acquire timeout ({waited} ms)"
               )));
             }
-            Err(_) => return self.give_up(&id, &names, &keys, opts.clone(), sent).await,
+            Err(_) => return self.give_up(&mut pending, names, &opts).await,
           }
         }
         None => call.await,
       };
       let reply = match reply {
         Ok(r) => r,
-        // Unreachable at the start: say so at once, naming the URL.
+        // Unreachable at the start: say so at once, naming the URL (a
+        // command timeout included: `pending` cancels what may still run).
         Err(e) if first => return Err(e),
         // A drop mid-wait: keep re-running (re-enqueues after a restart)
         // until it answers or the timeout passes.
@@ -711,57 +863,135 @@ impl RedisLock {
       };
       first = false;
       let items = array(&reply)?;
-      match int_at(&items, 0)? {
-        0 => {
-          return self
-            .granted(id, names, tokens(&items[1..])?, &opts, sent, false)
-            .await
+      let mut recheck = RECHECK;
+      let status = int_at(&items, 0)?;
+      match Outcome::from_code(status) {
+        Some(Outcome::Granted) => {
+          let tokens = tokens(&items[1..])?;
+          let start = LeaseStart {
+            at: sent,
+            length: opts.ttl,
+            handed_on: false,
+          };
+          return self.keep(&mut pending, &names, tokens, &opts, start).await;
         }
-        4 => {
-          return self
-            .granted(id, names, tokens(&items[1..])?, &opts, sent, true)
-            .await
+        Some(Outcome::HandedOff) => {
+          let (tokens, pttl) = tokens_and_pttl(&items, names.len())?;
+          let start = LeaseStart {
+            at: sent,
+            length: pttl,
+            handed_on: true,
+          };
+          if let Some(granted) = self
+            .take_hand_off(&mut pending, &names, tokens, &opts, start)
+            .await?
+          {
+            return Ok(granted);
+          }
+          continue;
         }
-        1 => {}
-        2 => {
+        Some(Outcome::Queued) => {
+          clock = (sent, int_at(&items, 2).map_or(f64::NAN, |t| t as f64));
+          // The expiry of the lease in the way is a hand-off too: look
+          // again when it is due rather than at the next heartbeat.
+          if let Ok(pttl) = int_at(&items, 1) {
+            if (0..RECHECK.as_millis() as i64).contains(&pttl) {
+              recheck = Duration::from_millis(pttl as u64 + 2);
+            }
+          }
+        }
+        // Refused or busy: the script left nothing of this request behind.
+        Some(Outcome::Rejected) => {
+          pending.armed = false;
           return Ok(Acquired::Rejected {
             index: (int_at(&items, 1)?.max(1) - 1) as usize,
-          })
+          });
         }
-        3 => {
+        Some(Outcome::Busy) => {
+          pending.armed = false;
           return Ok(Acquired::Busy {
             holder: string_at(&items, 1),
             pttl: int_at(&items, 2).unwrap_or(-2),
-          })
+          });
         }
-        other => return Err(RedisLockError::Protocol(format!("ACQUIRE status {other}"))),
+        _ => return Err(RedisLockError::Protocol(format!("ACQUIRE status {status}"))),
       }
       // Queued: wait for our grant message, the re-check, or the timeout.
-      let recheck = Instant::now() + RECHECK;
+      let recheck = Instant::now() + recheck;
       let until = deadline.map_or(recheck, |d| d.min(recheck));
       let woke = tokio::time::timeout_at(until, rx.recv()).await;
       match woke {
-        Ok(Some(Wake::Granted(token))) => {
-          return self
-            .granted(id, names, vec![token], &opts, Instant::now(), true)
-            .await;
+        Ok(Some(Wake::Granted(grant))) => {
+          let start = LeaseStart {
+            at: grant.local_start(clock),
+            length: grant.claim,
+            handed_on: true,
+          };
+          let tokens = vec![grant.token];
+          if let Some(granted) = self
+            .take_hand_off(&mut pending, &names, tokens, &opts, start)
+            .await?
+          {
+            return Ok(granted);
+          }
         }
         Ok(Some(Wake::Recheck)) => {}
         Ok(Some(Wake::Abort)) => {
-          return self
-            .give_up(&id, &names, &keys, opts.clone(), Instant::now())
-            .await;
+          return self.give_up(&mut pending, names, &opts).await;
         }
         Ok(None) => return Err(RedisLockError::Closed),
         Err(_) => {
           if deadline.is_some_and(|d| Instant::now() >= d) {
-            return self
-              .give_up(&id, &names, &keys, opts.clone(), Instant::now())
-              .await;
+            return self.give_up(&mut pending, names, &opts).await;
           }
         }
       }
     }
+  }
+
+  /// Registers the grant of `pending`; if that fails, `pending` stays armed
+  /// and its drop passes the lease on.
+  async fn keep(
+    &self,
+    pending: &mut Pending,
+    names: &[String],
+    tokens: Vec<f64>,
+    opts: &AcquireOptions,
+    start: LeaseStart,
+  ) -> Result<Acquired> {
+    let acquired = self
+      .granted(pending.id.clone(), names.to_vec(), tokens, opts, start)
+      .await?;
+    pending.armed = false;
+    Ok(acquired)
+  }
+
+  /// A lease handed to this waiter while it was not looking (a grant
+  /// message, or a grant found by a re-run or a cancel): registered if it
+  /// is still safely valid. A waiter that read it too late (its process
+  /// stalled past the lease's validity) must not act on it: the lease is
+  /// released (a hand-off, if it is still there) and `None` is returned,
+  /// so the caller queues again instead of holding a lease another
+  /// process may already have been granted.
+  async fn take_hand_off(
+    &self,
+    pending: &mut Pending,
+    names: &[String],
+    tokens: Vec<f64>,
+    opts: &AcquireOptions,
+    start: LeaseStart,
+  ) -> Result<Option<Acquired>> {
+    if Instant::now() < start.valid_until() {
+      return self
+        .keep(pending, names, tokens, opts, start)
+        .await
+        .map(Some);
+    }
+    // If this fails the lease runs out on its own, within the claim.
+    let keys = self.keys_of(&opts.space, names)?;
+    let args = [self.inner.prefix.as_str(), pending.id.as_str()];
+    let _ = self.run(&self.inner.scripts.release, &keys, &args).await;
+    Ok(None)
   }
 
   /// Makes the acquisition `request` leave its queues: it ends with
@@ -780,68 +1010,86 @@ impl RedisLock {
     }
   }
 
-  /// The timeout passed: leave the queues, unless the grant won the race.
+  /// The timeout passed (or the caller aborted): leave the queues, unless
+  /// the grant won the race. The CANCEL goes out behind every command this
+  /// request sent (through the dispatcher, on the same connection), so it
+  /// runs after them in Redis. Its answer is awaited here for
+  /// [`CANCEL_GRACE`]; a grant it reports within that is the caller's, and
+  /// one reported later (Redis stalled) is released by the background task
+  /// as soon as Redis answers, so a request given up never keeps a lease.
   async fn give_up(
     &self,
-    id: &str,
-    names: &[String],
-    keys: &[String],
-    opts: AcquireOptions,
-    sent: Instant,
+    pending: &mut Pending,
+    names: Vec<String>,
+    opts: &AcquireOptions,
   ) -> Result<Acquired> {
-    let args = [self.inner.prefix.as_str(), id];
-    let cancel = self.run(&self.inner.scripts.cancel, keys, &args);
-    // The caller's time is up: wait a moment for the cancel, not a command
-    // timeout. A waiter left behind stops heartbeating and is reaped within
-    // LIVENESS, and a grant to it is a hand-off of at most CLAIM.
-    let reply = match tokio::time::timeout(CANCEL_GRACE, cancel).await {
-      Ok(Ok(reply)) => reply,
-      Ok(Err(_)) | Err(_) => return Ok(Acquired::TimedOut),
+    pending.armed = false;
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    let verdict = Arc::new(Verdict(Mutex::new(Some(tx))));
+    self.abandon(
+      pending.id.clone(),
+      pending.keys.clone(),
+      Some(verdict.clone()),
+    );
+    let won = match tokio::time::timeout(CANCEL_GRACE, &mut rx).await {
+      Ok(answer) => answer.ok(),
+      Err(_) => {
+        // Stop waiting under the verdict's lock: a grant sent before this
+        // is in `rx`; one found after it is released by the background task.
+        verdict.0.lock().take();
+        rx.try_recv().ok()
+      }
     };
-    let items = array(&reply)?;
-    if int_at(&items, 0)? == 1 {
-      return self
-        .granted(
-          id.to_string(),
-          names.to_vec(),
-          tokens(&items[1..])?,
-          &opts,
-          sent,
-          true,
-        )
-        .await;
+    match won {
+      Some((tokens, start)) => {
+        pending.armed = true;
+        let taken = self
+          .take_hand_off(pending, &names, tokens, opts, start)
+          .await?;
+        if taken.is_none() {
+          // Read too late and released by take_hand_off: nothing is held.
+          pending.armed = false;
+        }
+        Ok(taken.unwrap_or(Acquired::TimedOut))
+      }
+      None => Ok(Acquired::TimedOut),
     }
-    Ok(Acquired::TimedOut)
   }
 
-  /// Registers a grant. `handed_on`: granted by a hand-off, so the lease
-  /// may have started only [`CLAIM`] long.
+  /// Cancels request `id` in Redis in the background, after every command
+  /// it has sent, retrying until Redis answers (or the client is closed),
+  /// and releases whatever the CANCEL finds granted to it, unless
+  /// `verdict` still waits to hand that grant to its caller.
+  fn abandon(&self, id: String, keys: Vec<String>, verdict: Option<Arc<Verdict>>) {
+    let job = Abandoned {
+      id,
+      keys,
+      verdict,
+      sent: Instant::now(),
+      _count: Cleanup::start(&self.inner),
+    };
+    let _ = self.inner.submit.send(Job::Abandon(job));
+  }
+
+  /// Registers a grant whose lease started no earlier than `start.at` and
+  /// runs `start.length` from there (the full ttl, or what a hand-off left).
   async fn granted(
     &self,
     id: String,
     names: Vec<String>,
     tokens: Vec<f64>,
     opts: &AcquireOptions,
-    sent: Instant,
-    handed_on: bool,
+    start: LeaseStart,
   ) -> Result<Acquired> {
-    let first = if handed_on {
-      opts.ttl.min(CLAIM)
-    } else {
-      opts.ttl
-    };
-    let keys: Vec<String> = names
-      .iter()
-      .map(|n| lease_key(&self.inner.prefix, n))
-      .collect();
-    if handed_on && !opts.watchdog && opts.ttl > CLAIM {
+    let keys = self.keys_of(&opts.space, &names)?;
+    if start.handed_on && !opts.watchdog && opts.ttl > start.length {
       // Nobody will renew it: bring it to the ttl the caller asked for now.
       let ttl = opts.ttl.as_millis().to_string();
       self
         .run(
           &self.inner.scripts.extend,
           &keys,
-          &[id.as_str(), ttl.as_str()],
+          &[self.inner.prefix.as_str(), id.as_str(), ttl.as_str()],
         )
         .await?;
     }
@@ -857,8 +1105,7 @@ impl RedisLock {
         id.clone(),
         keys,
         opts.ttl,
-        first,
-        sent,
+        start,
       ));
       task.abort_handle()
     });
@@ -866,6 +1113,7 @@ impl RedisLock {
       lease,
       LeaseState {
         id,
+        space: opts.space.clone(),
         names,
         watchdog,
       },
@@ -874,7 +1122,8 @@ impl RedisLock {
   }
 
   /// Releases a lease and hands each name to its next waiter. `Ok(false)`:
-  /// the lease had been lost, and nothing of anybody else's was touched.
+  /// the lease had been lost, and nothing of anybody else's was touched
+  /// (a name it had held that is now free still passes to its next waiter).
   pub async fn release(&self, lease: u32) -> Result<bool> {
     let state = self.inner.leases.lock().remove(&lease);
     let Some(state) = state else {
@@ -883,43 +1132,61 @@ impl RedisLock {
     if let Some(w) = &state.watchdog {
       w.abort();
     }
-    let keys = self.keys_of(&state.names)?;
-    let reply = self
+    let keys = self.keys_of(&state.space, &state.names)?;
+    match self
       .run(
         &self.inner.scripts.release,
         &keys,
         &[self.inner.prefix.as_str(), state.id.as_str()],
       )
-      .await?;
-    Ok(int(&reply)? > 0)
+      .await
+    {
+      Ok(reply) => Ok(int(&reply)? > 0),
+      Err(e) => {
+        // Redis did not answer (stalled past the command timeout, or the
+        // connection dropped, when the RELEASE may never have arrived).
+        // Nobody renews the lease any more: retry until Redis answers, so
+        // the key passes on then rather than a ttl later. A RELEASE that
+        // did arrive makes the retries find nothing to release.
+        self.release_in_background(state.id, keys);
+        Err(e)
+      }
+    }
+  }
+
+  /// RELEASEs the lease of request `id` once Redis answers (retrying).
+  fn release_in_background(&self, id: String, keys: Vec<String>) {
+    let lock = self.clone();
+    let count = Cleanup::start(&self.inner);
+    tokio::spawn(async move {
+      let _count = count;
+      release_until_answered(&lock, &id, &keys, true).await;
+    });
   }
 
   /// Renews a lease to `ttl`. `Ok(false)`: it had been lost (never revived).
   pub async fn extend(&self, lease: u32, ttl: Duration) -> Result<bool> {
-    let (id, keys) = {
+    let (id, space, names) = {
       let leases = self.inner.leases.lock();
       let state = leases.get(&lease).ok_or(RedisLockError::NoLease(lease))?;
-      let keys: Vec<String> = state
-        .names
-        .iter()
-        .map(|n| lease_key(&self.inner.prefix, n))
-        .collect();
-      (state.id.clone(), keys)
+      (state.id.clone(), state.space.clone(), state.names.clone())
     };
+    let keys = self.keys_of(&space, &names)?;
     let ttl = ttl.as_millis().max(1).to_string();
     let reply = self
       .run(
         &self.inner.scripts.extend,
         &keys,
-        &[id.as_str(), ttl.as_str()],
+        &[self.inner.prefix.as_str(), id.as_str(), ttl.as_str()],
       )
       .await?;
     Ok(int(&reply)? == 1)
   }
 
-  pub async fn inspect(&self, name: &str) -> Result<Inspected> {
-    let base = lease_key(&self.inner.prefix, name);
-    let keys = [base.clone(), format!("{base}:q")];
+  /// Who holds lock `name` of `space` ("" without a space), and how many wait.
+  pub async fn inspect(&self, space: &str, name: &str) -> Result<Inspected> {
+    let [lease, _, queue, _] = lock_keys(&self.inner.prefix, space, name);
+    let keys = [lease, queue];
     let reply = self.run(&self.inner.scripts.inspect, &keys, &[]).await?;
     let items = array(&reply)?;
     Ok(Inspected {
@@ -930,8 +1197,8 @@ impl RedisLock {
   }
 
   /// Whether anybody holds or waits for `name`, in any process.
-  pub async fn is_busy(&self, name: &str) -> Result<bool> {
-    let found = self.inspect(name).await?;
+  pub async fn is_busy(&self, space: &str, name: &str) -> Result<bool> {
+    let found = self.inspect(space, name).await?;
     Ok(found.owner.is_some() || found.waiters > 0)
   }
 
@@ -963,7 +1230,10 @@ impl RedisLock {
       let _ = tx.send(Wake::Abort);
     }
     let deadline = Instant::now() + COMMAND_TIMEOUT;
-    while !self.inner.waiters.lock().is_empty() && Instant::now() < deadline {
+    // Given-up requests' CANCELs and RELEASEs finish first too (bounded).
+    while (!self.inner.waiters.lock().is_empty() || self.inner.cleanups.load(Ordering::Acquire) > 0)
+      && Instant::now() < deadline
+    {
       tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let leases: Vec<u32> = self.inner.leases.lock().keys().copied().collect();
@@ -979,6 +1249,11 @@ impl RedisLock {
   pub fn held(&self) -> usize {
     self.inner.leases.lock().len()
   }
+
+  /// Given-up requests whose CANCEL (or RELEASE) is still on its way.
+  pub fn cleaning_up(&self) -> usize {
+    self.inner.cleanups.load(Ordering::Acquire)
+  }
 }
 
 struct Unregister(Arc<Inner>, String);
@@ -987,6 +1262,15 @@ impl Drop for Unregister {
   fn drop(&mut self) {
     self.0.waiters.lock().remove(&self.1);
   }
+}
+
+/// What the dispatcher sends, in the order it was asked to.
+enum Job {
+  /// A first ACQUIRE.
+  Acquire(Submit),
+  /// The CANCEL of a request its caller gave up (see `RedisLock::abandon`):
+  /// queued behind that request's ACQUIRE, so Redis runs it after.
+  Abandon(Abandoned),
 }
 
 /// A first ACQUIRE waiting to be sent, in start order.
@@ -1019,39 +1303,211 @@ struct SentAcquire {
 /// puts it in the connection's write queue, before the next is taken; it
 /// then goes back to its acquisition, which awaits the reply, so requests
 /// still overlap on the wire.
-async fn dispatch(inner: std::sync::Weak<Inner>, mut jobs: mpsc::UnboundedReceiver<Submit>) {
+async fn dispatch(inner: std::sync::Weak<Inner>, mut jobs: mpsc::UnboundedReceiver<Job>) {
   while let Some(job) = jobs.recv().await {
     let Some(strong) = inner.upgrade() else {
       return;
     };
     let lock = RedisLock { inner: strong };
+    // Never connected: nothing of a given-up request was ever sent.
+    if matches!(job, Job::Abandon(_)) && lock.inner.conn.get().is_none() {
+      continue;
+    }
     // Connected first, so that the one poll below reaches the write queue.
     if let Err(e) = lock.conn().await {
       // Redis is unreachable: every request already waiting hears so now,
-      // rather than one connection attempt after another.
-      let _ = job.reply.send(Box::pin(std::future::ready(Err(e.clone()))));
-      while let Ok(queued) = jobs.try_recv() {
-        let _ = queued
-          .reply
-          .send(Box::pin(std::future::ready(Err(e.clone()))));
+      // rather than one connection attempt after another. Nothing was ever
+      // sent, so a given-up request has nothing to cancel.
+      for job in std::iter::once(job).chain(std::iter::from_fn(|| jobs.try_recv().ok())) {
+        if let Job::Acquire(job) = job {
+          let _ = job.reply.send(Box::pin(std::future::ready(Err(e.clone()))));
+        }
       }
       continue;
     }
-    let (keys, args) = (job.keys, job.args);
-    let mut call: FirstCall = Box::pin(async move {
-      let args: Vec<&str> = args.iter().map(String::as_str).collect();
-      lock.run(&lock.inner.scripts.acquire, &keys, &args).await
-    });
-    let answered = std::future::poll_fn(|cx| match std::future::Future::poll(call.as_mut(), cx) {
-      std::task::Poll::Ready(result) => std::task::Poll::Ready(Some(result)),
-      std::task::Poll::Pending => std::task::Poll::Ready(None),
-    })
-    .await;
-    let call: FirstCall = match answered {
-      Some(result) => Box::pin(std::future::ready(result)),
-      None => call,
-    };
-    let _ = job.reply.send(call);
+    match job {
+      Job::Acquire(job) => {
+        // Its caller gave up before it was sent: never send it (its
+        // Abandon, queued behind, finds nothing).
+        if job.reply.is_closed() {
+          continue;
+        }
+        let (keys, args) = (job.keys, job.args);
+        let call: FirstCall = Box::pin(async move {
+          let args: Vec<&str> = args.iter().map(String::as_str).collect();
+          lock.run(&lock.inner.scripts.acquire, &keys, &args).await
+        });
+        let _ = job.reply.send(send_now(call).await);
+      }
+      Job::Abandon(job) => {
+        let (keys, id) = (job.keys.clone(), job.id.clone());
+        let cancelling = lock.clone();
+        let call: FirstCall = Box::pin(async move {
+          let args = [cancelling.inner.prefix.as_str(), id.as_str()];
+          let script = &cancelling.inner.scripts.cancel;
+          cancelling.run(script, &keys, &args).await
+        });
+        let call = send_now(call).await;
+        tokio::spawn(settle_abandoned(lock, job, call));
+      }
+    }
+  }
+}
+
+/// Polls `call` once, which puts its command in the connection's write
+/// queue, and returns what is left to await.
+async fn send_now(mut call: FirstCall) -> FirstCall {
+  let answered = std::future::poll_fn(|cx| match std::future::Future::poll(call.as_mut(), cx) {
+    std::task::Poll::Ready(result) => std::task::Poll::Ready(Some(result)),
+    std::task::Poll::Pending => std::task::Poll::Ready(None),
+  })
+  .await;
+  match answered {
+    Some(result) => Box::pin(std::future::ready(result)),
+    None => call,
+  }
+}
+
+/// An acquisition in flight whose request may hold, or be about to be
+/// granted, a lease in Redis. Dropped while `armed` (the wait ended any
+/// way other than a grant registered or a final answer from Redis), it
+/// cancels the request in the background: see [`RedisLock::abandon`].
+struct Pending {
+  lock: RedisLock,
+  id: String,
+  keys: Vec<String>,
+  armed: bool,
+}
+
+impl Drop for Pending {
+  fn drop(&mut self) {
+    if self.armed {
+      let (id, keys) = (std::mem::take(&mut self.id), std::mem::take(&mut self.keys));
+      self.lock.abandon(id, keys, None);
+    }
+  }
+}
+
+/// Where a grant found by a given-up request's CANCEL goes: to the
+/// acquisition (the sender, while it still waits within [`CANCEL_GRACE`]),
+/// or, once it has taken the sender away, back to Redis by a RELEASE. One
+/// lock decides, so a grant is handed over or released, never both or
+/// neither.
+/// A grant a CANCEL found: its tokens, and when its lease started.
+type FoundGrant = (Vec<f64>, LeaseStart);
+
+struct Verdict(Mutex<Option<tokio::sync::oneshot::Sender<FoundGrant>>>);
+
+/// A given-up request whose CANCEL is on its way.
+struct Abandoned {
+  id: String,
+  keys: Vec<String>,
+  verdict: Option<Arc<Verdict>>,
+  /// Taken before the CANCEL is written: a lease time the reply reports
+  /// counts from here, never from later than the script ran.
+  sent: Instant,
+  _count: Cleanup,
+}
+
+impl Drop for Abandoned {
+  fn drop(&mut self) {
+    // Settled without a grant to hand over: the acquisition stops waiting
+    // for one now rather than at the end of its grace.
+    if let Some(verdict) = &self.verdict {
+      verdict.0.lock().take();
+    }
+  }
+}
+
+/// Counts a background cleanup while it runs (close() waits for them).
+struct Cleanup(Arc<Inner>);
+
+impl Cleanup {
+  fn start(inner: &Arc<Inner>) -> Self {
+    inner.cleanups.fetch_add(1, Ordering::AcqRel);
+    Cleanup(inner.clone())
+  }
+}
+
+impl Drop for Cleanup {
+  fn drop(&mut self) {
+    self.0.cleanups.fetch_sub(1, Ordering::AcqRel);
+  }
+}
+
+/// Awaits a given-up request's CANCEL, retrying it until Redis answers: a
+/// reply that says the request was granted after all (its ACQUIRE ran
+/// late, or a hand-off raced the cancel) is handed to the acquisition if it
+/// still waits for it, else the lease is released at once. Retries go out
+/// behind the first attempt on the same connection, so they too run after
+/// the request's own commands.
+async fn settle_abandoned(lock: RedisLock, mut job: Abandoned, mut call: FirstCall) {
+  let mut pause = RETRY_PAUSE;
+  // A CANCEL's KEYS are four per name plus the ticket counter.
+  let names = job.keys.len().saturating_sub(1) / 4;
+  loop {
+    match call.await {
+      Ok(reply) => {
+        let granted = array(&reply)
+          .ok()
+          .filter(|items| {
+            int_at(items, 0).ok().and_then(Outcome::from_code) == Some(Outcome::HandedOff)
+          })
+          .map(|items| tokens_and_pttl(&items, names));
+        let Some(granted) = granted else { return };
+        if let (Ok((tokens, pttl)), Some(verdict)) = (granted, &job.verdict) {
+          if let Some(tx) = verdict.0.lock().take() {
+            let start = LeaseStart {
+              at: job.sent,
+              length: pttl,
+              handed_on: true,
+            };
+            if tx.send((tokens, start)).is_ok() {
+              return;
+            }
+          }
+        }
+        release_until_answered(&lock, &job.id, &job.keys, false).await;
+        return;
+      }
+      Err(RedisLockError::Closed) => return,
+      Err(_) => {
+        if lock.inner.closed.load(Ordering::Acquire) {
+          return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(RETRY_PAUSE_MAX);
+        let (cancelling, keys, id) = (lock.clone(), job.keys.clone(), job.id.clone());
+        job.sent = Instant::now();
+        call = Box::pin(async move {
+          let args = [cancelling.inner.prefix.as_str(), id.as_str()];
+          let script = &cancelling.inner.scripts.cancel;
+          cancelling.run(script, &keys, &args).await
+        });
+      }
+    }
+  }
+}
+
+/// RELEASEs request `id`'s lease, retrying until Redis answers or the
+/// client is closed. RELEASE frees only a lease `id` still holds, so a
+/// retry never touches anybody else's. `pause_first`: the caller's own
+/// attempt just failed.
+async fn release_until_answered(lock: &RedisLock, id: &str, keys: &[String], pause_first: bool) {
+  let args = [lock.inner.prefix.as_str(), id];
+  let mut pause = pause_first.then_some(RETRY_PAUSE);
+  loop {
+    if let Some(wait) = pause {
+      if lock.inner.closed.load(Ordering::Acquire) {
+        return;
+      }
+      tokio::time::sleep(wait).await;
+    }
+    pause = Some(pause.map_or(RETRY_PAUSE, |p| (p * 2).min(RETRY_PAUSE_MAX)));
+    match lock.run(&lock.inner.scripts.release, keys, &args).await {
+      Ok(_) | Err(RedisLockError::Closed) => return,
+      Err(_) => {}
+    }
   }
 }
 
@@ -1068,10 +1524,7 @@ fn route_push(inner: &Inner, push: PushInfo) {
       let (kind, id) = (parts.next(), parts.next());
       let Some(id) = id else { return };
       let wake = match kind {
-        Some("g") => parts
-          .next()
-          .and_then(|t| t.parse::<f64>().ok())
-          .map(Wake::Granted),
+        Some("g") => Grant::parse(parts).map(Wake::Granted),
         Some("w") => Some(Wake::Recheck),
         _ => None,
       };
@@ -1090,36 +1543,37 @@ fn route_push(inner: &Inner, push: PushInfo) {
   }
 }
 
-/// Keeps one lease alive; reports it lost once and stops.
+/// Keeps one lease alive; reports it lost once and stops. The lease's time
+/// runs from `start.at` (for a hand-off, when Redis granted it, not when
+/// this process heard of it), so a process that was stalled meanwhile
+/// renews at once or learns it lost the lease before anyone else can be
+/// granted it.
 async fn watchdog(
   inner: std::sync::Weak<Inner>,
   lease: u32,
   id: String,
   keys: Vec<String>,
   ttl: Duration,
-  first: Duration,
-  granted_at: Instant,
+  start: LeaseStart,
 ) {
-  let drift = |d: Duration| d / 100 + Duration::from_millis(2);
   let validity = ttl.saturating_sub(drift(ttl));
-  // The lease may start shorter than ttl (a hand-off's CLAIM).
-  let mut valid_until = granted_at + first.saturating_sub(drift(first));
-  let mut period = first / 3;
+  let mut valid_until = start.valid_until();
+  let mut renew_at = start.at + start.length / 3;
   let ttl_arg = ttl.as_millis().max(1).to_string();
   loop {
-    tokio::time::sleep(period).await;
-    period = ttl / 3;
+    tokio::time::sleep_until(renew_at).await;
     loop {
       let Some(strong) = inner.upgrade() else {
         return;
       };
       let lock = RedisLock { inner: strong };
       let sent = Instant::now();
-      let args = [id.as_str(), ttl_arg.as_str()];
+      let args = [lock.inner.prefix.as_str(), id.as_str(), ttl_arg.as_str()];
       let extend = lock.run(&lock.inner.scripts.extend, &keys, &args);
       match tokio::time::timeout_at(valid_until, extend).await {
         Ok(Ok(reply)) if int(&reply).ok() == Some(1) => {
           valid_until = sent + validity;
+          renew_at = sent + ttl / 3;
           break;
         }
         Ok(Ok(_)) => {
@@ -1201,36 +1655,39 @@ fn tokens(items: &[Value]) -> Result<Vec<f64>> {
   items.iter().map(|v| int(v).map(|t| t as f64)).collect()
 }
 
+/// `{status, token per name, pttl}`: a grant found already made (by a
+/// hand-off), with the ms its leases have left.
+fn tokens_and_pttl(items: &[Value], names: usize) -> Result<(Vec<f64>, Duration)> {
+  let tokens = tokens(items.get(1..=names).unwrap_or(&[]))?;
+  if tokens.len() != names {
+    return Err(RedisLockError::Protocol(format!("{items:?}")));
+  }
+  let pttl = int_at(items, names + 1)?.max(0) as u64;
+  Ok((tokens, Duration::from_millis(pttl)))
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
 
   #[test]
-  fn names_get_their_own_hash_tag_unless_they_carry_one() {
-    assert_eq!(lease_key("keylock", "a"), "keylock:{a}");
-    assert_eq!(
-      lease_key("keylock", "{user:1}:cart"),
-      "keylock:{user:1}:cart"
-    );
-    assert_eq!(lease_key("keylock", "odd{}name"), "keylock:{odd{}name}");
-  }
-
-  #[test]
-  fn slots_follow_redis_cluster_hashing() {
-    // Values from the Redis Cluster specification.
-    assert_eq!(crc16(b"123456789"), 0x31c3);
-    assert_eq!(slot("foo"), 12182);
-    assert_eq!(slot("{user1000}.following"), slot("{user1000}.followers"));
-    assert_eq!(slot("foo{}{bar}"), slot("foo{}{bar}"));
-    assert_eq!(hash_tag("foo{}{bar}"), "foo{}{bar}");
-    assert_eq!(hash_tag("foo{{bar}}zap"), "{bar");
-    assert_eq!(hash_tag("foo{bar}{zap}"), "bar");
-  }
-
-  #[test]
   fn passwords_never_reach_messages() {
     assert_eq!(redact("redis://u:secret@h:1/0"), "redis://u:***@h:1/0");
     assert_eq!(redact("redis://h:1"), "redis://h:1");
+    assert_eq!(redact("redis://:secret@h"), "redis://:***@h");
+    assert_eq!(redact("redis://secret@h"), "redis://***@h");
+    // An unencoded `@` in the password: nothing of it shows.
+    assert_eq!(redact("redis://u:se@cret@h:1"), "redis://u:***@h:1");
+    assert_eq!(redact("redis://u:se?c#r/et@h"), "redis://u:***@h");
+    assert_eq!(
+      redact("redis+unix:///run/r.sock?db=1&pass=se&cret&user=u"),
+      "redis+unix:///run/r.sock?db=1&pass=***"
+    );
+    assert_eq!(
+      redact("unix:///a@b/r.sock?PASSWORD=x"),
+      "unix:///a@b/r.sock?PASSWORD=***"
+    );
+    assert_eq!(redact("u:secret@h:1"), "(not a URL)");
   }
 
   #[test]

@@ -1,17 +1,24 @@
--- Prepended to every keylock script (src/redis/mod.rs joins them at build
--- time), so the helpers exist once. Layout of one lock name N under prefix P
--- (4 KEYS per name, in this order; see src/redis/mod.rs):
---   lease   P:{N}    STRING "<waiter id>|<owner>", PX = lease ttl
---   meta    P:{N}:m  HASH fence = last fencing token
---   queue   P:{N}:q  ZSET waiter id -> ticket (FIFO order)
---   waiters P:{N}:w  HASH waiter id -> "<deadline ms>|<ttl ms>|<names>|<owner>"
--- The last KEY of ACQUIRE, RELEASE and CANCEL is the ticket counter P:tkt.
+-- Prepended to ACQUIRE, RELEASE, CANCEL and EXTEND (src/redis/mod.rs joins
+-- them at build time), so the helpers exist once. A lock (prefix, space,
+-- key) has 4 Redis keys, passed as KEYS in this order, 4 per name (their
+-- names: docs/redis-keys.md, src/redis/keys.rs):
+--   lease   STRING "<waiter id>|<owner>"              PX = lease ttl
+--   meta    STRING last fencing token                 PX = ttl of the last grant
+--   queue   ZSET   waiter id -> ticket (FIFO order)   PX = liveness window
+--   waiters HASH   waiter id -> "<deadline ms>|<ttl ms>|<names>|<owner>"
+--                                                     PX = liveness window
+-- then the ticket counter (STRING, PX = liveness window) as the last KEY.
+-- Nothing outlives its use: an idle lock leaves no key behind once its
+-- last lease ran out (meta goes a ttl after the last grant; queue, waiters
+-- and counter a liveness window after the last heartbeat of a waiter).
+-- Losing meta is harmless: tokens are seeded from the server clock (see
+-- next_token). Losing the counter is too: it lives as long as any queue
+-- that holds its tickets, because every script that extends a queue
+-- extends the counter in the same step.
 -- Only the server's clock is read (TIME), never a client's.
 local time = redis.call('TIME')
 local now_ms = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local now_us = tonumber(time[1]) * 1000000 + tonumber(time[2])
--- Queues and meta outlive a burst of use, not forever.
-local IDLE_TTL = 604800000
 -- A lease handed to a waiter that is not in this script starts at most this
 -- long (the waiter liveness window, src/redis/mod.rs CLAIM): a waiter that
 -- died since its last heartbeat blocks the key for seconds, not a ttl; a
@@ -22,14 +29,23 @@ local function fmt(x)
   return string.format('%.0f', x)
 end
 
--- Fencing token: strictly increasing per lock, and time-seeded so it keeps
--- increasing when the counter is lost (restart without persistence), as
--- long as the server clock does not go back. Below 2^53 until ~2255.
-local function next_token(meta)
-  local last = tonumber(redis.call('HGET', meta, 'fence') or '0')
+local function names_in_keys()
+  return (#KEYS - 1) / 4
+end
+
+-- Fencing token: strictly increasing per lock. `max(last + 1, now µs)`:
+-- while meta exists the `last + 1` term guarantees it; once meta has run
+-- out (`keep` ms, the grant's ttl, after the last token was issued) every
+-- token issued so far is below the clock, because a token exceeds the
+-- clock at its grant only by the number of grants of the lock within one
+-- µs before it (scripts run one at a time and take microseconds each, so
+-- at most 1), and `keep` is at least a millisecond. So a new token from
+-- the clock alone is larger, unless the server clock went back: the same
+-- condition as after a restart that lost every key. Below 2^53 until ~2255.
+local function next_token(meta, keep)
+  local last = tonumber(redis.call('GET', meta) or '0') or 0
   local token = math.max(last + 1, now_us)
-  redis.call('HSET', meta, 'fence', fmt(token))
-  redis.call('PEXPIRE', meta, IDLE_TTL)
+  redis.call('SET', meta, fmt(token), 'PX', keep)
   return token
 end
 
@@ -53,7 +69,11 @@ local function channel_of(prefix, id)
 end
 
 -- Drops waiters whose process stopped heartbeating, from the head only
--- (bounded work per call); returns the live head, or nil.
+-- (bounded work per call); returns the live head, or nil. A multi-name
+-- waiter has the same deadline in each of its queues (one record, written
+-- to all of them in one step), so it is dead in all of them at once; the
+-- others drop it when they look, and its own heartbeat, if it comes back,
+-- leaves every queue it is still in and joins all again (ACQUIRE).
 local function reap(queue, waiters)
   for _ = 1, 64 do
     local head = redis.call('ZRANGE', queue, 0, 0)[1]
@@ -70,9 +90,12 @@ local function reap(queue, waiters)
 end
 
 -- Lease `i` is free: hand it to the live head of its queue. A single-name
--- head gets it here, in this script, and is told by a message; a multi-name
--- head is only woken (it takes all its names at once in ACQUIRE), and the
--- free lease waits for it, since nobody behind a head may take it.
+-- head gets it here, in this script, and is told by a message carrying the
+-- token, the server time of the grant (µs) and the lease's length from
+-- then (ms), so that a waiter that reads it late still times its lease
+-- from the grant. A multi-name head is only woken (it takes all its names
+-- at once in ACQUIRE), and the free lease waits for it, since nobody
+-- behind a head may take it.
 local function promote(prefix, i)
   local lease, meta, queue, waiters = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
   local head = reap(queue, waiters)
@@ -82,24 +105,28 @@ local function promote(prefix, i)
     redis.call('PUBLISH', channel_of(prefix, head), 'w ' .. head)
     return
   end
-  redis.call('SET', lease, head .. '|' .. owner, 'PX', math.min(tonumber(ttl), CLAIM_MS))
-  local token = next_token(meta)
+  local claim = math.min(tonumber(ttl), CLAIM_MS)
+  redis.call('SET', lease, head .. '|' .. owner, 'PX', claim)
+  local token = next_token(meta, ttl)
   redis.call('ZREM', queue, head)
   redis.call('HDEL', waiters, head)
-  redis.call('PUBLISH', channel_of(prefix, head), 'g ' .. head .. ' ' .. fmt(token))
+  redis.call('PUBLISH', channel_of(prefix, head),
+    'g ' .. head .. ' ' .. fmt(token) .. ' ' .. fmt(now_us) .. ' ' .. fmt(claim))
 end
 
--- The fence of every name, if `id` holds every lease of the request (a
--- grant that raced the caller's reply, or its cancel); else nil.
+-- {status, fence of every name, ms the leases have left (the least)}, if
+-- `id` holds every lease of the request (a grant that raced the caller's
+-- reply, or its cancel); else nil.
 local function held_tokens(id, status)
   local out = { status }
-  for i = 1, (#KEYS - 1) / 4 do
-    if not owns(redis.call('GET', KEYS[4 * i - 3]), id) then return nil end
-    out[i + 1] = tonumber(redis.call('HGET', KEYS[4 * i - 2], 'fence') or '0')
+  local left
+  for i = 1, names_in_keys() do
+    local lease = KEYS[4 * i - 3]
+    if not owns(redis.call('GET', lease), id) then return nil end
+    out[i + 1] = tonumber(redis.call('GET', KEYS[4 * i - 2]) or '0') or 0
+    local pttl = redis.call('PTTL', lease)
+    if not left or pttl < left then left = pttl end
   end
+  out[#out + 1] = left
   return out
-end
-
-local function names_in_keys()
-  return (#KEYS - 1) / 4
 end

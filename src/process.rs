@@ -1,10 +1,10 @@
 //! The process reach: lock spaces shared by every thread of the process
 //! (every `worker_thread` and the main thread) that opens the same name.
-//! Pure Rust, no N-API: `binding::shared` is the thin layer over it.
+//! Pure Rust, no N-API: `binding::process` is the thin layer over it.
 //!
-//! A [`SharedSpace`] is one core [`Table`] behind a `parking_lot::Mutex`,
+//! A [`ProcessSpace`] is one core [`Table`] behind a `parking_lot::Mutex`,
 //! plus what the table does not know: which thread (an *owner*, see
-//! [`SharedSpace::join`]) holds each key and owns each waiting ticket, and
+//! [`ProcessSpace::join`]) holds each key and owns each waiting ticket, and
 //! the key names. Key strings are interned here, not in JS, because a key id
 //! must mean the same key on every thread.
 //!
@@ -26,7 +26,7 @@
 //!   [`Waker`], called after the mutex is dropped, never under it
 //!   (`tests::grants_to_others_wake_them_once_per_batch`,
 //!   `tests::own_grants_come_back_to_the_releaser`).
-//! - **An owner that goes away gives everything up.** [`SharedSpace::leave`]
+//! - **An owner that goes away gives everything up.** [`ProcessSpace::leave`]
 //!   (run by dropping the [`Membership`], which the binding does from the
 //!   N-API env cleanup hook when a worker exits, is terminated, calls
 //!   `process.exit()` or dies of an uncaught exception) cancels the owner's
@@ -36,13 +36,17 @@
 //!   (`tests::thread_dying_mid_hold_releases_its_keys`,
 //!   `tests::leaving_owner_cancels_its_waiters_and_drops_undelivered_grants`).
 //!
+//! The scenarios every reach shares (FIFO, multi-key, cancel racing a
+//! grant, `max_pending`, `skip_queue`, busy, an owner leaving) run against a
+//! space in `tests/conformance.rs` too.
+//!
 //! What is *not* guaranteed: the order in which woken owners run their
 //! grants relative to each other (each runs on its own event loop), and the
 //! moment a woken thread runs its grant (whenever its event loop gets to it).
 //!
 //! # Cancellation
 //!
-//! [`SharedSpace::cancel`] by a ticket's owner either takes it out of every
+//! [`ProcessSpace::cancel`] by a ticket's owner either takes it out of every
 //! queue ([`Cancel::Cancelled`]) or finds that it was already granted
 //! ([`Cancel::NotWaiting`]): the grant may be on its way to the owner's
 //! outbox, and stands. A cancelled waiter never swallows a grant.
@@ -51,7 +55,7 @@
 //!
 //! Spaces are created on first use of a name and live as long as the
 //! process. A key name stays interned while an owner pins it
-//! ([`SharedSpace::intern`]) or it is busy; then its id is reused. The
+//! ([`ProcessSpace::intern`]) or it is busy; then its id is reused. The
 //! table's own memory rules apply to queues.
 
 use std::collections::HashMap;
@@ -60,7 +64,7 @@ use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 
-use crate::core::{Acquire, Cancel, CoreError, KeyId, Table, TicketId};
+use crate::core::{Acquire, Cancel, Coded, CoreError, ErrorCode, KeyId, Table, TicketId};
 
 /// A thread (in Node: one JS environment) taking part in a space.
 pub type OwnerId = u32;
@@ -78,22 +82,22 @@ pub trait Waker: Send + Sync {
 /// symbol cannot be named on another thread, so it is a key of its own
 /// thread only.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum SharedKey {
+pub enum ProcessKey {
   Name(String),
   Private(u64),
 }
 
 static NEXT_PRIVATE: AtomicU64 = AtomicU64::new(0);
 
-impl SharedKey {
+impl ProcessKey {
   /// A key no other call will ever return.
   pub fn private() -> Self {
-    SharedKey::Private(NEXT_PRIVATE.fetch_add(1, Ordering::Relaxed))
+    ProcessKey::Private(NEXT_PRIVATE.fetch_add(1, Ordering::Relaxed))
   }
 }
 
 struct KeyEntry {
-  name: Option<SharedKey>,
+  name: Option<ProcessKey>,
   /// Pins of all owners.
   pins: u32,
   holder: OwnerId,
@@ -116,7 +120,7 @@ struct Owner {
 #[derive(Default)]
 struct State {
   table: Table,
-  ids: HashMap<SharedKey, KeyId>,
+  ids: HashMap<ProcessKey, KeyId>,
   keys: Vec<KeyEntry>,
   free_keys: Vec<KeyId>,
   /// Indexed by ticket: who waits and for what.
@@ -128,7 +132,7 @@ struct State {
 }
 
 /// One named, process-wide lock space.
-pub struct SharedSpace {
+pub struct ProcessSpace {
   name: String,
   state: Mutex<State>,
 }
@@ -142,15 +146,15 @@ fn wake_all(wakes: Wakes) {
   }
 }
 
-impl SharedSpace {
+impl ProcessSpace {
   /// The space named `name`, created on first use.
-  pub fn open(name: &str) -> Arc<SharedSpace> {
-    static SPACES: OnceLock<Mutex<HashMap<String, Arc<SharedSpace>>>> = OnceLock::new();
+  pub fn open(name: &str) -> Arc<ProcessSpace> {
+    static SPACES: OnceLock<Mutex<HashMap<String, Arc<ProcessSpace>>>> = OnceLock::new();
     let mut spaces = SPACES.get_or_init(Default::default).lock();
     spaces
       .entry(name.to_owned())
       .or_insert_with(|| {
-        Arc::new(SharedSpace {
+        Arc::new(ProcessSpace {
           name: name.to_owned(),
           state: Mutex::new(State::default()),
         })
@@ -206,7 +210,7 @@ impl SharedSpace {
 
   /// The id of `key`, pinned once more for `owner` (the id keeps meaning
   /// `key` until every pin is dropped and the key is idle).
-  pub fn intern(&self, owner: OwnerId, key: SharedKey) -> Result<KeyId, SpaceError> {
+  pub fn intern(&self, owner: OwnerId, key: ProcessKey) -> Result<KeyId, SpaceError> {
     let mut s = self.state.lock();
     s.check_owner(owner)?;
     Ok(s.intern(owner, key))
@@ -249,7 +253,7 @@ impl SharedSpace {
 
   /// Releases the keys of `keys` (all held by `owner`) that nobody waits
   /// for, which grants nothing, and appends the others to `contended`, for
-  /// a later [`SharedSpace::release`]. One step under the mutex, so a key is
+  /// a later [`ProcessSpace::release`]. One step under the mutex, so a key is
   /// never judged idle while a waiter is being queued on it.
   pub fn release_idle(
     &self,
@@ -303,7 +307,7 @@ impl SharedSpace {
   }
 
   /// Whether `key` is held or waited on, by anyone.
-  pub fn is_busy(&self, key: &SharedKey) -> bool {
+  pub fn is_busy(&self, key: &ProcessKey) -> bool {
     let s = self.state.lock();
     s.ids.get(key).is_some_and(|&k| s.table.is_busy(k))
   }
@@ -320,7 +324,7 @@ impl SharedSpace {
   }
 
   /// Every busy key with its number of live waiters.
-  pub fn snapshot(&self) -> Vec<(KeyId, SharedKey, u32)> {
+  pub fn snapshot(&self) -> Vec<(KeyId, ProcessKey, u32)> {
     let s = self.state.lock();
     s.keys
       .iter()
@@ -347,19 +351,19 @@ impl SharedSpace {
 // Compile-time proof that a space may be shared by every thread.
 const _: fn() = || {
   fn send_sync<T: Send + Sync>() {}
-  send_sync::<SharedSpace>();
+  send_sync::<ProcessSpace>();
   send_sync::<Membership>();
 };
 
 /// An owner's place in a space; leaving is dropping it (so a thread that
 /// unwinds or returns gives its locks up).
 pub struct Membership {
-  space: Arc<SharedSpace>,
+  space: Arc<ProcessSpace>,
   owner: OwnerId,
 }
 
 impl Membership {
-  pub fn space(&self) -> &Arc<SharedSpace> {
+  pub fn space(&self) -> &Arc<ProcessSpace> {
     &self.space
   }
   pub fn owner(&self) -> OwnerId {
@@ -373,7 +377,7 @@ impl Drop for Membership {
   }
 }
 
-/// Misuse of a shared space by its caller. Never the result of a race.
+/// Misuse of a process space by its caller. Never the result of a race.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpaceError {
   /// The owner left the space (or never joined).
@@ -404,6 +408,18 @@ impl std::fmt::Display for SpaceError {
 
 impl std::error::Error for SpaceError {}
 
+impl Coded for SpaceError {
+  fn code(&self) -> ErrorCode {
+    match self {
+      SpaceError::NoOwner(_) => ErrorCode::NoOwner,
+      // The isolate table says the same for an id it never saw.
+      SpaceError::NoKey(_) => ErrorCode::KeyOutOfRange,
+      SpaceError::NotHeld(_) => ErrorCode::NotHeld,
+      SpaceError::Core(e) => e.code(),
+    }
+  }
+}
+
 impl State {
   fn check_owner(&self, owner: OwnerId) -> Result<(), SpaceError> {
     match self.owners.get(owner as usize) {
@@ -412,7 +428,7 @@ impl State {
     }
   }
 
-  fn intern(&mut self, owner: OwnerId, key: SharedKey) -> KeyId {
+  fn intern(&mut self, owner: OwnerId, key: ProcessKey) -> KeyId {
     let k = match self.ids.get(&key) {
       Some(&k) => k,
       None => {
@@ -667,13 +683,13 @@ mod tests {
   }
 
   /// A space no other test uses.
-  fn fresh(name: &str) -> Arc<SharedSpace> {
+  fn fresh(name: &str) -> Arc<ProcessSpace> {
     static N: AtomicU64 = AtomicU64::new(0);
-    SharedSpace::open(&format!("{name}#{}", N.fetch_add(1, Ordering::Relaxed)))
+    ProcessSpace::open(&format!("{name}#{}", N.fetch_add(1, Ordering::Relaxed)))
   }
 
-  fn key(s: &SharedSpace, owner: OwnerId, name: &str) -> KeyId {
-    s.intern(owner, SharedKey::Name(name.into()))
+  fn key(s: &ProcessSpace, owner: OwnerId, name: &str) -> KeyId {
+    s.intern(owner, ProcessKey::Name(name.into()))
       .expect("owner joined")
   }
 
@@ -704,17 +720,17 @@ mod tests {
   #[test]
   fn shared_space_is_send_and_sync() {
     fn assert_send_sync<T: Send + Sync>() {}
-    assert_send_sync::<SharedSpace>();
-    assert_send_sync::<Arc<SharedSpace>>();
+    assert_send_sync::<ProcessSpace>();
+    assert_send_sync::<Arc<ProcessSpace>>();
     assert_send_sync::<Membership>();
   }
 
   #[test]
   fn same_name_same_space() {
-    let a = SharedSpace::open("same-name-test");
-    let b = SharedSpace::open("same-name-test");
+    let a = ProcessSpace::open("same-name-test");
+    let b = ProcessSpace::open("same-name-test");
     assert!(Arc::ptr_eq(&a, &b));
-    assert!(!Arc::ptr_eq(&a, &SharedSpace::open("other-name-test")));
+    assert!(!Arc::ptr_eq(&a, &ProcessSpace::open("other-name-test")));
     assert_eq!(a.name(), "same-name-test");
   }
 
@@ -726,8 +742,8 @@ mod tests {
     let b = s.join(w);
     let ka = key(&s, a, "k");
     assert_eq!(key(&s, b, "k"), ka);
-    let p1 = s.intern(a, SharedKey::private()).expect("joined");
-    let p2 = s.intern(a, SharedKey::private()).expect("joined");
+    let p1 = s.intern(a, ProcessKey::private()).expect("joined");
+    let p2 = s.intern(a, ProcessKey::private()).expect("joined");
     assert_ne!(p1, p2, "every private key is its own key");
     s.unpin(a, ka);
     assert_eq!(key(&s, b, "other"), 3, "still pinned by b: not reused");
@@ -790,7 +806,7 @@ mod tests {
     let mut mine = Vec::new();
     s.release(a, &[k], &mut mine).expect("held");
     assert_eq!(mine, vec![t]);
-    assert!(s.is_busy(&SharedKey::Name("k".into())));
+    assert!(s.is_busy(&ProcessKey::Name("k".into())));
     s.release(a, &[k], &mut mine).expect("held");
     assert!(!s.busy());
   }
@@ -1053,7 +1069,7 @@ mod tests {
     };
     drop(c);
     assert!(!s.busy(), "nothing stranded");
-    assert!(!s.is_busy(&SharedKey::Name("k".into())));
+    assert!(!s.is_busy(&ProcessKey::Name("k".into())));
     drop(a);
   }
 }
