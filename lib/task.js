@@ -317,10 +317,9 @@ function start(lock, task, opts) {
   const space = lock._space
   const ids = task.ids
   const maxPending = pendingForNative(lock.maxPending)
+  // No timeout argument: none is set here (the contract reads a missing one as 0).
   const outcome =
-    typeof ids === 'number'
-      ? space.acquireOne(ids, maxPending, false, task, 0)
-      : space.acquireMany(ids, maxPending, false, task, 0)
+    typeof ids === 'number' ? space.acquireOne(ids, maxPending, false, task) : space.acquireMany(ids, maxPending, false, task)
   if (outcome === GRANTED) task.run(true)
   else if (outcome !== QUEUED) refuse(task, space.rejectedIndex)
 }

@@ -30,7 +30,7 @@
 // `acquireMany(ids, maxPending, skipQueue, waiter, timeout) -> outcome` (ids
 // distinct: all or nothing). `maxPending` is -1 for no limit (see
 // pendingForNative); `skipQueue` puts the waiter at the front (latest first);
-// `timeout` is in ms, 0 for none. The outcome is one of:
+// `timeout` is in ms, 0 or absent for none. The outcome is one of:
 //
 //   GRANTED   the waiter holds every key now (nothing was queued)
 //   QUEUED    the waiter waits: `waiter.ticket` is its ticket until the wait ends.
