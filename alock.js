@@ -6,8 +6,8 @@
 // EventEmitter, so no MaxListenersExceededWarning), and keys named like
 // Object.prototype members are ordinary keys.
 
-const { Space, deliver, GRANTED, QUEUED } = require('./lib/engine')
-const { invalidArg } = require('./lib/errors')
+const { openSpace, releaseKeys, GRANTED, QUEUED } = require('./lib/spaces')
+const { invalidArg, internalError } = require('./lib/errors')
 const { normalizeKey } = require('./lib/validate')
 
 const UNLIMITED = -1
@@ -28,8 +28,7 @@ class Hold {
   release() {
     if (this.released) return
     this.released = true
-    const granted = this.space.releaseOne(this.id)
-    if (granted.length !== 0) deliver(granted)
+    releaseKeys(this.space, this.id, this)
   }
 }
 
@@ -38,13 +37,13 @@ function createLock(space) {
     if (typeof callback !== 'function') throw invalidArg('callback', 'a function', callback)
     const id = space.intern(normalizeKey(key))
     const hold = new Hold(space, id, callback)
-    const outcome = space.acquireOne(id, UNLIMITED, false, hold)
+    const outcome = space.acquireOne(id, UNLIMITED, false, hold, 0)
     if (outcome === GRANTED) hold.granted()
-    else if (outcome !== QUEUED) throw new Error('keylock internal error: an unlimited queue refused a waiter')
+    else if (outcome !== QUEUED) throw internalError('an unlimited queue refused a waiter')
   }
 }
 
-const lock = createLock(new Space())
+const lock = createLock(openSpace({}))
 
 // `require('keylock/alock').shared`: the same `lock(key, callback)` over one
 // lock space shared by every worker thread of the process. Opened on first
@@ -53,7 +52,7 @@ let shared = null
 Object.defineProperty(lock, 'shared', {
   enumerable: true,
   get() {
-    if (shared === null) shared = createLock(require('./lib/shared').SharedSpace.open('keylock/alock'))
+    if (shared === null) shared = createLock(openSpace({ scope: 'process', name: 'keylock/alock' }))
     return shared
   },
 })

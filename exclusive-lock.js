@@ -9,10 +9,11 @@
 // every kept and fixed behaviour with the test that pins it.
 
 const { EventEmitter } = require('events')
-const { performance } = require('perf_hooks')
-const { cacheConnectionUrl } = require('./lib/redis-url')
+const { cacheConnectionUrl } = require('./lib/redis/url')
+const { HeldLease, openClient } = require('./lib/redis/held-lease')
 const { ttlOption } = require('./lib/validate')
 const { LockLostError } = require('./lib/lease')
+const { messages } = require('./lib/errors')
 
 const DEFAULT_LOCK_TTL_MS = 3000
 const DEFAULT_LOCK_REFRESH_MS = 1000
@@ -20,24 +21,10 @@ const REQUIRED_MIN_MS_DIFF = 500
 const DEFAULT_LOCK_CONTENTS = '1'
 const DEFAULT_KEY_PREFIX = 'exclusive-lock'
 const SLUGIFY_REGEX = /[\s\W]+/g
-// Every keylock Redis lock lives under one prefix, so a lock taken here and
-// one taken by another keylock face under the same name are the same lock.
-const REDIS_PREFIX = 'keylock'
 
 // abstract-logging 2's shape, without the dependency.
 const noop = () => {}
 const abstractLogging = { fatal: noop, error: noop, warn: noop, info: noop, debug: noop, trace: noop }
-
-// Read at call time, not captured at load: lib/redis loads the native Redis
-// client, which a process that only builds instances (or fails validation)
-// never needs.
-const redisClient = () => require('./lib/redis').RedisClient
-
-/**
- * How long a lease set (or extended) by a request sent at `sent` is surely
- * still ours: its ttl less redlock's clock-drift allowance (1% + 2 ms).
- */
-const validUntil = (sent, ttl) => sent + ttl - Math.floor(ttl * 0.01) - 2
 
 // ---------------------------------------------------------------------------
 // The original validated its options with ajv against a JSON schema
@@ -112,7 +99,7 @@ class ExclusiveLock extends EventEmitter {
 
     const schemaError = firstSchemaError(opts)
     if (schemaError) {
-      const err = new Error('Input validation failed')
+      const err = new Error(messages.exclusiveInvalid)
       err.code = 'EINVAL'
       err.errors = [schemaError]
       this.log.error(err)
@@ -129,13 +116,13 @@ class ExclusiveLock extends EventEmitter {
     } = opts
 
     if (!namesServerByUrl(cache_connection) && typeof cache_connection?.set !== 'function') {
-      const err = new TypeError('A valid cache_connection to a cache store is required')
+      const err = new TypeError(messages.exclusiveNoConnection)
       err.code = 'EINVAL'
       throw err
     }
     const diff = lock_ttl_ms - lock_refresh_ms
     if (diff < REQUIRED_MIN_MS_DIFF) {
-      const err = new RangeError(`lock_refresh_ms must be at least ${REQUIRED_MIN_MS_DIFF}ms less than lock_ttl_ms`)
+      const err = new RangeError(messages.exclusiveRefreshGap(REQUIRED_MIN_MS_DIFF))
       err.code = 'EINVAL'
       err.meta = { lock_ttl_ms, lock_refresh_ms, diff }
       throw err
@@ -172,11 +159,9 @@ class ExclusiveLock extends EventEmitter {
     }
     // A cache error rejects: the original let it throw ("a deal breaker").
     const client = this.#use()
-    const sent = performance.now()
-    let result
-    const asked = client.acquire([this.#key], {
+    let lease
+    const asked = HeldLease.take(client, this.#key, {
       ttl: this.lock_ttl_ms,
-      wait: false,
       owner: this.lock_contents,
       // The refresh timer below is the original's own renewal; a second,
       // hidden one would keep a lock alive after its holder stopped refreshing.
@@ -185,14 +170,14 @@ class ExclusiveLock extends EventEmitter {
     const others = [...this.#acquiring]
     this.#acquiring.add(asked)
     try {
-      result = await asked
+      lease = await asked
     } catch (err) {
       this.#unuse()
       throw err
     } finally {
       this.#acquiring.delete(asked)
     }
-    if (result.status !== 'granted') {
+    if (lease === null) {
       this.#unuse()
       // Busy because an earlier acquire() of this very instance took it: the
       // original's replies came back in order on one connection, so that
@@ -203,20 +188,17 @@ class ExclusiveLock extends EventEmitter {
     if (this.acquired) {
       // Another acquire() on this instance got there first and the lock was
       // released and re-taken in between: keep that one, give this one back.
-      client.release(result.lease.id).catch(noop).finally(() => this.#unuse())
+      lease.release().catch(noop).finally(() => this.#unuse())
       return true
     }
 
-    const lease = {
-      id: result.lease.id,
-      token: result.lease.tokens[0],
-      reported: false,
-      releasing: false,
-      validUntil: validUntil(sent, this.lock_ttl_ms),
-    }
+    // This instance's own bookkeeping: the loss is reported once; a release
+    // in flight makes a refresh outcome meaningless.
+    lease.reported = false
+    lease.releasing = false
     this.#lease = lease
     this.acquired = true
-    client.onLost(lease.id, (cause) => this.#onLost(lease, cause))
+    lease.onLost((cause) => this.#onLost(lease, cause))
     // Not unref'd, as in the original: a process holding the lock stays up until release().
     this.refresh_timer = setInterval(() => this.#refresh(), this.lock_refresh_ms)
     this.log.info(
@@ -271,7 +253,7 @@ class ExclusiveLock extends EventEmitter {
     // answers (or however long it takes to answer).
     if (lease.reported) this.#forget(lease)
     try {
-      const released = await this.#client.release(lease.id)
+      const released = await lease.release()
       if (!released && !lease.reported) {
         // The original's DEL would have deleted whoever holds the key now.
         // Nothing was touched; the holder learns its lock had been lost.
@@ -302,21 +284,20 @@ class ExclusiveLock extends EventEmitter {
       // The refresh in flight is still unanswered (a stalled or unreachable
       // server) and the lease may have ended meanwhile: treat it as lost
       // rather than wait for Redis to say so.
-      if (performance.now() > lease.validUntil) {
-        const cause = new Error(`keylock: no refresh of ${this.key} was confirmed within lock_ttl_ms (${this.lock_ttl_ms} ms)`)
+      if (lease.expired) {
+        const cause = new Error(messages.refreshUnconfirmed(this.key, this.lock_ttl_ms))
         this.#refreshFailed(lease, new LockLostError(this.key, lease.token, cause))
       }
       return
     }
     this.is_refreshing = true
-    const client = this.#use()
-    const sent = performance.now()
-    client
-      .extend(lease.id, this.lock_ttl_ms)
+    this.#use()
+    // A confirmed extend moves the lease's deadline (held-lease.js).
+    lease
+      .extend(this.lock_ttl_ms)
       .then((extended) => {
         if (lease !== this.#lease || lease.reported || lease.releasing) return // released or given up meanwhile
         if (!extended) throw new LockLostError(this.key, lease.token)
-        lease.validUntil = validUntil(sent, this.lock_ttl_ms)
         // The original called trace unconditionally, so a logger without it
         // turned every refresh into an error and a release.
         if (typeof this.log.trace === 'function') this.log.trace('%s lock refreshed to %sms', this.key, this.lock_ttl_ms)
@@ -375,7 +356,7 @@ class ExclusiveLock extends EventEmitter {
   // holds a reference while it holds the lock or has a call in flight, so an
   // idle instance (the original had no close()) keeps no connection open.
   #use() {
-    if (this.#client === null) this.#client = redisClient().open(this.#url, { prefix: REDIS_PREFIX })
+    if (this.#client === null) this.#client = openClient(this.#url)
     this.#uses++
     return this.#client
   }

@@ -610,12 +610,14 @@ declare class AsyncLock {
    * once, takes nothing from holders or waiters, and the lock stays usable.
    *
    * On the Redis reach the locks of one thread with the same `redis` URL
-   * and `prefix` share one connection. Closing the last of them releases
-   * every lease still held through it (handing the keys to the next
-   * waiters), ends the waits still pending with `KEYLOCK_CLOSED`, and closes
-   * the connection; from then on their calls reject (`isBusy` throws) with
-   * `KEYLOCK_CLOSED`. Closing any other only gives up its share: its leases
-   * stay held, and renewed, until released or until the last one closes.
+   * and `prefix` share one connection. Closing a lock ends its own waits
+   * still pending with `KEYLOCK_CLOSED` (a grant that raced the close is
+   * passed straight on), and from then on its calls reject (`isBusy`
+   * throws) with `KEYLOCK_CLOSED`, even while other locks still share the
+   * connection. Closing the last of them also releases every lease still
+   * held through it (handing the keys to the next waiters) and closes the
+   * connection; closing any other only gives up its share: its leases stay
+   * held, and renewed, until released or until the last one closes.
    * Idempotent.
    */
   close(): Promise<void>

@@ -10,20 +10,17 @@
 // docs/compat.md lists every kept and fixed behaviour with its test.
 
 const { EventEmitter } = require('events')
-const { performance } = require('perf_hooks')
-const { lockyConnection } = require('./lib/redis-url')
-const { invalidArg } = require('./lib/errors')
+const { lockyConnection } = require('./lib/redis/url')
+const { HeldLease, openClient } = require('./lib/redis/held-lease')
+const { invalidArg, closedError, messages } = require('./lib/errors')
 const { ttlOption: leaseTtl } = require('./lib/validate')
 
-// Every keylock Redis lock lives under one prefix (see exclusive-lock.js).
-const REDIS_PREFIX = 'keylock'
 // With `ttl: null` fast-locky's locks never expired. Here they are leases of
 // this length that keylock's watchdog renews (every third of it) while the
 // process runs, so a crashed holder frees its locks within this time.
 const DEFAULT_LEASE_TTL_MS = 30000
 
 const noop = () => {}
-const redisClient = () => require('./lib/redis').RedisClient
 
 // lodash's `_.get(options, key, fallback)`: the fallback only for undefined.
 const option = (options, key, fallback) =>
@@ -78,8 +75,6 @@ function arrayArg(value, name) {
   throw invalidArg(`argument "${name}"`, 'an array', value)
 }
 
-const closedError = () => new Error('keylock: this Locky was closed')
-
 class Locky extends EventEmitter {
   #client
   #userClient
@@ -107,7 +102,7 @@ class Locky extends EventEmitter {
     this.set = option(options, 'set', this.formatter.formatSetName())
     this.locks = {}
     this.#userClient = client
-    this.#client = redisClient().open(url, { prefix: REDIS_PREFIX })
+    this.#client = openClient(url)
     this.redis = { url, client: this.#client }
     // fast-locky's poller handle; no poller runs (see the class comment).
     this.expirelocksInterval = null
@@ -171,7 +166,7 @@ class Locky extends EventEmitter {
       const jobs = this.#held(list).map(async ({ resource, entry }) => {
         this.#forget(entry)
         try {
-          return { resource, entry, released: await this.#client.release(entry.id) }
+          return { resource, entry, released: await entry.release() }
         } catch (err) {
           // Unknown outcome: keep the lease, so a later unlock can retry and
           // its loss is still reported.
@@ -205,20 +200,19 @@ class Locky extends EventEmitter {
     return this.#run(async () => {
       const outcomes = await Promise.all(
         this.#held(list).map(async ({ resource, entry }) => {
-          const sent = performance.now()
           try {
-            return { resource, entry, sent, extended: await this.#client.extend(entry.id, this.#ttl) }
+            // A confirmed extend moves the lease's deadline (held-lease.js).
+            return { resource, entry, extended: await entry.extend(this.#ttl) }
           } catch (error) {
             return { resource, entry, error }
           }
         }),
       )
-      for (const { resource, entry, sent, extended, error } of outcomes) {
+      for (const { resource, entry, extended, error } of outcomes) {
         if (this.#leases.get(entry.key) !== entry) continue
         if (error) {
           // Unanswered: the lease keeps its old deadline.
         } else if (extended) {
-          this.#arm(entry, sent)
           this.emit('extend', resource)
         } else {
           this.#lost(entry)
@@ -278,7 +272,7 @@ class Locky extends EventEmitter {
       await Promise.allSettled([...this.#inflight])
       const entries = [...this.#leases.values()]
       for (const entry of entries) this.#forget(entry)
-      await Promise.allSettled(entries.map((entry) => this.#client.release(entry.id)))
+      await Promise.allSettled(entries.map((entry) => entry.release()))
       if (entries.length !== 0) await this.#untrack(entries.map((entry) => entry.key)).catch(noop)
       await this.#client.close()
       const user = this.#userClient
@@ -299,7 +293,7 @@ class Locky extends EventEmitter {
   #run(fn) {
     let work
     try {
-      work = this.#closing !== null ? Promise.reject(closedError()) : Promise.resolve(fn())
+      work = this.#closing !== null ? Promise.reject(closedError(messages.lockyClosed)) : Promise.resolve(fn())
     } catch (err) {
       work = Promise.reject(err)
     }
@@ -312,28 +306,17 @@ class Locky extends EventEmitter {
   }
 
   async #acquireOne(key, resource, locker, force) {
-    const sent = performance.now()
-    const result = await this.#client.acquire([key], {
+    const entry = await HeldLease.take(this.#client, key, {
       ttl: this.#ttl || this.#leaseTtl,
-      wait: false,
       owner: String(locker),
       force,
       // With a ttl the lock lives that long unless extend() is called (the
       // API's contract); without one, keylock renews it.
       watchdog: !this.#ttl,
     })
-    if (result.status !== 'granted') return null
-    const entry = {
-      key,
-      resource,
-      id: result.lease.id,
-      token: result.lease.tokens[0],
-      timer: null,
-      deadline: 0,
-    }
+    if (entry === null) return null
     this.#adopt(entry)
-    this.#client.onLost(entry.id, () => this.#lost(entry))
-    if (this.#ttl) this.#arm(entry, sent)
+    entry.onLost(() => this.#lost(entry))
     return entry
   }
 
@@ -357,61 +340,35 @@ class Locky extends EventEmitter {
     if (previous) {
       // Our own lock, taken over by our own forced lock: not a loss to report.
       this.#forget(previous)
-      this.#client.release(previous.id).catch(noop)
+      previous.release().catch(noop)
     }
     this.#leases.set(entry.key, entry)
-    if (entry.deadline !== 0 && entry.timer === null) this.#schedule(entry)
+    // A ttl lease that runs out unextended is lost; the deadline is counted
+    // from when the request that set it was sent, so never later than
+    // Redis's own expiry (held-lease.js).
+    if (this.#ttl) entry.watchDeadline(() => this.#lost(entry))
   }
 
   #forget(entry) {
     if (this.#leases.get(entry.key) === entry) this.#leases.delete(entry.key)
-    clearTimeout(entry.timer)
-    entry.timer = null
+    entry.stop()
   }
 
   async #giveBack(entry) {
     this.#forget(entry)
-    await this.#client.release(entry.id)
+    await entry.release()
   }
 
   /**
-   * Schedules the local end of a ttl lease, counted from when the request
-   * that set it was sent, so never later than Redis's own expiry. An extend
-   * still unanswered then (a stalled server) does not hold it off: a lease
-   * not confirmed in time is treated as lost. Unref'd: the lease ends in
-   * Redis whether or not this process is still there.
+   * A ttl lease ran out unextended, or keylock found the lease gone
+   * (deleted, expired, forced away) or could not confirm it.
    */
-  #arm(entry, sent) {
-    entry.deadline = sent + this.#ttl
-    this.#schedule(entry)
-  }
-
-  #schedule(entry) {
-    clearTimeout(entry.timer)
-    const left = Math.max(0, entry.deadline - performance.now())
-    entry.timer = setTimeout(() => {
-      entry.timer = null
-      this.#expired(entry)
-    }, left)
-    entry.timer.unref()
-  }
-
-  /** A ttl lease ran out unextended. */
-  #expired(entry) {
+  #lost(entry) {
     if (this.#leases.get(entry.key) !== entry) return
     this.#forget(entry)
     // Deletes it if Redis's clock is a little behind ours, or an extend we
     // stopped waiting for did land; a no-op otherwise.
-    this.#client.release(entry.id).catch(noop)
-    this.#untrack([entry.key]).catch(noop)
-    this.#emitExpire(entry)
-  }
-
-  /** keylock found the lease gone (deleted, expired, forced away) or could not confirm it. */
-  #lost(entry) {
-    if (this.#leases.get(entry.key) !== entry) return
-    this.#forget(entry)
-    this.#client.release(entry.id).catch(noop)
+    entry.release().catch(noop)
     this.#untrack([entry.key]).catch(noop)
     this.#emitExpire(entry)
   }

@@ -288,7 +288,7 @@ test('timers keep the process alive, as async-lock does (kept)', () => {
 })
 
 test('idle keys are swept, busy keys never: many distinct keys keep exclusion and bounded key state', async () => {
-  // Idle keys keep their interned id until a sweep (lib/engine.js), which
+  // Idle keys keep their interned id until a sweep (lib/spaces/isolate.js), which
   // runs when new keys arrive. Each wave's 1,000 keys stay held while the
   // next wave's new keys force sweeps; only then does a second caller ask
   // for each held key. A sweep that dropped a busy key would hand that

@@ -252,29 +252,54 @@ test('bad arguments reject with a TypeError naming them, before anything is lock
   await (await lock.lock('k', null)).release()
 })
 
-test('a remote space gets lock() with normalized keys and resolved options', async () => {
+test('a space that decides waits itself gets lock() with normalized keys and resolved options', async () => {
+  // A stand-in for the Redis reach, through the Space contract
+  // (lib/spaces/index.js): every acquire is QUEUED and granted later.
   const calls = []
   const space = {
-    remote: true,
-    lockLease(keys, opts) {
-      calls.push([keys, opts])
-      return Promise.resolve('lease from the remote reach')
+    timesWaits: true,
+    internAll(names) {
+      calls.push(['intern', names])
+      return names.length === 1 ? 0 : names.map((_, i) => i)
     },
-    close: () => calls.push('close'),
+    acquireOne(id, maxPending, skipQueue, waiter, timeout) {
+      return this.acquireMany([id], maxPending, skipQueue, waiter, timeout)
+    },
+    acquireMany(ids, maxPending, skipQueue, waiter, timeout) {
+      calls.push(['acquire', ids, maxPending, timeout])
+      setImmediate(() => waiter.granted())
+      return 1 // QUEUED
+    },
+    tokens: (waiter, n) => new Array(n).fill(5),
+    watch() {},
+    releaseIdle(ids) {
+      calls.push(['release', ids])
+      return 0 // RELEASED
+    },
+    close: () => {
+      calls.push('close')
+      return Promise.resolve()
+    },
   }
   const fake = { _space: space, timeout: 250, maxPending: 7 }
   const signal = new AbortController().signal
-  assert.equal(await AsyncLock.prototype.lock.call(fake, ['a', 1, 'a'], { signal }), 'lease from the remote reach')
-  assert.equal(await AsyncLock.prototype.lock.call(fake, 'b', { timeout: Infinity }), 'lease from the remote reach')
+  const first = await AsyncLock.prototype.lock.call(fake, ['a', 1, 'a'], { signal })
+  assert.deepEqual([first.keys, first.tokens], [['a', '1'], [5, 5]])
+  const second = await AsyncLock.prototype.lock.call(fake, 'b', { timeout: Infinity })
+  assert.deepEqual(second.keys, ['b'])
+  assert.equal(await second.release(), true)
   assert.deepEqual(calls, [
-    [['a', '1'], { timeout: 250, signal, maxPending: 7 }],
-    [['b'], { timeout: 0, signal: undefined, maxPending: 7 }],
+    ['intern', ['a', '1']],
+    ['acquire', [0, 1], 7, 250],
+    ['intern', ['b']],
+    ['acquire', [0], 7, 0],
+    ['release', 0],
   ])
   // Checks stay in the face: an aborted signal never reaches the space.
   await assert.rejects(AsyncLock.prototype.lock.call(fake, 'c', { signal: AbortSignal.abort() }), { name: 'AbortError' })
-  assert.equal(calls.length, 2)
+  assert.equal(calls.length, 5)
   assert.equal(await AsyncLock.prototype.close.call(fake), undefined)
-  assert.equal(calls[2], 'close')
+  assert.equal(calls[5], 'close')
 })
 
 test('LockLostError and leaseLost(): what the remote reach uses to tell a holder', async () => {

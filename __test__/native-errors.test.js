@@ -8,7 +8,7 @@
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const native = require('../lib/native')
-const { reserveIo, useIo } = require('../lib/io')
+const { reserveIo, useIo } = require('../lib/spaces/io')
 
 let io
 useIo((view) => {

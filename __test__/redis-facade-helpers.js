@@ -1,7 +1,7 @@
 'use strict'
 // Shared by locky.test.js and exclusive-lock.test.js (not a *.test.js file).
 
-const { RedisClient } = require('../lib/redis')
+const { RedisClient } = require('../lib/redis/client')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -48,7 +48,7 @@ function recordEvents(emitter) {
  * Returns the function that restores the real client.
  */
 function patchRedisClient(overrides) {
-  const mod = require('../lib/redis')
+  const mod = require('../lib/redis/client')
   const Real = mod.RedisClient
   mod.RedisClient = {
     open(url, opts) {

@@ -12,7 +12,7 @@ const path = require('node:path')
 const { fork } = require('node:child_process')
 const AsyncLock = require('../index.js')
 const native = require('../lib/native')
-const { RedisClient } = require('../lib/redis')
+const { RedisClient } = require('../lib/redis/client')
 const { startRedis } = require('../support/redis-harness')
 const { lockKey, lockKeys } = require('./redis-keys')
 

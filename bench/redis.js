@@ -84,7 +84,7 @@ const LIBS = {
       // any failure here is the row's failure, never a skip. The lease API
       // (lock()) exists for the in-process reaches, so "has lock()" alone
       // does not say the redis option is honoured.
-      const landed = () => fs.existsSync(path.join(ROOT, 'lib', 'redis.js'))
+      const landed = () => fs.existsSync(path.join(ROOT, 'lib', 'spaces', 'redis.js'))
       let lock
       try {
         lock = make()
@@ -93,8 +93,8 @@ const LIBS = {
         if (!landed()) throw new Error(`${NOT_BUILT} (${err.message})`)
         throw err
       }
-      if (!landed() && !(lock._space && lock._space.remote === true)) {
-        throw new Error(`${NOT_BUILT} (no lib/redis.js; the redis option is not honoured yet)`)
+      if (!landed() && !(lock._space && lock._space.timesWaits === true)) {
+        throw new Error(`${NOT_BUILT} (no lib/spaces/redis.js; the redis option is not honoured yet)`)
       }
       return {
         acquire: (key) => lock.lock(key, { timeout: WAIT_MS }),

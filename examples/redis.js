@@ -99,11 +99,11 @@ async function runProcesses(mode, url, processes, updates) {
 }
 
 /**
- * Whether keylock's Redis reach can run here. Until it lands (lib/redis.js),
+ * Whether keylock's Redis reach can run here. Until it lands (lib/spaces/redis.js),
  * the example says so instead of failing; after that a failure is a failure.
  */
 async function redisReach(url) {
-  const landed = fs.existsSync(path.join(__dirname, '..', 'lib', 'redis.js'))
+  const landed = fs.existsSync(path.join(__dirname, '..', 'lib', 'spaces', 'redis.js'))
   try {
     const lock = new AsyncLock({ redis: url, name: 'examples/redis' })
     if (typeof lock.lock !== 'function') throw new Error('AsyncLock({ redis }) has no lock()')

@@ -11,6 +11,23 @@ const messages = {
   occupationExceeded: (key) => 'Maximum occupation time is exceeded in queue ' + keyText(key),
   executionExceeded: (key) => 'Maximum execution time is exceeded ' + keyText(key),
   lockLost: (key, token) => `keylock: the lease on ${keyText(key)} (fencing token ${token}) was lost`,
+  /** an AsyncLock on the Redis reach after its close() */
+  closed: 'keylock: this lock was closed',
+  /** a Locky after its close() (the message is pinned by docs/compat.md) */
+  lockyClosed: 'keylock: this Locky was closed',
+  /** the cause of a lease's loss that the Redis client's watchdog reports */
+  leaseLostCause: (reason) => 'keylock: ' + reason,
+  /** a KEYLOCK_REDIS error: `detail` names the URL (password hidden) and what failed */
+  redisAt: (detail) => 'keylock: Redis at ' + detail,
+  crossSlot: (index) =>
+    `keylock: keys[${index}] hashes to another Redis Cluster slot than keys[0]; ` +
+    'every key of one request must share a hash tag, e.g. "{order:42}:items" and "{order:42}:total"',
+  /** exclusive-lock's refresh that Redis never confirmed in time */
+  refreshUnconfirmed: (key, ttl) => `keylock: no refresh of ${key} was confirmed within lock_ttl_ms (${ttl} ms)`,
+  // @logdna/exclusive-lock's constructor errors, to the character.
+  exclusiveInvalid: 'Input validation failed',
+  exclusiveNoConnection: 'A valid cache_connection to a cache store is required',
+  exclusiveRefreshGap: (min) => `lock_refresh_ms must be at least ${min}ms less than lock_ttl_ms`,
   domainMissing:
     'Domain-reentrant locks require `process.domain` to exist. Please flip `opts.domainReentrant = false`, ' +
     'use a NodeJS version that still implements Domain, or install a browser polyfill.',
@@ -34,7 +51,7 @@ function invalidArg(name, expected, value) {
 
 /**
  * A TypeError for a Redis URL that cannot be opened. `shown` is the URL
- * already redacted (lib/redis-url.js `redactUrl`): a connection string may
+ * already redacted (lib/redis/url.js `redactUrl`): a connection string may
  * carry a password, so it is never quoted as given.
  */
 function invalidUrl(name, shown, cause) {
@@ -82,4 +99,45 @@ function badKey(cause) {
   return err
 }
 
-module.exports = { messages, invalidArg, invalidUrl, ttlOutOfRange, TTL_MIN_MS, TTL_MAX_MS, badKey, keyText }
+/** KEYLOCK_CLOSED: a call on (or a wait of) a lock that was closed. */
+function closedError(message = messages.closed) {
+  const err = new Error(message)
+  err.code = 'KEYLOCK_CLOSED'
+  return err
+}
+
+/** A bug in keylock, not in the caller's code: it says so, and what broke. */
+function internalError(what) {
+  return new TypeError('keylock internal error: ' + what)
+}
+
+/**
+ * A TypeError naming a connection option. Unlike invalidArg it never
+ * echoes a string: a connection string may carry a password.
+ */
+function invalidConnection(name, expected, value) {
+  let got
+  if (typeof value === 'string') got = 'a string that is not a redis://, rediss://, redis+unix:// or unix:// URL'
+  else if (value === null) got = 'null'
+  else if (Array.isArray(value)) got = 'an array'
+  else if (typeof value === 'object') got = 'an object from which no host, port, socket path or url could be read'
+  else if (typeof value === 'function') got = 'a function'
+  else got = String(value)
+  const err = new TypeError(`keylock: ${name} must be ${expected}; got ${got}`)
+  err.code = 'ERR_INVALID_ARG_VALUE'
+  return err
+}
+
+module.exports = {
+  messages,
+  invalidArg,
+  invalidUrl,
+  invalidConnection,
+  ttlOutOfRange,
+  TTL_MIN_MS,
+  TTL_MAX_MS,
+  badKey,
+  closedError,
+  internalError,
+  keyText,
+}

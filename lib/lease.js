@@ -1,18 +1,16 @@
 'use strict'
-// What the leases of every reach share: the Lease handed out by
-// `lock.lock()`, LockLostError, and how lock() reads its arguments. A reach
-// only decides when a lease is granted, what its tokens are, what releasing
-// it does and whether it can be lost (see leaseLost).
-//
-// The contract a reach implements (index.js calls it after the checks below,
-// and only with a signal that has not aborted yet):
-//   lockLease(keys, { timeout, signal, maxPending }) -> Promise<Lease>
-// keys: normalized, deduplicated, non-empty; timeout: ms, 0 = wait forever;
-// signal: an AbortSignal or undefined; maxPending: the lock's. It rejects
-// with messages.timedOut(key) / messages.tooManyPending(key) / the signal's
-// reason, and once it has rejected the caller holds nothing.
+// keylock's lease API on every reach: `lock.lock()` (lockLease below), the
+// Lease it resolves with, LockLostError, and how lock() reads its
+// arguments. A lease waits in the very queues acquire() uses, through the
+// Space contract (lib/spaces/index.js), so FIFO, all-or-nothing multi-key
+// and maxPending are the reach's. The reach decides when a lease is
+// granted, what its tokens are, what releasing it does and whether it can
+// be lost (`space.watch`: only on Redis; on the in-process reaches nothing
+// but release() gives the keys up, since the lock's maxOccupationTime and
+// maxExecutionTime are about acquire()'s fn, which a lease does not have).
 
-const { messages, invalidArg } = require('./errors')
+const { messages, invalidArg, internalError } = require('./errors')
+const { GRANTED, QUEUED, REJECTED, TIMED_OUT, deliver, releaseKeys, pendingForNative } = require('./spaces')
 
 // Node < 20.4 (and 18 < 18.18) has no Symbol.asyncDispose; Node's own
 // disposables are keyed by this registered symbol, which later became it.
@@ -60,9 +58,9 @@ class Lease {
   constructor(init) {
     const { keys, tokens, release } = init
     if (!Array.isArray(keys) || !Array.isArray(tokens) || keys.length === 0 || tokens.length !== keys.length) {
-      throw new TypeError('keylock internal error: a Lease needs as many tokens as keys, and at least one key')
+      throw internalError('a Lease needs as many tokens as keys, and at least one key')
     }
-    if (typeof release !== 'function') throw new TypeError('keylock internal error: a Lease needs a release function')
+    if (typeof release !== 'function') throw internalError('a Lease needs a release function')
     let token = init.token
     if (token === undefined) {
       token = tokens[0]
@@ -108,8 +106,8 @@ class Lease {
 /**
  * Tells a lease's holder that it lost the lock: aborts `lease.signal` with a
  * LockLostError for `key` (default: the lease's first key). Returns false,
- * and does nothing, if the signal had aborted already. Only the remote reach
- * calls it: on the in-process reaches a lease is never lost.
+ * and does nothing, if the signal had aborted already. Only a reach whose
+ * leases can expire (Redis, through `space.watch`) calls it.
  */
 function leaseLost(lease, cause, key = lease.keys[0]) {
   if (lease.signal.aborted) return false
@@ -188,4 +186,140 @@ function abortReason(signal) {
   return signal.reason !== undefined ? signal.reason : new DOMException('This operation was aborted', 'AbortError')
 }
 
-module.exports = { Lease, LockLostError, leaseLost, leaseKeys, leaseOptions, abortReason, asyncDispose }
+// ---------------------------------------------------------------------------
+// lock() on a space.
+
+/** One lock() call, from the request to its lease's release: a waiter of the Space contract. */
+class LeaseRequest {
+  constructor(space, names, ids, signal, resolve, reject) {
+    this.space = space
+    this.names = names
+    this.ids = ids
+    this.signal = signal
+    this.resolve = resolve
+    this.reject = reject
+    this.ticket = -1
+    this.timer = null
+    /** the promise is settled: granted, refused, timed out or aborted */
+    this.settled = false
+    /** lease.release()'s resolve/reject while a RELEASING release is in flight */
+    this.onReleased = null
+  }
+
+  granted() {
+    if (this.settled) {
+      // The grant raced a timeout or abort that already rejected the caller
+      // (it was on its way from another thread or from Redis, or parked in a
+      // delivery further up the stack): nobody will release it, so pass it on now.
+      this.release().catch(noop)
+      return
+    }
+    this.settled = true
+    this.stopWaiting()
+    this.resolve(makeLease(this))
+  }
+
+  /** The wait ended without a grant (a reach that decides waits itself). */
+  denied(outcome, detail) {
+    if (this.settled) return
+    this.settled = true
+    this.stopWaiting()
+    if (outcome === REJECTED) this.reject(new Error(messages.tooManyPending(this.names[detail])))
+    else if (outcome === TIMED_OUT) this.reject(new Error(messages.timedOut(this.names[detail])))
+    else this.reject(detail)
+  }
+
+  /** Gives the keys back: resolves true, or false when the reach had lost them already. */
+  release() {
+    if (releaseKeys(this.space, this.ids, this)) return Promise.resolve(true)
+    return new Promise((resolve, reject) => {
+      this.onReleased = { resolve, reject }
+    })
+  }
+
+  released(result) {
+    const pending = this.onReleased
+    this.onReleased = null
+    if (pending === null) return
+    if (result instanceof Error) pending.reject(result)
+    else pending.resolve(result !== false)
+  }
+
+  /** The signal's 'abort' listener (an EventListener object: no closure per request). */
+  handleEvent() {
+    this.leave(abortReason(this.signal))
+  }
+
+  /** Rejects with `reason` (an error, or a function of the key still awaited) and leaves the queue. */
+  leave(reason) {
+    if (this.settled) return
+    this.settled = true
+    this.stopWaiting()
+    let granted = null
+    let blocking = this.names[0]
+    if (this.ticket !== -1) {
+      granted = this.space.cancel(this)
+      if (granted !== null) blocking = this.names[Math.max(0, this.space.blockingIndex)]
+    }
+    // granted === null: the wait's outcome is on its way; granted() will
+    // see `settled` and pass the keys on.
+    this.reject(typeof reason === 'function' ? reason(blocking) : reason)
+    if (granted !== null && granted.length !== 0) deliver(granted)
+  }
+
+  stopWaiting() {
+    if (this.timer !== null) {
+      clearTimeout(this.timer)
+      this.timer = null
+    }
+    if (this.signal !== undefined) this.signal.removeEventListener('abort', this)
+  }
+}
+
+const noop = () => {}
+const timedOut = (key) => new Error(messages.timedOut(key))
+
+function onTimeout(request) {
+  request.timer = null
+  request.leave(timedOut)
+}
+
+function makeLease(request) {
+  const { space, names } = request
+  // Lease calls release at most once.
+  const lease = new Lease({ keys: names, tokens: space.tokens(request, names.length), release: () => request.release() })
+  space.watch(request, (cause) => leaseLost(lease, cause))
+  return lease
+}
+
+/**
+ * Takes a lease on `names` (normalized, distinct, non-empty) in `space`.
+ * `timeout` 0 waits forever; `signal` has not aborted. Always a native
+ * Promise; a key the reach refuses (a symbol on Redis) is a rejection too.
+ * It rejects with messages.timedOut(key) / messages.tooManyPending(key) /
+ * the signal's reason / the reach's error, and once it has rejected the
+ * caller holds nothing.
+ */
+function lockLease(space, names, timeout, maxPending, signal) {
+  return new Promise((resolve, reject) => {
+    const ids = space.internAll(names)
+    const request = new LeaseRequest(space, names, ids, signal, resolve, reject)
+    const max = pendingForNative(maxPending)
+    const outcome =
+      typeof ids === 'number'
+        ? space.acquireOne(ids, max, false, request, timeout)
+        : space.acquireMany(ids, max, false, request, timeout)
+    if (outcome === GRANTED) {
+      request.settled = true
+      resolve(makeLease(request))
+    } else if (outcome === QUEUED) {
+      if (request.settled) return // denied at once
+      if (timeout && !space.timesWaits) request.timer = setTimeout(onTimeout, timeout, request)
+      if (signal !== undefined) signal.addEventListener('abort', request, { once: true })
+    } else {
+      reject(new Error(messages.tooManyPending(names[typeof ids === 'number' ? 0 : space.rejectedIndex])))
+    }
+  })
+}
+
+module.exports = { Lease, LockLostError, leaseLost, leaseKeys, leaseOptions, abortReason, asyncDispose, lockLease }

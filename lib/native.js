@@ -8,7 +8,7 @@
 // not generate them: acquire(), release(), cancel() (isolate reach) and
 // processAcquire(), processRelease(), processReleaseIdle(), processCancel()
 // (process reach), which take no arguments and exchange data through the
-// thread's one io buffer (lib/io.js; layouts in src/binding/mod.rs), and
+// thread's one io buffer (lib/spaces/io.js; layouts in src/binding/mod.rs), and
 // noopRaw(), which bench/crossings.js times.
 //
 // OUTCOME is the outcome table of src/core/outcome.rs ({ GRANTED: 0, ... }),

@@ -7,22 +7,7 @@
 // one redis URL. A user who passed a client keeps owning it; we only read
 // its options.
 
-/**
- * A TypeError naming the option. Unlike lib/errors' invalidArg it never
- * echoes a string: a connection string may carry a password.
- */
-function connectionError(name, expected, value) {
-  let got
-  if (typeof value === 'string') got = 'a string that is not a redis://, rediss://, redis+unix:// or unix:// URL'
-  else if (value === null) got = 'null'
-  else if (Array.isArray(value)) got = 'an array'
-  else if (typeof value === 'object') got = 'an object from which no host, port, socket path or url could be read'
-  else if (typeof value === 'function') got = 'a function'
-  else got = String(value)
-  const err = new TypeError(`keylock: ${name} must be ${expected}; got ${got}`)
-  err.code = 'ERR_INVALID_ARG_VALUE'
-  return err
-}
+const { invalidConnection: connectionError } = require('../errors')
 
 /**
  * A URL as messages show it, without its password, for every form keylock

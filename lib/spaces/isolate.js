@@ -1,118 +1,31 @@
 'use strict'
-// The JS half of the isolate reach: interns keys to ids, decides the
+// The isolate reach (the default): one AsyncLock's own lock space. Implements
+// the Space contract (./index.js). It interns keys to ids, decides the
 // uncontended acquire and release on the key words the Rust table owns
 // (0 idle, 1 held, 2 contended: see src/core/mod.rs, "Key words"), and calls
 // Rust through the io buffer for everything else. It owns the waiter
-// records (ticket -> record) and delivers grants without recursion.
+// records (ticket -> record); grants go out through deliver().
 
-const native = require('./native')
-const { useIo, reserveIo } = require('./io')
+const native = require('../native')
+const { GRANTED, QUEUED, REJECTED, RELEASED, HANDOFF, EMPTY, internEach } = require('./index')
+const { useIo, reserveIo, writeRequest, writeRequestOne, MIN_SWEEP, micros } = require('./io')
 
 const IDLE = 0
 const HELD = 1
-
-const { GRANTED, QUEUED, REJECTED } = native.OUTCOME
-/** A remote space's answer: nothing decided yet, the caller starts the round trip (index.js startRemote). */
-const REMOTE = 3
 
 let io
 useIo((view) => {
   io = view
 })
 
-const EMPTY = Object.freeze([])
-
-/** Interned keys kept before the first sweep of idle ones. */
-const MIN_SWEEP = 1024
-
-/**
- * Writes an acquire request for several keys in the io layout both reaches
- * share (src/binding/mod.rs): owner, max pending (-1 = none), skip queue,
- * key count, keys. `io` must hold 4 + ids.length slots.
- */
-function writeRequest(io, owner, maxPending, skipQueue, ids) {
-  io[0] = owner
-  io[1] = maxPending
-  io[2] = skipQueue ? 1 : 0
-  io[3] = ids.length
-  for (let i = 0; i < ids.length; i++) io[4 + i] = ids[i]
-}
-
-/** writeRequest for one key, without an array on the hot path. */
-function writeRequestOne(io, owner, maxPending, skipQueue, id) {
-  io[0] = owner
-  io[1] = maxPending
-  io[2] = skipQueue ? 1 : 0
-  io[3] = 1
-  io[4] = id
-}
-
-// ---------------------------------------------------------------------------
-// Grant delivery. A release that grants a waiter starts it at once, in the
-// releaser's call, unless a delivery is already running further up the
-// stack: then the waiter is appended here and started by that outer loop
-// when the current one returns. That keeps async-lock's "the next waiter
-// starts inside done()" while a million waiters that release synchronously
-// run in a loop instead of a million nested frames.
-const pending = []
-let pendingHead = 0
-let delivering = false
-
-function deliver(waiters) {
-  if (delivering) {
-    for (let i = 0; i < waiters.length; i++) pending.push(waiters[i])
-    return
-  }
-  delivering = true
-  let failure = null
-  let failed = false
-  try {
-    for (let i = 0; i < waiters.length; i++) {
-      try {
-        waiters[i].granted()
-      } catch (err) {
-        // A face that lets user code throw from a grant (alock) still gets
-        // every other waiter started; the first error goes to the releaser.
-        if (!failed) {
-          failed = true
-          failure = err
-        }
-      }
-      // Grants made while that waiter ran (it released synchronously) were
-      // parked in `pending`; start them before the next of ours, in order.
-      while (pendingHead < pending.length) {
-        const w = pending[pendingHead]
-        pending[pendingHead++] = undefined
-        try {
-          w.granted()
-        } catch (err) {
-          if (!failed) {
-            failed = true
-            failure = err
-          }
-        }
-      }
-      if (pendingHead !== 0) {
-        pending.length = 0
-        pendingHead = 0
-      }
-    }
-  } finally {
-    if (pendingHead !== 0 || pending.length !== 0) {
-      pending.length = 0
-      pendingHead = 0
-    }
-    delivering = false
-  }
-  if (failed) throw failure
-}
-
 // Tables are freed when the lock that owns them is collected. Nothing can
 // be waiting then: a waiter keeps its lock reachable through its record.
 const tables = new FinalizationRegistry((id) => native.dropTable(id))
 
+let lastToken = 0
+
 /** One lock space of the isolate reach. */
-class Space {
+class IsolateSpace {
   constructor() {
     this.table = native.createTable()
     this.words = new Int32Array(native.tableWords(this.table, 0))
@@ -126,8 +39,18 @@ class Space {
     this.waiters = []
     this.rejectedIndex = -1
     this.blockingIndex = -1
+    /** releaseIdle's keys still to hand on, when it answers HANDOFF */
+    this.contended = null
     this.sweepAt = MIN_SWEEP
     tables.register(this, this.table)
+  }
+
+  get timesWaits() {
+    return false
+  }
+
+  get reentrant() {
+    return true
   }
 
   intern(key) {
@@ -140,6 +63,10 @@ class Space {
       this.names[id] = key
     }
     return id
+  }
+
+  internAll(names) {
+    return internEach(this, names)
   }
 
   /**
@@ -174,6 +101,7 @@ class Space {
   /**
    * Takes key `id` or queues `waiter` for it. Returns GRANTED, QUEUED
    * (waiter.ticket is set) or REJECTED. `maxPending` -1 means no limit.
+   * No timeout here: the caller times the wait (timesWaits is false).
    */
   acquireOne(id, maxPending, skipQueue, waiter) {
     const words = this.words
@@ -219,27 +147,31 @@ class Space {
 
   /**
    * Releases the keys of `ids` (an id or an array of them) that nobody waits
-   * for, and returns the others (an id or an array) or null. async-lock
-   * frees an idle key before it calls the caller's cb but hands a key with
-   * waiters on only after, so inside cb a waiter about to start still
-   * counts (maxPending, `queues[key].length`, a skipQueue acquire goes in
-   * front of it): the face releases in these two steps around cb.
+   * for: RELEASED, or HANDOFF with the others (an id or an array) in
+   * `contended`. async-lock frees an idle key before it calls the caller's
+   * cb but hands a key with waiters on only after, so inside cb a waiter
+   * about to start still counts (maxPending, `queues[key].length`, a
+   * skipQueue acquire goes in front of it): the face releases in these two
+   * steps around cb.
    */
   releaseIdle(ids) {
     const words = this.words
     if (typeof ids === 'number') {
       if (words[ids] === HELD) {
         words[ids] = IDLE
-        return null
+        return RELEASED
       }
-      return ids
+      this.contended = ids
+      return HANDOFF
     }
     let contended = null
     for (let i = 0; i < ids.length; i++) {
       if (words[ids[i]] === HELD) words[ids[i]] = IDLE
       else (contended || (contended = [])).push(ids[i])
     }
-    return contended
+    if (contended === null) return RELEASED
+    this.contended = contended
+    return HANDOFF
   }
 
   /** Releases key `id`; returns the waiters it was handed to (not started yet). */
@@ -313,25 +245,24 @@ class Space {
     }
     return out
   }
-}
 
-/**
- * The key id, or array of ids, of `names`. Both in-process spaces sweep idle
- * keys from inside intern(), and a key interned a moment ago for this same
- * request is idle until it is acquired: a sweep between two of its keys
- * would free the first one and hand its id to the second (two holders of
- * one key). So the sweep waits until the request's keys are all interned;
- * the next intern() catches up with it.
- */
-function internAll(space, names) {
-  if (names.length === 1) return space.intern(names[0])
-  const sweepAt = space.sweepAt
-  space.sweepAt = Infinity
-  try {
-    return names.map((name) => space.intern(name))
-  } finally {
-    space.sweepAt = sweepAt
+  /**
+   * Fencing tokens: a space is used by this thread alone, so a clock token
+   * that strictly increases on this thread strictly increases per key.
+   */
+  tokens(waiter, n) {
+    const now = micros()
+    lastToken = now > lastToken ? now : lastToken + 1
+    return new Array(n).fill(lastToken)
+  }
+
+  /** A grant here is never lost: only its release gives the keys up. */
+  watch() {}
+
+  /** Holds nothing outside this thread: the space stays usable. */
+  close() {
+    return Promise.resolve()
   }
 }
 
-module.exports = { Space, deliver, writeRequest, writeRequestOne, GRANTED, QUEUED, REJECTED, REMOTE, EMPTY, internAll }
+module.exports = { IsolateSpace }

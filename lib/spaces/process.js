@@ -1,39 +1,36 @@
 'use strict'
-// The JS half of the process reach: a lock space shared by every thread of
-// the process that opens the same name (src/process.rs has the guarantees).
-// Same interface as engine.js's Space, so the faces do not know which reach
-// they run on. Differences inside:
+// The process reach (`scope: 'process'`): a lock space shared by every thread
+// of the process that opens the same name (src/process.rs has the guarantees).
+// Implements the Space contract (./index.js). Differences from isolate.js
+// inside:
 // - key ids come from Rust (they must agree across threads); this thread
 //   pins the ids it has interned and unpins idle ones in a sweep;
 // - every decision goes through the space's mutex (there is no word a
 //   thread may flip on its own), so there is no uncontended JS-only path;
 // - grants made by other threads arrive through a ThreadsafeFunction that
-//   calls `wake()`, which starts the waiters with engine.js's `deliver`.
+//   calls `wake()`, which starts the waiters with deliver().
 //   Grants this thread's own releases make come back synchronously, as in
 //   the isolate reach.
 
-const native = require('./native')
-const { useIo, reserveIo } = require('./io')
-const { deliver, writeRequest, writeRequestOne, GRANTED, QUEUED, REJECTED, EMPTY } = require('./engine')
-
-/** Interned keys kept before the first sweep of idle ones. */
-const MIN_SWEEP = 1024
+const native = require('../native')
+const { deliver, QUEUED, REJECTED, RELEASED, HANDOFF, EMPTY, internEach } = require('./index')
+const { useIo, reserveIo, writeRequest, writeRequestOne, MIN_SWEEP, micros } = require('./io')
 
 let io
 useIo((view) => {
   io = view
 })
 
-/** name -> SharedSpace of this thread: one member (and one TSFN) per name. */
+/** name -> ProcessSpace of this thread: one member (and one TSFN) per name. */
 const opened = new Map()
 
 /** One process-wide lock space, as seen from this thread. */
-class SharedSpace {
+class ProcessSpace {
   /** The space named `name` for this thread (created on first use). */
   static open(name) {
     let space = opened.get(name)
     if (space === undefined) {
-      space = new SharedSpace(name)
+      space = new ProcessSpace(name)
       opened.set(name, space)
     }
     return space
@@ -56,7 +53,17 @@ class SharedSpace {
     this.waiting = 0
     this.rejectedIndex = -1
     this.blockingIndex = -1
+    /** releaseIdle's keys still to hand on, when it answers HANDOFF */
+    this.contended = null
     this.sweepAt = MIN_SWEEP
+  }
+
+  get timesWaits() {
+    return false
+  }
+
+  get reentrant() {
+    return true
   }
 
   intern(key) {
@@ -69,6 +76,10 @@ class SharedSpace {
       this.local[id] = 0
     }
     return id
+  }
+
+  internAll(names) {
+    return internEach(this, names)
   }
 
   /** Unpins every key this thread neither holds nor waits on. */
@@ -131,9 +142,10 @@ class SharedSpace {
   }
 
   /**
-   * Releases the keys of `ids` (an id or an array) that nobody waits for;
-   * returns the others (an id or an array, still held) or null. Judged and
-   * done in one step under the space's mutex (see Space.releaseIdle).
+   * Releases the keys of `ids` (an id or an array) that nobody waits for:
+   * RELEASED, or HANDOFF with the others (an id or an array, still held) in
+   * `contended`. Judged and done in one step under the space's mutex (see
+   * IsolateSpace.releaseIdle).
    */
   releaseIdle(ids) {
     const many = typeof ids !== 'number'
@@ -146,18 +158,22 @@ class SharedSpace {
     native.processReleaseIdle()
     const c = io[0]
     if (!many) {
-      if (c !== 0) return ids
+      if (c !== 0) {
+        this.contended = ids
+        return HANDOFF
+      }
       this.local[ids]--
-      return null
+      return RELEASED
     }
     if (c === 0) {
       for (let i = 0; i < n; i++) this.local[ids[i]]--
-      return null
+      return RELEASED
     }
     const contended = []
     for (let i = 0; i < c; i++) contended.push(io[1 + i])
     for (let i = 0; i < n; i++) if (!contended.includes(ids[i])) this.local[ids[i]]--
-    return contended
+    this.contended = contended
+    return HANDOFF
   }
 
   /** Releases key `id`; returns this thread's waiters it was handed to (not started yet). */
@@ -246,6 +262,33 @@ class SharedSpace {
     }
     return out
   }
+
+  /**
+   * Fencing tokens: a key's next grant may be on another thread, which
+   * cannot see this thread's last token. So the token is the clock's
+   * microsecond and the grant is handed out only once the clock has moved
+   * past it. Any release of this grant (by its holder or by the thread
+   * ending) comes after that, and the key's next grant, on whatever thread,
+   * reads the clock after the release (the space's mutex orders them): its
+   * token is larger. Costs a spin of under a microsecond per grant; assumes
+   * the OS's monotonic clock agrees across CPUs, as CLOCK_MONOTONIC,
+   * mach_absolute_time and QPC do.
+   */
+  tokens(waiter, n) {
+    const token = micros()
+    while (micros() <= token) {
+      // spin: see above
+    }
+    return new Array(n).fill(token)
+  }
+
+  /** A grant here is never lost: only its release (or its thread ending) gives the keys up. */
+  watch() {}
+
+  /** Holds nothing this thread could let go of early: the space stays usable. */
+  close() {
+    return Promise.resolve()
+  }
 }
 
-module.exports = { SharedSpace }
+module.exports = { ProcessSpace }

@@ -1,17 +1,14 @@
 'use strict'
-// The JS half of the Redis reach (src/redis/mod.rs has the guarantees).
-// RedisClient: one Rust client per (url, prefix) per thread, shared by every
-// lock and facade that names them, reference-counted. RedisSpace: the lock
-// space an `AsyncLock({ redis })` runs on. Unlike the in-process spaces,
-// every decision takes a round trip, so a grant always arrives later than
-// the call that asked for it (`remote = true` tells index.js so).
+// keylock's Redis client, as JS sees it (src/redis/mod.rs has the
+// guarantees): one Rust client per (url, prefix) per thread, shared by every
+// lock and facade that names them, reference-counted. The lock space of
+// `AsyncLock({ redis })` is lib/spaces/redis.js; the two Redis facades hold
+// their leases through lib/redis/held-lease.js.
 
-const native = require('./native')
-const { Lease, leaseLost } = require('./lease')
-const { REMOTE } = require('./engine')
-const { messages, invalidArg, invalidUrl } = require('./errors')
-const { redactUrl } = require('./redis-url')
-const { ttlOption } = require('./validate')
+const native = require('../native')
+const { messages, invalidArg, invalidUrl } = require('../errors')
+const { redactUrl } = require('./url')
+const { ttlOption } = require('../validate')
 
 /** Lease time-to-live when the caller gives none; the watchdog renews it every third of that. */
 const DEFAULT_TTL = 10000
@@ -61,14 +58,11 @@ function coded(message, code) {
 function fromNative(err) {
   switch (err && err.code) {
     case 'KEYLOCK_REDIS':
-      return coded('keylock: Redis at ' + err.message, err.code)
+      return coded(messages.redisAt(err.message), err.code)
     case 'KEYLOCK_CLOSED':
       return coded('keylock: ' + err.message, err.code)
     case 'KEYLOCK_CROSSSLOT': {
-      const out = new TypeError(
-        `keylock: keys[${err.keyIndex}] hashes to another Redis Cluster slot than keys[0]; ` +
-          'every key of one request must share a hash tag, e.g. "{order:42}:items" and "{order:42}:total"',
-      )
+      const out = new TypeError(messages.crossSlot(err.keyIndex))
       out.code = 'ERR_INVALID_ARG_VALUE'
       return out
     }
@@ -159,7 +153,7 @@ class RedisClient {
 
   _lost({ lease, reason }) {
     const handler = this.lostHandlers.get(lease)
-    const cause = new Error('keylock: ' + reason)
+    const cause = new Error(messages.leaseLostCause(reason))
     cause.code = 'KEYLOCK_LEASE_LOST'
     if (handler === undefined) {
       this.lostEarly.set(lease, cause)
@@ -289,145 +283,4 @@ class RedisClient {
   }
 }
 
-/**
- * The lock space of `new AsyncLock({ redis, name })`: the keys of lock
- * `name` under the client's prefix, shared with every process using them.
- */
-class RedisSpace {
-  constructor(url, { name, prefix, ttl } = {}) {
-    if (name !== undefined && typeof name !== 'string') throw invalidArg('option "name"', 'a string', name)
-    this.ttl = checkTtl(ttl, 'option "ttl"')
-    /** The lock space: a separate component of every key, never joined to it as text. */
-    this.space = name ? checkText(name, 'option "name"') : ''
-    this.client = RedisClient.open(url, prefix === undefined ? undefined : { prefix })
-    this.remote = true
-    /** key -> holds + waits of this process, for `queues` and isBusy() without a key */
-    this.local = new Map()
-    this.closed = false
-  }
-
-  intern(key) {
-    if (typeof key === 'symbol') {
-      throw invalidArg('key', 'a string or a number on the Redis reach (a symbol cannot be shared between processes)', key)
-    }
-    return checkText(String(key), 'key')
-  }
-
-  _track(names, delta) {
-    for (const name of typeof names === 'string' ? [names] : names) {
-      const n = (this.local.get(name) || 0) + delta
-      if (n === 0) this.local.delete(name)
-      else this.local.set(name, n)
-    }
-  }
-
-  /** Decides nothing synchronously: the face starts the round trip (request()). */
-  acquireOne() {
-    return REMOTE
-  }
-
-  acquireMany() {
-    return REMOTE
-  }
-
-  /**
-   * Asks for the task's keys. Resolves { status, lease, index } as
-   * RedisClient.acquire; index.js runs, refuses or times the task out.
-   */
-  request(task, { timeout, maxPending, skipQueue, signal }) {
-    const names = typeof task.name === 'string' ? [task.name] : task.name
-    this._track(names, 1)
-    return this.client
-      .acquire(
-        names.map(String),
-        { ttl: this.ttl, timeout, maxPending, skipQueue, signal, space: this.space },
-      )
-      .then(
-        (r) => {
-          if (r.status !== 'granted') this._track(names, -1)
-          return r
-        },
-        (err) => {
-          this._track(names, -1)
-          throw err
-        },
-      )
-  }
-
-  /** Releases the task's lease; the hand-off to the next waiter happens in Redis. */
-  /**
-   * Releases a running task's lease. Unlike the in-process spaces it answers
-   * with the release in flight, which resolves once Redis has it (true) or
-   * the release failed (false: the watchdog has stopped, so the lease runs
-   * out within its ttl and passes on then; not the caller's error).
-   */
-  releaseIdle(ids, task) {
-    this._track(ids, -1)
-    if (task.ticket === -1) return Promise.resolve(false)
-    return this.client.release(task.ticket).catch(() => false)
-  }
-
-  isBusy(key) {
-    return this.client.isBusy(this.intern(key), this.space)
-  }
-
-  /** Whether this process holds or waits for any key of this lock. */
-  get busy() {
-    return this.local.size !== 0
-  }
-
-  /** async-lock's `queues`, for this process's holds and waits. */
-  snapshot() {
-    const out = Object.create(null)
-    for (const [name, n] of this.local) out[name] = new Array(Math.max(0, n - 1))
-    return out
-  }
-
-  lockLease(keys, { timeout, signal, maxPending }) {
-    const names = keys.map((k) => this.intern(k))
-    this._track(names, 1)
-    const pending = maxPending === Infinity ? -1 : maxPending
-    return this.client
-      .acquire(names, { ttl: this.ttl, timeout, maxPending: pending, signal, space: this.space })
-      .then(
-        (r) => {
-          if (r.status !== 'granted') {
-            this._track(names, -1)
-            if (signal !== undefined && signal.aborted) throw signal.reason
-            if (r.status === 'rejected') throw new Error(messages.tooManyPending(names[Math.max(0, r.index)]))
-            throw new Error(messages.timedOut(names[0]))
-          }
-          const client = this.client
-          const leaseId = r.lease.id
-          const lease = new Lease({
-            keys: names,
-            tokens: r.lease.tokens,
-            // Lease calls it at most once.
-            release: () => {
-              this._track(names, -1)
-              return client.release(leaseId)
-            },
-          })
-          client.onLost(leaseId, (cause) => leaseLost(lease, cause))
-          if (signal !== undefined && signal.aborted) {
-            // The grant won the race with the abort: pass it straight on.
-            lease.release().catch(() => {})
-            throw signal.reason
-          }
-          return lease
-        },
-        (err) => {
-          this._track(names, -1)
-          throw err
-        },
-      )
-  }
-
-  close() {
-    if (this.closed) return Promise.resolve()
-    this.closed = true
-    return this.client.close()
-  }
-}
-
-module.exports = { RedisClient, RedisSpace, DEFAULT_TTL }
+module.exports = { RedisClient, DEFAULT_TTL, checkTtl, checkText }

@@ -1,0 +1,388 @@
+'use strict'
+// One acquire() call of the async-lock face, from the call to its settlement
+// and release: the task state machine and its timers (timeout,
+// maxOccupationTime, maxExecutionTime), over the Space contract
+// (lib/spaces/index.js), the same on every reach. index.js reads the
+// arguments and makes the Task; start() takes it from there.
+//
+// States (one bit field, since a million queued tasks is a real workload):
+//
+//   from                event                          to / what happens
+//   new                 acquire GRANTED                LOCKED: fn runs
+//   new                 acquire QUEUED                 queued (ticket set): timers armed
+//   new                 acquire REJECTED               RESOLVED: the caller gets maxPending's error
+//   queued              granted()                      LOCKED: fn runs
+//   queued              timeout / maxOccupationTime    RESOLVED: leaves the queue, the caller is told
+//   queued, grant on    timeout                        stays queued: the grant stands, fn runs
+//     its way (cancel
+//     answered null)
+//   queued, outcome     maxOccupationTime              RESOLVED: the caller is told; the grant, when
+//     on its way                                       it comes, is passed straight on (fn never runs)
+//   queued              denied()                       RESOLVED: the caller gets the reach's answer
+//   LOCKED              fn settles / done()            released (idle keys first), RESOLVED: the
+//                                                      caller is told, then the keys are handed on
+//   LOCKED              maxExecutionTime               released and RESOLVED now; fn's late finish
+//                                                      releases nothing
+//   LOCKED              maxOccupationTime              RESOLVED: the caller is told; the keys stay
+//                                                      held until fn finishes
+//
+// A task that was told already when its grant arrives passes the keys on
+// without running fn, as async-lock's dead queue entries do.
+
+const { GRANTED, QUEUED, REJECTED, TIMED_OUT, RELEASING, HANDOFF, deliver, handOff, pendingForNative } = require('./spaces')
+const { messages } = require('./errors')
+const { timeOption, maxPendingOption } = require('./validate')
+
+/**
+ * What only some tasks need: timers, a per-call execution limit, a domain.
+ * Kept off the Task so that a plain acquisition stays small (a million
+ * queued waiters is a real workload).
+ */
+class Extra {
+  constructor() {
+    this.timer = null
+    this.occupationTimer = null
+    this.executionTimer = null
+    this.maxExecutionTime = 0
+    this.domainRun = null
+    /** what the caller is told once a release that answered RELEASING is done: [err, ret] */
+    this.owed = null
+  }
+}
+
+const LOCKED = 1
+const RESOLVED = 2
+const CALLED = 4
+
+/** One acquire call, from the call to its settlement and release. */
+class Task {
+  constructor(lock, fn, cb, name, ids) {
+    this.lock = lock
+    this.fn = fn
+    /** the caller's cb in callback mode, the promise's resolve otherwise */
+    this.resolve = cb
+    /** the promise's reject; null in callback mode */
+    this.reject = null
+    /** normalized key, or the array of them */
+    this.name = name
+    /** key id, or the array of them */
+    this.ids = ids
+    this.ticket = -1
+    /** LOCKED | RESOLVED | CALLED: one field, since a million waiters is a real workload */
+    this.state = 0
+    /** an Extra, or null */
+    this.extra = null
+  }
+
+  /** The space handed a queued task its keys. */
+  granted() {
+    if ((this.state & RESOLVED) !== 0) this.passOn()
+    else if (this.extra !== null && this.extra.domainRun !== null) this.extra.domainRun(true)
+    else this.run(true)
+  }
+
+  /** Granted after the caller was told (see onOccupationTimeout): gives the keys straight back. */
+  passOn() {
+    const extra = this.extra
+    if (extra !== null && extra.timer !== null) {
+      clearTimeout(extra.timer)
+      extra.timer = null
+    }
+    this.state |= LOCKED
+    this.finish(undefined, undefined)
+  }
+
+  /** The wait ended without a grant (a reach that decides waits itself, see the Space contract). */
+  denied(outcome, detail) {
+    if ((this.state & RESOLVED) !== 0) return
+    const extra = this.extra
+    if (extra !== null && extra.timer !== null) {
+      clearTimeout(extra.timer)
+      extra.timer = null
+    }
+    if (outcome === REJECTED) refuse(this, detail)
+    else if (outcome === TIMED_OUT) this.fail(new Error(messages.timedOut(this.names()[detail])), null)
+    else this.fail(detail, null)
+  }
+
+  run(locked) {
+    this.state = locked ? this.state | LOCKED : this.state & ~LOCKED
+    const extra = this.extra
+    if (extra !== null) {
+      if (extra.timer !== null) {
+        clearTimeout(extra.timer)
+        extra.timer = null
+      }
+      const lock = this.lock
+      if (locked && lock.domainReentrant) {
+        for (const name of this.names()) lock.domains[name] = process.domain
+      }
+      if (extra.maxExecutionTime) {
+        extra.executionTimer = setTimeout(onExecutionTimeout, extra.maxExecutionTime, this)
+      }
+    }
+    const fn = this.fn
+    if (fn.length === 1) {
+      try {
+        fn((err, ret) => {
+          if ((this.state & CALLED) === 0) {
+            this.state |= CALLED
+            this.finish(err, ret)
+          }
+        })
+      } catch (err) {
+        if ((this.state & CALLED) === 0) {
+          this.state |= CALLED
+          this.finish(err, undefined)
+        }
+      }
+      return
+    }
+    const P = this.lock.Promise
+    let value
+    try {
+      value = fn()
+    } catch (err) {
+      P.reject(err).then(undefined, (e) => this.finish(e, undefined))
+      return
+    }
+    P.resolve(value).then(
+      (ret) => this.finish(undefined, ret),
+      (err) => this.finish(err, undefined),
+    )
+  }
+
+  /**
+   * async-lock's done(): release, tell the caller (once), start the next
+   * waiters. Keys nobody waits for are freed before the caller is told and
+   * keys with waiters are handed on after (the Space contract's
+   * releaseIdle), as async-lock does.
+   */
+  finish(err, ret) {
+    if (this.extra !== null) this.clearTimers()
+    let contended = null
+    if ((this.state & LOCKED) !== 0) {
+      this.state &= ~LOCKED
+      const lock = this.lock
+      if (lock.domainReentrant) for (const name of this.names()) delete lock.domains[name]
+      const space = lock._space
+      const released = space.releaseIdle(this.ids, this)
+      if (released === HANDOFF) {
+        contended = space.contended
+        space.contended = null
+      } else if (released === RELEASING) {
+        // As async-lock tells the caller after releasing, the caller is told
+        // once the release is done (released()), so the keys are free where
+        // the queue lives by the time acquire() settles.
+        if ((this.state & RESOLVED) === 0) {
+          this.state |= RESOLVED
+          extraOf(this).owed = [err, ret]
+        }
+        return
+      }
+    }
+    if ((this.state & RESOLVED) === 0) {
+      this.state |= RESOLVED
+      if (contended === null) {
+        this.notify(err, ret)
+        return
+      }
+      try {
+        this.notify(err, ret)
+      } finally {
+        handOff(this.lock._space, contended)
+      }
+      return
+    }
+    if (contended !== null) handOff(this.lock._space, contended)
+  }
+
+  /** A release that answered RELEASING is done: the caller is told now, if it is owed that. */
+  released() {
+    const extra = this.extra
+    if (extra === null || extra.owed === null) return
+    const [err, ret] = extra.owed
+    extra.owed = null
+    try {
+      this.notify(err, ret)
+    } catch (thrown) {
+      // A throwing cb: an uncaught exception, as it is in async-lock.
+      process.nextTick(() => {
+        throw thrown
+      })
+    }
+  }
+
+  clearTimers() {
+    const extra = this.extra
+    if (extra.occupationTimer !== null) {
+      clearTimeout(extra.occupationTimer)
+      extra.occupationTimer = null
+    }
+    if (extra.executionTimer !== null) {
+      clearTimeout(extra.executionTimer)
+      extra.executionTimer = null
+    }
+  }
+
+  notify(err, ret) {
+    if (this.reject === null) {
+      if (this.resolve !== null) this.resolve(err, ret)
+    } else if (err) {
+      this.reject(err)
+    } else {
+      this.resolve(ret)
+    }
+  }
+
+  /** Ends a task that never got its keys (refused, timed out). */
+  fail(err, granted) {
+    this.state |= RESOLVED
+    if (this.extra !== null) this.clearTimers()
+    if (granted === null || granted.length === 0) {
+      this.notify(err, undefined)
+      return
+    }
+    try {
+      this.notify(err, undefined)
+    } finally {
+      deliver(granted)
+    }
+  }
+
+  names() {
+    return Array.isArray(this.name) ? this.name : [this.name]
+  }
+
+  /**
+   * Leaves the queue. Returns the waiters that unblocks and the key still
+   * awaited, or null if the outcome of the wait is on its way (a grant from
+   * another thread, or any answer from a reach that decides waits itself):
+   * it will reach granted() or denied().
+   */
+  leaveQueue() {
+    const space = this.lock._space
+    const granted = space.cancel(this)
+    if (granted === null) return null
+    const extra = this.extra
+    if (extra !== null && extra.timer !== null) {
+      clearTimeout(extra.timer)
+      extra.timer = null
+    }
+    return { granted, blocking: this.names()[Math.max(0, space.blockingIndex)] }
+  }
+}
+
+function onTimeout(task) {
+  task.extra.timer = null
+  if ((task.state & RESOLVED) !== 0 || task.ticket === -1) return
+  const left = task.leaveQueue()
+  if (left !== null) task.fail(new Error(messages.timedOut(left.blocking)), left.granted)
+}
+
+function onOccupationTimeout(task) {
+  task.extra.occupationTimer = null
+  if ((task.state & RESOLVED) !== 0) return
+  if (task.ticket !== -1) {
+    // Still queued: it leaves the queue (async-lock leaves a dead entry).
+    const left = task.leaveQueue()
+    if (left !== null) {
+      task.fail(new Error(messages.occupationExceeded(left.blocking)), left.granted)
+      return
+    }
+    // Its wait's outcome is on its way: a grant is passed straight on
+    // (granted() sees RESOLVED), a denial is ignored.
+  }
+  // Running: the caller is told, the task keeps its keys until fn finishes.
+  task.state |= RESOLVED
+  task.notify(new Error(messages.occupationExceeded(task.names()[0])), undefined)
+}
+
+function onExecutionTimeout(task) {
+  task.extra.executionTimer = null
+  if ((task.state & (RESOLVED | LOCKED)) === RESOLVED) return
+  // A lease, as in async-lock: the caller is told and the keys pass on now,
+  // while fn may still be running; fn is no longer the holder. Its late
+  // finish releases nothing (async-lock releases a second time then, which
+  // frees the key under whoever holds it next).
+  task.finish(new Error(messages.executionExceeded(task.names()[0])), undefined)
+}
+
+/** Takes the task's keys or queues it; the no-options, no-timer case stays lean. */
+function start(lock, task, opts) {
+  if (opts || lock.timeout || lock.maxOccupationTime || lock.maxExecutionTime || lock.domainReentrant) {
+    startWithOptions(lock, task, opts)
+    return
+  }
+  const space = lock._space
+  const ids = task.ids
+  const maxPending = pendingForNative(lock.maxPending)
+  // No timeout argument: none is set here (the contract reads a missing one as 0).
+  const outcome =
+    typeof ids === 'number' ? space.acquireOne(ids, maxPending, false, task) : space.acquireMany(ids, maxPending, false, task)
+  if (outcome === GRANTED) task.run(true)
+  else if (outcome !== QUEUED) refuse(task, space.rejectedIndex)
+}
+
+/** A full queue refused the task; `index` is the full key's position in the request. */
+function refuse(task, index) {
+  const full = Array.isArray(task.name) ? task.name[index] : task.name
+  task.fail(new Error(messages.tooManyPending(full)), null)
+}
+
+/** One call's limits: its options over the lock's, read as async-lock reads them. */
+class CallOptions {
+  constructor(lock, opts) {
+    this.timeout = lock.timeout
+    this.maxOccupationTime = lock.maxOccupationTime
+    this.maxExecutionTime = lock.maxExecutionTime
+    this.maxPending = lock.maxPending
+    this.skipQueue = false
+    if (opts) {
+      this.timeout = timeOption('timeout', opts.timeout) || this.timeout
+      this.maxOccupationTime = timeOption('maxOccupationTime', opts.maxOccupationTime) || this.maxOccupationTime
+      this.maxExecutionTime = timeOption('maxExecutionTime', opts.maxExecutionTime) || this.maxExecutionTime
+      this.maxPending = maxPendingOption(opts.maxPending || this.maxPending, this.maxPending)
+      this.skipQueue = !!opts.skipQueue
+    }
+  }
+}
+
+function startWithOptions(lock, task, opts) {
+  const space = lock._space
+  const { timeout, maxOccupationTime, maxExecutionTime, maxPending, skipQueue } = new CallOptions(lock, opts)
+  if (maxExecutionTime) extraOf(task).maxExecutionTime = maxExecutionTime
+  if (lock.domainReentrant && space.reentrant && process.domain) {
+    const domain = process.domain
+    if (task.names().every((name) => space.isBusy(name) && lock.domains[name] === domain)) {
+      // Same domain as the holder: runs at once, unqueued, holding nothing.
+      if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+      task.run(false)
+      return
+    }
+    extraOf(task).domainRun = domain.bind((locked) => task.run(locked))
+  }
+  const ids = task.ids
+  const outcome =
+    typeof ids === 'number'
+      ? space.acquireOne(ids, pendingForNative(maxPending), skipQueue, task, timeout)
+      : space.acquireMany(ids, pendingForNative(maxPending), skipQueue, task, timeout)
+  if (outcome === GRANTED) {
+    if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+    task.run(true)
+  } else if (outcome === QUEUED) {
+    // Where the reach decides waits itself, the timeout went with the request.
+    if (timeout && !space.timesWaits) extraOf(task).timer = setTimeout(onTimeout, timeout, task)
+    if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+  } else {
+    refuse(task, space.rejectedIndex)
+  }
+}
+
+/** The task's Extra, made on first need: a call whose options arm nothing costs none. */
+function extraOf(task) {
+  return task.extra !== null ? task.extra : (task.extra = new Extra())
+}
+
+
+module.exports = { Task, start }
