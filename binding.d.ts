@@ -50,6 +50,10 @@ export interface NativeAcquireOptions {
   watchdog: boolean
 }
 
+export interface NativeConnOptions {
+  tls?: NativeTlsOptions
+}
+
 export interface NativeInspected {
   owner?: string
   pttl: number
@@ -67,6 +71,17 @@ export interface NativeProcessKeyState {
   /** The key string; absent for a symbol key (private to one thread). */
   name?: string
   waiting: number
+}
+
+/**
+ * TLS settings for `rediss://` (validated and turned into buffers by
+ * `lib/redis-options.js`): PEM bytes, as Node's `tls.connect` takes them.
+ */
+export interface NativeTlsOptions {
+  ca?: Buffer
+  cert?: Buffer
+  key?: Buffer
+  rejectUnauthorized: boolean
 }
 
 /** Measures the bare cost of a crossing (bench/crossings.js). */
@@ -158,9 +173,10 @@ export declare function redisLeaseKey(prefix: string, name: string): string
  * Opens a client under `prefix` (no I/O yet: it connects on the first
  * command): for the Redis at `urls[0]`, or, with `cluster`, for the Redis
  * Cluster whose seed nodes are `urls`. `onLost` is called with
- * `{ lease, reason }` once per lease the watchdog could not keep.
+ * `{ lease, reason }` once per lease the watchdog could not keep;
+ * `options` carries what a URL cannot say (TLS certificates).
  */
-export declare function redisOpen(urls: string[], cluster: boolean, prefix: string, onLost: (event: NativeLostEvent) => void): number
+export declare function redisOpen(urls: string[], cluster: boolean, prefix: string, onLost: (event: NativeLostEvent) => void, options?: NativeConnOptions): number
 
 export declare function redisRelease(handle: number, lease: number): Promise<boolean>
 

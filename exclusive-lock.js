@@ -11,6 +11,7 @@
 const { EventEmitter } = require('events')
 const { performance } = require('perf_hooks')
 const { cacheConnectionUrl } = require('./lib/redis-url')
+const { tlsFromClient } = require('./lib/redis-options')
 const { ttlOption } = require('./lib/validate')
 const { LockLostError } = require('./lib/lease')
 
@@ -95,6 +96,7 @@ const namesServerByUrl = (conn) =>
 class ExclusiveLock extends EventEmitter {
   #key
   #url
+  #tls
   #client = null
   #uses = 0
   #lease = null
@@ -144,6 +146,7 @@ class ExclusiveLock extends EventEmitter {
     // with (lib/errors.js TTL_MIN_MS..TTL_MAX_MS), and where the client points.
     ttlOption('option "lock_ttl_ms"', lock_ttl_ms)
     this.#url = cacheConnectionUrl(cache_connection)
+    this.#tls = tlsFromClient(cache_connection)
 
     this.cache_connection = cache_connection
     this.name = name.replace(SLUGIFY_REGEX, '-')
@@ -375,7 +378,7 @@ class ExclusiveLock extends EventEmitter {
   // holds a reference while it holds the lock or has a call in flight, so an
   // idle instance (the original had no close()) keeps no connection open.
   #use() {
-    if (this.#client === null) this.#client = redisClient().open(this.#url, { prefix: REDIS_PREFIX })
+    if (this.#client === null) this.#client = redisClient().open(this.#url, { prefix: REDIS_PREFIX, tls: this.#tls })
     this.#uses++
     return this.#client
   }

@@ -39,7 +39,7 @@ function invalidArg(name, expected, value) {
  */
 function invalidUrl(name, shown, cause) {
   const err = new TypeError(
-    `keylock: ${name} must be a Redis URL (redis://, redis+unix:// or unix://) that can be opened; got ${shown}`,
+    `keylock: ${name} must be a Redis URL (redis://, rediss://, redis+unix:// or unix://) that can be opened; got ${shown}`,
   )
   err.code = 'ERR_INVALID_ARG_VALUE'
   if (cause !== undefined) err.cause = cause
@@ -63,6 +63,20 @@ const TTL_MIN_MS = 50
 const TTL_MAX_MS = 2 ** 31 - 1
 
 /** A RangeError for a ttl that cannot work, naming the option and the bounds. */
+/**
+ * A TypeError for a Sentinel client given to a facade: keylock reads where
+ * a client points, and a Sentinel client's host and port are only
+ * ioredis's defaults, so reading them would misroute every lock.
+ */
+function redisSentinelClient(name) {
+  const err = new TypeError(
+    `keylock: ${name} is a Redis Sentinel client, which keylock cannot follow: its host and port are not the master's, ` +
+      'and reading them would send the locks to whatever Redis listens there. Pass the master\'s URL instead.',
+  )
+  err.code = 'ERR_INVALID_ARG_VALUE'
+  return err
+}
+
 function ttlOutOfRange(name, value) {
   const err = new RangeError(
     `keylock: ${name} must be from ${TTL_MIN_MS} to ${TTL_MAX_MS} milliseconds ` +
@@ -82,4 +96,4 @@ function badKey(cause) {
   return err
 }
 
-module.exports = { messages, invalidArg, invalidUrl, ttlOutOfRange, TTL_MIN_MS, TTL_MAX_MS, badKey, keyText }
+module.exports = { messages, invalidArg, invalidUrl, redisSentinelClient, ttlOutOfRange, TTL_MIN_MS, TTL_MAX_MS, badKey, keyText }

@@ -11,6 +11,7 @@ const { Lease, leaseLost } = require('./lease')
 const { REMOTE } = require('./engine')
 const { messages, invalidArg, invalidUrl } = require('./errors')
 const { redactUrl } = require('./redis-url')
+const redisOptions = require('./redis-options')
 const { ttlOption } = require('./validate')
 
 /** Lease time-to-live when the caller gives none; the watchdog renews it every third of that. */
@@ -105,13 +106,15 @@ class RedisClient {
    * The client of this thread for `url` under `prefix` (one connection,
    * made on first use). Every open() needs its close().
    */
-  static open(url, { prefix = 'keylock' } = {}) {
-    const urls = checkUrl(url, 'option "redis"')
+  static open(url, { prefix = 'keylock', tls } = {}) {
+    // `tls`: already read by lib/redis-options.js tlsOptions (or undefined).
+    const conn = redisOptions.connection(checkUrl(url, 'option "redis"'), tls)
+    const urls = conn.urls
     if (typeof prefix !== 'string' || prefix === '') throw invalidArg('option "prefix"', 'a non-empty string', prefix)
-    const id = (Array.isArray(url) ? 'cluster:' + urls.join(',') : url) + '\0' + prefix
+    const id = (Array.isArray(url) ? 'cluster:' + urls.join(',') : urls[0]) + '\0' + prefix + conn.key
     let client = clients.get(id)
     if (client === undefined) {
-      client = new RedisClient(urls, Array.isArray(url), prefix, id)
+      client = new RedisClient(urls, Array.isArray(url), prefix, id, conn.native)
       clients.set(id, client)
       if (!exitHooked) {
         exitHooked = true
@@ -123,7 +126,7 @@ class RedisClient {
     return client
   }
 
-  constructor(urls, cluster, prefix, id) {
+  constructor(urls, cluster, prefix, id, nativeOptions) {
     this.url = cluster ? urls : urls[0]
     this.cluster = cluster
     this.prefix = prefix
@@ -133,7 +136,7 @@ class RedisClient {
     /** lease id -> called once if the lease is lost */
     this.lostHandlers = new Map()
     try {
-      this.handle = native.redisOpen(urls, cluster, prefix, (event) => this._lost(event))
+      this.handle = native.redisOpen(urls, cluster, prefix, (event) => this._lost(event), nativeOptions)
     } catch (err) {
       // Shown without its password (the native cause redacts it the same way).
       throw invalidUrl('option "redis"', redactUrl(this.url), err)
@@ -266,10 +269,10 @@ class RedisClient {
  * `name` under the client's prefix, shared with every process using them.
  */
 class RedisSpace {
-  constructor(url, { name, prefix, ttl } = {}) {
+  constructor(url, { name, prefix, ttl, tls } = {}) {
     if (name !== undefined && typeof name !== 'string') throw invalidArg('option "name"', 'a string', name)
     this.ttl = checkTtl(ttl, 'option "ttl"')
-    this.client = RedisClient.open(url, prefix === undefined ? undefined : { prefix })
+    this.client = RedisClient.open(url, { prefix: prefix === undefined ? 'keylock' : prefix, tls: redisOptions.tlsOptions(tls) })
     this.namespace = name ? name + ':' : ''
     this.remote = true
     /** key -> holds + waits of this process, for `queues` and isBusy() without a key */
