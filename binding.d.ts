@@ -52,6 +52,8 @@ export interface NativeAcquireOptions {
 
 export interface NativeConnOptions {
   tls?: NativeTlsOptions
+  /** With this, `urls` are the sentinels'. */
+  sentinel?: NativeSentinelOptions
 }
 
 export interface NativeInspected {
@@ -71,6 +73,16 @@ export interface NativeProcessKeyState {
   /** The key string; absent for a symbol key (private to one thread). */
   name?: string
   waiting: number
+}
+
+/**
+ * A Sentinel-managed master: its name, and a URL giving the scheme,
+ * credentials and db to reach it with (its host and port are replaced by
+ * what the sentinels say).
+ */
+export interface NativeSentinelOptions {
+  name: string
+  masterUrl: string
 }
 
 /**

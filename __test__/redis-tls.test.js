@@ -3,8 +3,8 @@
 // tls.connect (ca, cert, key, servername, rejectUnauthorized), on AsyncLock
 // and read from the ioredis / node-redis clients given to the facades,
 // against a real redis-server started with --tls-port. The CA, server and
-// client certificates are made here with the openssl CLI. Also: an ioredis
-// or node-redis Sentinel client is refused by the facades, not misrouted.
+// client certificates are made here with the openssl CLI. Also: a Sentinel
+// client the facades cannot follow is refused, not misrouted.
 
 const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
@@ -217,10 +217,12 @@ test('the facades read TLS settings from an ioredis or node-redis client', async
   await rejection(bare.acquire())
 })
 
-test('the facades refuse a Sentinel client rather than misroute it to localhost:6379', () => {
-  const ioredisSentinel = { set() {}, options: { sentinels: [{ host: '127.0.0.1', port: 26379 }], name: 'mymaster', host: 'localhost', port: 6379 } }
-  const nodeRedisSentinel = { set() {}, options: { name: 'mymaster', sentinelRootNodes: [{ host: '127.0.0.1', port: 26379 }] } }
-  for (const client of [ioredisSentinel, nodeRedisSentinel]) {
+test('the facades refuse a Sentinel client they cannot follow rather than misroute it to localhost:6379', () => {
+  // No master name (ioredis would fail too), and an ioredis client for a replica.
+  const nameless = { set() {}, options: { sentinels: [{ host: '127.0.0.1', port: 26379 }], host: 'localhost', port: 6379 } }
+  const replica = { set() {}, options: { sentinels: [{ host: '127.0.0.1', port: 26379 }], name: 'mymaster', role: 'slave' } }
+  const nodeRedisNameless = { set() {}, options: { sentinelRootNodes: [{ host: '127.0.0.1', port: 26379 }] } }
+  for (const client of [nameless, replica, nodeRedisNameless]) {
     assert.throws(() => new Locky({ redis: client }), (err) => err instanceof TypeError && /Sentinel/.test(err.message) && /option "redis"/.test(err.message))
     assert.throws(
       () => new ExclusiveLock({ name: 'r', cache_connection: client }),

@@ -70,8 +70,8 @@ const TTL_MAX_MS = 2 ** 31 - 1
  */
 function redisSentinelClient(name) {
   const err = new TypeError(
-    `keylock: ${name} is a Redis Sentinel client, which keylock cannot follow: its host and port are not the master's, ` +
-      'and reading them would send the locks to whatever Redis listens there. Pass the master\'s URL instead.',
+    `keylock: ${name} is a Redis Sentinel client keylock cannot follow (it needs the master's name, and the master, not a replica): ` +
+      "its host and port are not the master's, and reading them would send the locks to whatever Redis listens there.",
   )
   err.code = 'ERR_INVALID_ARG_VALUE'
   return err

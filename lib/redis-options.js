@@ -72,7 +72,15 @@ function tlsOptions(tls, name = 'option "tls"', strict = true) {
  * name in the URL). `key` identifies the settings for the per-thread client
  * cache without keeping a copy of the private key in it.
  */
-function connection(urls, tls) {
+function connection(urls, tls, sentinel) {
+  if (sentinel !== undefined) {
+    // The sentinels keep their own scheme; `tls` is for the master (and for
+    // any rediss:// sentinel).
+    const master = tls === undefined ? sentinel.masterUrl : connection([sentinel.masterUrl], tls).urls[0]
+    const inner = tls === undefined ? { native: {}, key: '' } : connection([], tls)
+    const native = { ...inner.native, sentinel: { name: sentinel.name, masterUrl: master } }
+    return { urls, native, key: `\0sentinel:${sentinel.name}\0${master}${inner.key}` }
+  }
   if (tls === undefined) return { urls, native: undefined, key: '' }
   const out = urls.map((url) => {
     const unix = url.startsWith('redis+unix:') || url.startsWith('unix:')
@@ -130,20 +138,97 @@ function tlsFromClient(client) {
 }
 
 /**
- * Throws when `client` is a Sentinel client (ioredis `new Redis({ sentinels,
- * name })`, node-redis `createSentinel`): the facades read where a client
- * points, and such a client's host/port fields are only ioredis's defaults
- * (localhost:6379), so reading them would send the locks to whatever Redis
- * listens there. `name` is the facade option.
+ * The Sentinel settings of an ioredis Sentinel client (`new Redis({
+ * sentinels, name, username, password, db, sentinelUsername,
+ * sentinelPassword })`) or a node-redis `createSentinel({ name,
+ * sentinelRootNodes, nodeClientOptions, sentinelClientOptions })`, as
+ * AsyncLock's `redis: { sentinels, name, ... }` option; undefined for any
+ * other client. Such a client's host and port fields are only ioredis's
+ * defaults (localhost:6379): read as a plain client it would send the locks
+ * to whatever Redis listens there, so a shape keylock cannot follow (no
+ * master name, or ioredis `role: 'slave'`) is refused with a TypeError
+ * naming `name`, never misrouted.
  */
-function refuseSentinelClient(client, name) {
-  if (!isObject(client) && typeof client !== 'function') return
+function sentinelFromClient(client, name) {
+  if (!isObject(client) && typeof client !== 'function') return undefined
   const options = isObject(client.options) ? client.options : client
-  const sentinels =
-    (Array.isArray(options.sentinels) && options.sentinels.length !== 0) ||
-    Array.isArray(options.sentinelRootNodes) ||
-    Array.isArray(client.sentinelRootNodes)
-  if (sentinels) throw redisSentinelClient(name)
+  const ioredis = Array.isArray(options.sentinels) && options.sentinels.length !== 0
+  const nodeRedis = Array.isArray(options.sentinelRootNodes) || Array.isArray(client.sentinelRootNodes)
+  if (!ioredis && !nodeRedis) return undefined
+  const masterName = options.name
+  if (typeof masterName !== 'string' || masterName === '' || (ioredis && options.role === 'slave')) throw redisSentinelClient(name)
+  const nodes = ioredis ? options.sentinels : options.sentinelRootNodes ?? client.sentinelRootNodes
+  const node = isObject(options.nodeClientOptions) ? options.nodeClientOptions : {}
+  const sentinelSide = isObject(options.sentinelClientOptions) ? options.sentinelClientOptions : {}
+  const sentinelUser = ioredis ? options.sentinelUsername : sentinelSide.username
+  const sentinelPass = ioredis ? options.sentinelPassword : sentinelSide.password
+  const sentinels = nodes.map((n) => {
+    const host = isObject(n) ? (n.host ?? (isObject(n.socket) ? n.socket.host : undefined)) : undefined
+    const port = isObject(n) ? (n.port ?? (isObject(n.socket) ? n.socket.port : undefined)) : undefined
+    const url = new URL(`redis://${host && host.includes(':') && !host.startsWith('[') ? `[${host}]` : host || '127.0.0.1'}:${port ?? 26379}`)
+    if (typeof sentinelUser === 'string' && sentinelUser !== '') url.username = sentinelUser
+    if (typeof sentinelPass === 'string' && sentinelPass !== '') url.password = sentinelPass
+    return url.href.replace(/\/$/, '')
+  })
+  const out = { sentinels, name: masterName }
+  const username = ioredis ? options.username : node.username
+  const password = ioredis ? options.password : node.password
+  const db = ioredis ? options.db : node.database
+  if (typeof username === 'string' && username !== '') out.username = username
+  if (typeof password === 'string' && password !== '') out.password = password
+  if (Number.isInteger(db) && db > 0) out.db = db
+  return out
 }
 
-module.exports = { tlsOptions, connection, tlsFromClient, refuseSentinelClient }
+const SENTINEL_KEYS = new Set(['sentinels', 'name', 'username', 'password', 'db'])
+
+/** A sentinel given as a URL, `host:port`, or `{ host, port }`: its URL. */
+function sentinelUrl(value, name) {
+  if (typeof value === 'string') {
+    if (/^rediss?:\/\//.test(value)) return value
+    if (/^[^/]+:\d+$/.test(value)) return 'redis://' + value
+  } else if (isObject(value) && (typeof value.host === 'string' || value.port !== undefined)) {
+    let host = typeof value.host === 'string' && value.host !== '' ? value.host : '127.0.0.1'
+    if (host.includes(':') && !host.startsWith('[')) host = `[${host}]`
+    return `redis://${host}:${value.port ?? 26379}`
+  }
+  throw invalidArg(name, 'a sentinel as a redis:// URL, "host:port" or { host, port }', typeof value === 'string' ? '(a string)' : value)
+}
+
+/**
+ * AsyncLock's `redis: { sentinels, name, username, password, db }`: a
+ * Sentinel-managed master. Undefined when `redis` is not an object of this
+ * shape (a URL, or an array of cluster URLs). `masterUrl` carries what
+ * reaching the master needs besides its address (credentials, db); its
+ * host is a placeholder the native side replaces.
+ */
+function sentinelOption(redis) {
+  if (!isObject(redis) || Array.isArray(redis)) return undefined
+  for (const key of Object.keys(redis)) {
+    if (!SENTINEL_KEYS.has(key) && redis[key] !== undefined) {
+      throw invalidArg(`option "redis".${key}`, 'unset: a Sentinel redis option takes sentinels, name, username, password and db', '(set)')
+    }
+  }
+  if (!Array.isArray(redis.sentinels) || redis.sentinels.length === 0) {
+    throw invalidArg('option "redis".sentinels', 'a non-empty array of sentinel URLs', redis.sentinels)
+  }
+  if (typeof redis.name !== 'string' || redis.name === '') {
+    throw invalidArg('option "redis".name', "the master's name in the sentinels' configuration (e.g. 'mymaster')", redis.name)
+  }
+  const sentinels = redis.sentinels.map((s, i) => sentinelUrl(s, `option "redis".sentinels[${i}]`))
+  const master = new URL('redis://sentinel-master:6379')
+  for (const key of ['username', 'password']) {
+    const value = redis[key]
+    if (value === undefined || value === null) continue
+    // Never echoed: it may be a password.
+    if (typeof value !== 'string') throw invalidArg(`option "redis".${key}`, 'a string', typeof value)
+    master[key] = value
+  }
+  if (redis.db !== undefined && redis.db !== null) {
+    if (!Number.isInteger(redis.db) || redis.db < 0) throw invalidArg('option "redis".db', 'a database number', redis.db)
+    master.pathname = '/' + redis.db
+  }
+  return { sentinels, name: redis.name, masterUrl: master.href.replace(/\/$/, '') }
+}
+
+module.exports = { sentinelOption, sentinelFromClient, tlsOptions, connection, tlsFromClient }

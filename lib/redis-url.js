@@ -251,8 +251,7 @@ function lockyConnection(redis, env = process.env) {
   if (typeof value === 'string') url = parseUrl(value)
   else if (Array.isArray(value)) url = value.length !== 0 && value.every((u) => parseUrl(u)) ? [...value] : undefined
   else {
-    redisOptions().refuseSentinelClient(value, 'option "redis"')
-    url = urlFromClient(value) ?? urlFromOptions(value)
+    url = redisOptions().sentinelFromClient(value, 'option "redis"') ?? urlFromClient(value) ?? urlFromOptions(value)
     tls = redisOptions().tlsFromClient(value)
   }
   if (url) return { url, client, tls }
@@ -269,7 +268,8 @@ function lockyConnection(redis, env = process.env) {
  * the option when no server address can be read from it.
  */
 function cacheConnectionUrl(connection) {
-  redisOptions().refuseSentinelClient(connection, 'option "cache_connection"')
+  const sentinel = redisOptions().sentinelFromClient(connection, 'option "cache_connection"')
+  if (sentinel) return sentinel
   const url =
     typeof connection === 'string'
       ? parseUrl(connection)

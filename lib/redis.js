@@ -107,11 +107,13 @@ class RedisClient {
    * made on first use). Every open() needs its close().
    */
   static open(url, { prefix = 'keylock', tls } = {}) {
-    // `tls`: already read by lib/redis-options.js tlsOptions (or undefined).
-    const conn = redisOptions.connection(checkUrl(url, 'option "redis"'), tls)
+    // `tls`: already read by lib/redis-options.js tlsOptions (or undefined);
+    // an object `url` is a Sentinel-managed master (lib/redis-options.js).
+    const sentinel = redisOptions.sentinelOption(url)
+    const conn = redisOptions.connection(sentinel ? sentinel.sentinels : checkUrl(url, 'option "redis"'), tls, sentinel)
     const urls = conn.urls
     if (typeof prefix !== 'string' || prefix === '') throw invalidArg('option "prefix"', 'a non-empty string', prefix)
-    const id = (Array.isArray(url) ? 'cluster:' + urls.join(',') : urls[0]) + '\0' + prefix + conn.key
+    const id = (Array.isArray(url) ? 'cluster:' + urls.join(',') : urls.join(',')) + '\0' + prefix + conn.key
     let client = clients.get(id)
     if (client === undefined) {
       client = new RedisClient(urls, Array.isArray(url), prefix, id, conn.native)
@@ -127,7 +129,7 @@ class RedisClient {
   }
 
   constructor(urls, cluster, prefix, id, nativeOptions) {
-    this.url = cluster ? urls : urls[0]
+    this.url = cluster || urls.length > 1 ? urls : urls[0]
     this.cluster = cluster
     this.prefix = prefix
     this.id = id

@@ -26,7 +26,8 @@ use redis::Value;
 use super::{napi_failure, to_napi_error, Code};
 use crate::core::{Coded, Outcome};
 use crate::redis::{
-  AcquireOptions, Acquired, ConnOptions, Mode, RedisLock, RedisLockError, TlsOptions,
+  AcquireOptions, Acquired, ConnOptions, Mode, RedisLock, RedisLockError, SentinelOptions,
+  TlsOptions,
 };
 
 #[napi(object)]
@@ -45,9 +46,20 @@ pub struct NativeTlsOptions {
   pub reject_unauthorized: bool,
 }
 
+/// A Sentinel-managed master: its name, and a URL giving the scheme,
+/// credentials and db to reach it with (its host and port are replaced by
+/// what the sentinels say).
+#[napi(object)]
+pub struct NativeSentinelOptions {
+  pub name: String,
+  pub master_url: String,
+}
+
 #[napi(object)]
 pub struct NativeConnOptions {
   pub tls: Option<NativeTlsOptions>,
+  /// With this, `urls` are the sentinels'.
+  pub sentinel: Option<NativeSentinelOptions>,
 }
 
 impl From<NativeConnOptions> for ConnOptions {
@@ -58,6 +70,10 @@ impl From<NativeConnOptions> for ConnOptions {
         cert: t.cert.map(|b| b.to_vec()),
         key: t.key.map(|b| b.to_vec()),
         reject_unauthorized: t.reject_unauthorized,
+      }),
+      sentinel: o.sentinel.map(|s| SentinelOptions {
+        name: s.name,
+        master_url: s.master_url,
       }),
     }
   }
@@ -135,7 +151,9 @@ pub fn redis_open(
       ThreadsafeFunctionCallMode::NonBlocking,
     );
   });
-  let lock = if cluster {
+  let lock = if opts.sentinel.is_some() {
+    RedisLock::new_sentinel(&urls, &prefix, &opts, report)
+  } else if cluster {
     RedisLock::new_cluster_with(&urls, &prefix, &opts, report)
   } else {
     let url = urls.first().map(String::as_str).unwrap_or("");

@@ -14,16 +14,31 @@
 //!   every connection it opens from it, which here means the command
 //!   connection (it also carries the RESP3 grant pushes: there is no second
 //!   subscription connection) and, on a cluster, every node's connection.
+//! - **Sentinel**: the master's address comes from the sentinels
+//!   (`SENTINEL get-master-addr-by-name`, first sentinel that answers,
+//!   checked with `ROLE`). A command that fails as a dropped connection or
+//!   `-READONLY` makes [`SentinelConn`] ask the sentinels again (at most one
+//!   question in flight, at most every [`FAILOVER_POLL`]); when they name
+//!   another master it connects there, subscribes, and wakes every waiter
+//!   to re-run ACQUIRE (as a reconnect does). The failed command itself is
+//!   not retried here: the callers' own retries do that (a waiter's
+//!   heartbeat, a background RELEASE, a watchdog renewal).
 //! - **Errors** that a user must act on are named: an authentication
 //!   failure and a certificate failure say so (see [`describe`]); the URL in
 //!   every message is redacted by the caller.
 
-use std::sync::Once;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
-use redis::aio::ConnectionManagerConfig;
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClient, ClusterClientBuilder};
-use redis::{ConnectionAddr, IntoConnectionInfo, ProtocolVersion, RedisError};
+use redis::{
+  Cmd, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisError,
+  RedisFuture, Script, Value,
+};
+use tokio::time::Instant;
 
 use super::{RedisLockError, Result};
 
@@ -61,12 +76,24 @@ impl std::fmt::Debug for TlsOptions {
   }
 }
 
+/// A Sentinel-managed master.
+#[derive(Clone, Debug)]
+pub struct SentinelOptions {
+  /// The master's name in the sentinels' configuration (`mymaster`).
+  pub name: String,
+  /// How to reach the master once found: scheme (`redis`/`rediss`), user,
+  /// password and db; its host and port are replaced by the sentinels'.
+  pub master_url: String,
+}
+
 /// Everything about a connection that a URL cannot say.
 #[derive(Clone, Debug, Default)]
 pub struct ConnOptions {
   /// TLS settings for `rediss://` URLs (ignored for plain ones: the URL's
   /// scheme decides whether TLS is used).
   pub tls: Option<TlsOptions>,
+  /// With this, the URLs are the sentinels'.
+  pub sentinel: Option<SentinelOptions>,
 }
 
 /// rustls needs a process-wide crypto provider; only `ring` is compiled
@@ -209,6 +236,317 @@ pub fn cluster_client(
   builder.build()
 }
 
+/// Connects a connection manager to `client`: pushes to `push`, subscribed
+/// to `channel`, `script` loaded up front (a first EVALSHA answered
+/// NOSCRIPT is retried from its own task, which could put it behind a
+/// later request).
+pub async fn connect_manager(
+  client: redis::Client,
+  push: impl redis::aio::AsyncPushSender,
+  channel: &str,
+  script: &Script,
+) -> std::result::Result<ConnectionManager, RedisError> {
+  let mut conn = ConnectionManager::new_with_config(client, manager_config(push)).await?;
+  conn.subscribe(channel).await?;
+  script.load_async(&mut conn).await?;
+  Ok(conn)
+}
+
+/// How often, at most, a failing Sentinel-managed connection asks the
+/// sentinels whether the master moved.
+pub const FAILOVER_POLL: Duration = Duration::from_millis(200);
+
+/// The sentinels and how to reach the master they name.
+pub struct SentinelTarget {
+  sentinels: Vec<redis::Client>,
+  name: String,
+  master: redis::ConnectionInfo,
+  opts: ConnOptions,
+}
+
+impl SentinelTarget {
+  /// `urls` are the sentinels'; `opts.sentinel` must be set.
+  pub fn new(urls: &[String], opts: &ConnOptions) -> Result<Self> {
+    let Some(sentinel) = &opts.sentinel else {
+      return Err(RedisLockError::Url("no Sentinel master name".into()));
+    };
+    if urls.is_empty() {
+      return Err(RedisLockError::Url("no sentinel URL".into()));
+    }
+    let sentinels = urls
+      .iter()
+      .map(|u| {
+        let shown = super::redact(u);
+        let info = u
+          .as_str()
+          .into_connection_info()
+          .map_err(|e| RedisLockError::Url(format!("{shown}: {e}")))?;
+        if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+          install_crypto();
+        }
+        let certs = match (&opts.tls, info.addr()) {
+          (Some(tls), ConnectionAddr::TcpTls { .. }) => certificates(tls, &shown)?,
+          _ => None,
+        };
+        let bad = |e: RedisError| RedisLockError::Url(format!("{shown}: {e}"));
+        match certs {
+          Some(certs) => redis::Client::build_with_tls(info, certs).map_err(bad),
+          None => redis::Client::open(info).map_err(bad),
+        }
+      })
+      .collect::<Result<Vec<_>>>()?;
+    let shown = super::redact(&sentinel.master_url);
+    let master = connection_info(&sentinel.master_url, &shown, opts.tls.as_ref())?;
+    Ok(SentinelTarget {
+      sentinels,
+      name: sentinel.name.clone(),
+      master,
+      opts: opts.clone(),
+    })
+  }
+
+  /// The master's address, from the first sentinel that knows it.
+  async fn master_addr(&self) -> std::result::Result<(String, u16), RedisError> {
+    let mut last = None;
+    for sentinel in &self.sentinels {
+      let ask = async {
+        let mut conn = sentinel.get_multiplexed_async_connection().await?;
+        redis::cmd("SENTINEL")
+          .arg("get-master-addr-by-name")
+          .arg(&self.name)
+          .query_async::<Option<(String, u16)>>(&mut conn)
+          .await
+      };
+      match tokio::time::timeout(COMMAND_TIMEOUT, ask).await {
+        Ok(Ok(Some(addr))) => return Ok(addr),
+        Ok(Ok(None)) => {
+          last = Some(RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "the sentinels know no master by that name",
+            self.name.clone(),
+          )))
+        }
+        Ok(Err(e)) => last = Some(e),
+        Err(_) => {
+          last = Some(RedisError::from((
+            redis::ErrorKind::Io,
+            "a sentinel did not answer in time",
+          )))
+        }
+      }
+    }
+    Err(
+      last.unwrap_or_else(|| {
+        RedisError::from((redis::ErrorKind::InvalidClientConfig, "no sentinel"))
+      }),
+    )
+  }
+
+  /// A client for the master at `host:port`, with the master URL's
+  /// credentials, db and TLS settings.
+  fn master_client(&self, host: &str, port: u16) -> std::result::Result<redis::Client, RedisError> {
+    let addr = match self.master.addr() {
+      ConnectionAddr::TcpTls { insecure, .. } => ConnectionAddr::TcpTls {
+        host: host.to_string(),
+        port,
+        insecure: *insecure,
+        tls_params: None,
+      },
+      _ => ConnectionAddr::Tcp(host.to_string(), port),
+    };
+    let info = self.master.clone().set_addr(addr);
+    let certs = match (&self.opts.tls, info.addr()) {
+      (Some(tls), ConnectionAddr::TcpTls { .. }) => certificates(tls, "master").map_err(|e| {
+        RedisError::from((
+          redis::ErrorKind::InvalidClientConfig,
+          "bad TLS options",
+          e.to_string(),
+        ))
+      })?,
+      _ => None,
+    };
+    match certs {
+      Some(certs) => redis::Client::build_with_tls(info, certs),
+      None => redis::Client::open(info),
+    }
+  }
+}
+
+type PushFn = Arc<dyn Fn(PushInfo) + Send + Sync>;
+
+struct Current {
+  addr: (String, u16),
+  conn: ConnectionManager,
+}
+
+struct SentinelShared {
+  target: Arc<SentinelTarget>,
+  push: PushFn,
+  channel: String,
+  script: Script,
+  current: Mutex<Current>,
+  checking: AtomicBool,
+  last_check: Mutex<Option<Instant>>,
+}
+
+/// A connection to whichever master the sentinels name, replaced when
+/// they name another one (see the module docs).
+#[derive(Clone)]
+pub struct SentinelConn {
+  shared: Arc<SentinelShared>,
+}
+
+impl SentinelConn {
+  /// Finds the master and connects to it (subscribed, script loaded).
+  pub async fn connect<F>(
+    target: Arc<SentinelTarget>,
+    push: F,
+    channel: &str,
+    script: &Script,
+  ) -> std::result::Result<Self, RedisError>
+  where
+    F: Fn(PushInfo) -> std::result::Result<(), ()> + Send + Sync + 'static,
+  {
+    let push: PushFn = Arc::new(move |info| {
+      let _ = push(info);
+    });
+    let (addr, conn) = connect_master(&target, &push, channel, script).await?;
+    Ok(SentinelConn {
+      shared: Arc::new(SentinelShared {
+        target,
+        push,
+        channel: channel.to_string(),
+        script: script.clone(),
+        current: Mutex::new(Current { addr, conn }),
+        checking: AtomicBool::new(false),
+        last_check: Mutex::new(None),
+      }),
+    })
+  }
+
+  /// The master's address this connection talks to now.
+  pub fn master(&self) -> (String, u16) {
+    self.shared.current.lock().addr.clone()
+  }
+
+  /// After a failure that may be a failover: asks the sentinels (in the
+  /// background, one question at a time, at most every FAILOVER_POLL) and
+  /// moves to the master they name if it is another one.
+  fn check_soon(&self) {
+    let shared = self.shared.clone();
+    if shared.checking.swap(true, Ordering::AcqRel) {
+      return;
+    }
+    tokio::spawn(async move {
+      let wait = shared
+        .last_check
+        .lock()
+        .map(|t| (t + FAILOVER_POLL).saturating_duration_since(Instant::now()))
+        .unwrap_or_default();
+      tokio::time::sleep(wait).await;
+      *shared.last_check.lock() = Some(Instant::now());
+      let now = shared.current.lock().addr.clone();
+      if let Ok(addr) = shared.target.master_addr().await {
+        if addr != now {
+          if let Ok((addr, conn)) = connect_master(
+            &shared.target,
+            &shared.push,
+            &shared.channel,
+            &shared.script,
+          )
+          .await
+          {
+            *shared.current.lock() = Current { addr, conn };
+            // Every waiter re-runs ACQUIRE on the new master (re-enqueues),
+            // as after a reconnect.
+            (shared.push)(PushInfo {
+              kind: PushKind::Disconnection,
+              data: vec![],
+            });
+          }
+        }
+      }
+      shared.checking.store(false, Ordering::Release);
+    });
+  }
+
+  fn conn(&self) -> ConnectionManager {
+    self.shared.current.lock().conn.clone()
+  }
+}
+
+/// A failure after which the master may be another one.
+fn may_be_failover(e: &RedisError) -> bool {
+  e.is_io_error()
+    || e.is_connection_dropped()
+    || e.is_connection_refusal()
+    || e.is_timeout()
+    || e.code() == Some("READONLY")
+}
+
+/// Asks the sentinels for the master, connects, and checks with ROLE that
+/// it is one (a sentinel may name a master that was just demoted).
+async fn connect_master(
+  target: &SentinelTarget,
+  push: &PushFn,
+  channel: &str,
+  script: &Script,
+) -> std::result::Result<((String, u16), ConnectionManager), RedisError> {
+  let (host, port) = target.master_addr().await?;
+  let client = target.master_client(&host, port)?;
+  let push = push.clone();
+  let sender = move |info: PushInfo| {
+    push(info);
+    Ok::<(), ()>(())
+  };
+  let mut conn = connect_manager(client, sender, channel, script).await?;
+  let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
+  let is_master = matches!(role.first(), Some(Value::BulkString(b)) if b.as_slice() == b"master")
+    || matches!(role.first(), Some(Value::SimpleString(s)) if s == "master");
+  if !is_master {
+    return Err(RedisError::from((
+      redis::ErrorKind::Io,
+      "the address the sentinels gave is not a master (yet)",
+    )));
+  }
+  Ok(((host, port), conn))
+}
+
+impl redis::aio::ConnectionLike for SentinelConn {
+  fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+    Box::pin(async move {
+      let mut conn = self.conn();
+      let reply = conn.req_packed_command(cmd).await;
+      match &reply {
+        Err(e) if may_be_failover(e) => self.check_soon(),
+        _ => {}
+      }
+      reply
+    })
+  }
+
+  fn req_packed_commands<'a>(
+    &'a mut self,
+    pipeline: &'a redis::Pipeline,
+    offset: usize,
+    count: usize,
+  ) -> RedisFuture<'a, Vec<Value>> {
+    Box::pin(async move {
+      let mut conn = self.conn();
+      let reply = conn.req_packed_commands(pipeline, offset, count).await;
+      match &reply {
+        Err(e) if may_be_failover(e) => self.check_soon(),
+        _ => {}
+      }
+      reply
+    })
+  }
+
+  fn get_db(&self) -> i64 {
+    self.shared.current.lock().conn.get_db()
+  }
+}
+
 /// A connection error as a user can act on it: an authentication failure
 /// and a TLS certificate failure are named as such (the raw text follows,
 /// for the details); anything else is redis-rs's own text. Never contains
@@ -280,7 +618,10 @@ mod tests {
       reject_unauthorized: true,
       ..Default::default()
     };
-    let opts = ConnOptions { tls: Some(tls) };
+    let opts = ConnOptions {
+      tls: Some(tls),
+      sentinel: None,
+    };
     let err =
       single_client("rediss://127.0.0.1:6380", "rediss://127.0.0.1:6380", &opts).unwrap_err();
     assert!(err.to_string().contains("cert and key"), "{err}");

@@ -84,7 +84,7 @@ use crate::core::{Coded, ErrorCode, Outcome};
 
 pub mod conn;
 use conn::COMMAND_TIMEOUT;
-pub use conn::{ConnOptions, TlsOptions};
+pub use conn::{ConnOptions, SentinelOptions, TlsOptions};
 
 /// How often a waiter re-runs ACQUIRE (heartbeat + fallback re-check).
 pub const RECHECK: Duration = Duration::from_millis(1000);
@@ -384,12 +384,15 @@ enum Client {
   /// Seed nodes; the client is built on connect, with this client's push
   /// channel.
   Cluster(Vec<redis::ConnectionInfo>, ConnOptions),
+  /// A Sentinel-managed master, found (and followed) through the sentinels.
+  Sentinel(Arc<conn::SentinelTarget>),
 }
 
 #[derive(Clone)]
 enum Conn {
   Single(ConnectionManager),
   Cluster(ClusterConnection),
+  Sentinel(conn::SentinelConn),
 }
 
 /// CRC16/XMODEM, the checksum Redis Cluster maps keys to slots with.
@@ -447,6 +450,33 @@ impl RedisLock {
     Ok(Self::with_client(
       shown,
       Client::Cluster(infos, opts.clone()),
+      prefix,
+      on_lost,
+    ))
+  }
+
+  /// A client for the master the sentinels at `urls` name
+  /// (`opts.sentinel`), following it across failovers (see [`conn`]);
+  /// connects lazily.
+  pub fn new_sentinel(
+    urls: &[String],
+    prefix: &str,
+    opts: &ConnOptions,
+    on_lost: LostFn,
+  ) -> Result<Self> {
+    let name = opts
+      .sentinel
+      .as_ref()
+      .map(|s| s.name.as_str())
+      .unwrap_or("");
+    let shown = format!(
+      "{} (Sentinel master {name})",
+      urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(",")
+    );
+    let target = conn::SentinelTarget::new(urls, opts)?;
+    Ok(Self::with_client(
+      shown,
+      Client::Sentinel(Arc::new(target)),
       prefix,
       on_lost,
     ))
@@ -533,13 +563,20 @@ impl RedisLock {
         let connect = async {
           match &inner.client {
             Client::Single(client) => {
-              let config = conn::manager_config(tx);
-              let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
-              conn.subscribe(&inner.channel).await?;
-              // Loaded up front: a first EVALSHA answered NOSCRIPT is retried
-              // from its own task, which could put it behind a later request.
-              inner.scripts.acquire.load_async(&mut conn).await?;
+              let conn =
+                conn::connect_manager(client.clone(), tx, &inner.channel, &inner.scripts.acquire)
+                  .await?;
               Ok::<_, redis::RedisError>(Conn::Single(conn))
+            }
+            Client::Sentinel(target) => {
+              let conn = conn::SentinelConn::connect(
+                target.clone(),
+                tx,
+                &inner.channel,
+                &inner.scripts.acquire,
+              )
+              .await?;
+              Ok(Conn::Sentinel(conn))
             }
             Client::Cluster(nodes, opts) => {
               let client = conn::cluster_client(nodes, opts, tx)?;
@@ -607,6 +644,7 @@ impl RedisLock {
     match &mut conn {
       Conn::Single(c) => invocation.invoke_async(c).await,
       Conn::Cluster(c) => invocation.invoke_async(c).await,
+      Conn::Sentinel(c) => invocation.invoke_async(c).await,
     }
     .map_err(|e| self.error(e))
   }
@@ -1098,6 +1136,7 @@ impl RedisLock {
     match &mut conn {
       Conn::Single(c) => cmd.query_async(c).await,
       Conn::Cluster(c) => cmd.query_async(c).await,
+      Conn::Sentinel(c) => cmd.query_async(c).await,
     }
     .map_err(|e| self.error(e))
   }
