@@ -51,7 +51,7 @@ function spaceOption(opts) {
     if (scope !== undefined && scope !== 'redis') {
       throw invalidArg('option "scope"', "'redis' or unset when the redis option is given", scope)
     }
-    return new RedisSpace(opts.redis, { name, prefix: opts.prefix, ttl: opts.ttl, tls: opts.tls })
+    return new RedisSpace(opts.redis, { name, prefix: opts.prefix, ttl: opts.ttl, tls: opts.tls, waitReplicas: opts.waitReplicas })
   }
   if (scope === 'redis') throw invalidArg('option "redis"', "a Redis URL when scope is 'redis'", opts.redis)
   if (scope === undefined || scope === 'isolate') return new Space()

@@ -77,6 +77,19 @@ function redisSentinelClient(name) {
   return err
 }
 
+/**
+ * The error of an acquisition whose grant `WAIT` did not see on enough
+ * replicas in time (`waitReplicas`): the grant was released, nobody holds it.
+ */
+function replicasNotConfirmed(names, acked, wanted, timeout) {
+  const err = new Error(
+    `keylock: the grant of ${names.map(keyText).join(', ')} reached ${acked} of the ${wanted} replica(s) waitReplicas asks for ` +
+      `within ${timeout} ms, so it was released: a failover now could lose it`,
+  )
+  err.code = 'KEYLOCK_REPLICAS'
+  return err
+}
+
 function ttlOutOfRange(name, value) {
   const err = new RangeError(
     `keylock: ${name} must be from ${TTL_MIN_MS} to ${TTL_MAX_MS} milliseconds ` +
@@ -96,4 +109,4 @@ function badKey(cause) {
   return err
 }
 
-module.exports = { messages, invalidArg, invalidUrl, redisSentinelClient, ttlOutOfRange, TTL_MIN_MS, TTL_MAX_MS, badKey, keyText }
+module.exports = { messages, invalidArg, invalidUrl, redisSentinelClient, replicasNotConfirmed, ttlOutOfRange, TTL_MIN_MS, TTL_MAX_MS, badKey, keyText }

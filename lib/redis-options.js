@@ -13,7 +13,7 @@
 // not honoured and are refused when given to AsyncLock directly.
 
 const crypto = require('node:crypto')
-const { invalidArg, redisSentinelClient } = require('./errors')
+const { invalidArg, redisSentinelClient, replicasNotConfirmed } = require('./errors')
 
 const isObject = (value) => value !== null && typeof value === 'object'
 const isPem = (value) => typeof value === 'string' || value instanceof Uint8Array
@@ -231,4 +231,44 @@ function sentinelOption(redis) {
   return { sentinels, name: redis.name, masterUrl: master.href.replace(/\/$/, '') }
 }
 
-module.exports = { sentinelOption, sentinelFromClient, tlsOptions, connection, tlsFromClient }
+const WAIT_TIMEOUT_MS = 1000
+
+/**
+ * AsyncLock's `waitReplicas`: a number of replicas, or `{ replicas, timeout }`
+ * (timeout in ms, default 1000; WAIT's 0, "for ever", is refused: a lock
+ * acquisition must end). Undefined when unset.
+ */
+function waitReplicasOption(value) {
+  if (value === undefined || value === null || value === 0) return undefined
+  const expected = 'a number of replicas (an integer >= 1) or { replicas, timeout } (timeout: milliseconds >= 1)'
+  const spec = typeof value === 'number' ? { replicas: value } : value
+  if (!isObject(spec)) throw invalidArg('option "waitReplicas"', expected, value)
+  const replicas = spec.replicas
+  const timeout = spec.timeout === undefined ? WAIT_TIMEOUT_MS : spec.timeout
+  if (!Number.isInteger(replicas) || replicas < 1) throw invalidArg('option "waitReplicas"', expected, value)
+  if (!Number.isInteger(timeout) || timeout < 1 || timeout > 2 ** 31 - 1) throw invalidArg('option "waitReplicas".timeout', 'an integer number of milliseconds >= 1', timeout)
+  return { replicas, timeout }
+}
+
+/**
+ * After a grant: makes it count only once `wait.replicas` replicas have it.
+ * An EXTEND first (a write on this client's connection, after the grant in
+ * the one replication stream, so acknowledging it acknowledges the grant,
+ * whichever connection wrote the grant: a hand-off is written by the
+ * releaser's), then `WAIT replicas timeout`. Too few: the lease is released
+ * and the acquisition fails with KEYLOCK_REPLICAS.
+ */
+async function confirmReplicas(client, lease, names, ttl, wait) {
+  let acked = 0
+  try {
+    if (await client.extend(lease.id, ttl)) acked = Number(await client.command(['WAIT', wait.replicas, wait.timeout]))
+  } catch (err) {
+    await client.release(lease.id).catch(() => {})
+    throw err
+  }
+  if (acked >= wait.replicas) return
+  await client.release(lease.id).catch(() => {})
+  throw replicasNotConfirmed(names, acked, wait.replicas, wait.timeout)
+}
+
+module.exports = { waitReplicasOption, confirmReplicas, sentinelOption, sentinelFromClient, tlsOptions, connection, tlsFromClient }

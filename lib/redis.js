@@ -201,7 +201,9 @@ class RedisClient {
         if (onAbort !== null) signal.removeEventListener('abort', onAbort)
         const status = STATUS[r.outcome]
         const lease = status === 'granted' ? { id: r.lease, owner, tokens: r.tokens } : null
-        return { status, lease, index: r.index, holder: r.holder === undefined ? null : r.holder, pttl: r.pttl }
+        const out = { status, lease, index: r.index, holder: r.holder === undefined ? null : r.holder, pttl: r.pttl }
+        if (lease === null || opts.waitReplicas === undefined) return out
+        return redisOptions.confirmReplicas(this, lease, names, ttl, opts.waitReplicas).then(() => out)
       },
       (err) => {
         if (onAbort !== null) signal.removeEventListener('abort', onAbort)
@@ -271,9 +273,13 @@ class RedisClient {
  * `name` under the client's prefix, shared with every process using them.
  */
 class RedisSpace {
-  constructor(url, { name, prefix, ttl, tls } = {}) {
+  constructor(url, { name, prefix, ttl, tls, waitReplicas } = {}) {
     if (name !== undefined && typeof name !== 'string') throw invalidArg('option "name"', 'a string', name)
     this.ttl = checkTtl(ttl, 'option "ttl"')
+    this.waitReplicas = redisOptions.waitReplicasOption(waitReplicas)
+    if (this.waitReplicas !== undefined && Array.isArray(url)) {
+      throw invalidArg('option "waitReplicas"', 'unset on a Redis Cluster (WAIT is per node)', waitReplicas)
+    }
     this.client = RedisClient.open(url, { prefix: prefix === undefined ? 'keylock' : prefix, tls: redisOptions.tlsOptions(tls) })
     this.namespace = name ? name + ':' : ''
     this.remote = true
@@ -316,7 +322,7 @@ class RedisSpace {
     return this.client
       .acquire(
         names.map((n) => this.namespace + n),
-        { ttl: this.ttl, timeout, maxPending, skipQueue, signal },
+        { ttl: this.ttl, timeout, maxPending, skipQueue, signal, waitReplicas: this.waitReplicas },
       )
       .then(
         (r) => {
@@ -366,7 +372,7 @@ class RedisSpace {
     return this.client
       .acquire(
         names.map((n) => this.namespace + n),
-        { ttl: this.ttl, timeout, maxPending: pending, signal },
+        { ttl: this.ttl, timeout, maxPending: pending, signal, waitReplicas: this.waitReplicas },
       )
       .then(
         (r) => {
