@@ -90,6 +90,21 @@ function replicasNotConfirmed(names, acked, wanted, timeout) {
   return err
 }
 
+/**
+ * Quorum mode: fewer masters than a majority answered, so no lock can be
+ * granted (`KEYLOCK_REDIS`, as for one unreachable Redis). `cause` is one
+ * master's error, which already hides its password.
+ */
+function quorumUnreachable(answered, total, majority, cause) {
+  const err = new Error(
+    `keylock: only ${answered} of the ${total} Redis masters of the quorum answered, and a lock needs ${majority}` +
+      (cause && cause.message ? ` (${cause.message.replace(/^keylock: /, '')})` : ''),
+  )
+  err.code = 'KEYLOCK_REDIS'
+  if (cause !== undefined) err.cause = cause
+  return err
+}
+
 function ttlOutOfRange(name, value) {
   const err = new RangeError(
     `keylock: ${name} must be from ${TTL_MIN_MS} to ${TTL_MAX_MS} milliseconds ` +
@@ -109,4 +124,4 @@ function badKey(cause) {
   return err
 }
 
-module.exports = { messages, invalidArg, invalidUrl, redisSentinelClient, replicasNotConfirmed, ttlOutOfRange, TTL_MIN_MS, TTL_MAX_MS, badKey, keyText }
+module.exports = { messages, invalidArg, invalidUrl, redisSentinelClient, replicasNotConfirmed, quorumUnreachable, ttlOutOfRange, TTL_MIN_MS, TTL_MAX_MS, badKey, keyText }

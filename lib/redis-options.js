@@ -271,4 +271,13 @@ async function confirmReplicas(client, lease, names, ttl, wait) {
   throw replicasNotConfirmed(names, acked, wait.replicas, wait.timeout)
 }
 
-module.exports = { waitReplicasOption, confirmReplicas, sentinelOption, sentinelFromClient, tlsOptions, connection, tlsFromClient }
+/** The masters of `redis: { quorum }`: at least 3 distinct URL strings (2 would need both for a majority). */
+function quorumOption(urls) {
+  const expected = 'an array of at least 3 distinct Redis URLs of independent masters'
+  if (!Array.isArray(urls) || urls.length < 3 || urls.some((u) => typeof u !== 'string' || u === '') || new Set(urls).size !== urls.length) {
+    throw invalidArg('option "redis".quorum', expected, Array.isArray(urls) ? `${urls.length} entries` : typeof urls)
+  }
+  return urls
+}
+
+module.exports = { quorumOption, waitReplicasOption, confirmReplicas, sentinelOption, sentinelFromClient, tlsOptions, connection, tlsFromClient }

@@ -277,10 +277,14 @@ class RedisSpace {
     if (name !== undefined && typeof name !== 'string') throw invalidArg('option "name"', 'a string', name)
     this.ttl = checkTtl(ttl, 'option "ttl"')
     this.waitReplicas = redisOptions.waitReplicasOption(waitReplicas)
-    if (this.waitReplicas !== undefined && Array.isArray(url)) {
-      throw invalidArg('option "waitReplicas"', 'unset on a Redis Cluster (WAIT is per node)', waitReplicas)
+    // Required here: lib/redis-quorum.js builds on RedisClient.
+    const { QuorumClient, quorumUrls } = require('./redis-quorum')
+    const quorum = quorumUrls(url)
+    if (this.waitReplicas !== undefined && (Array.isArray(url) || quorum !== undefined)) {
+      throw invalidArg('option "waitReplicas"', 'unset on a Redis Cluster or a quorum (WAIT is per node)', waitReplicas)
     }
-    this.client = RedisClient.open(url, { prefix: prefix === undefined ? 'keylock' : prefix, tls: redisOptions.tlsOptions(tls) })
+    const connect = { prefix: prefix === undefined ? 'keylock' : prefix, tls: redisOptions.tlsOptions(tls) }
+    this.client = quorum !== undefined ? new QuorumClient(redisOptions.quorumOption(quorum), connect) : RedisClient.open(url, connect)
     this.namespace = name ? name + ':' : ''
     this.remote = true
     /** key -> holds + waits of this process, for `queues` and isBusy() without a key */
