@@ -190,9 +190,11 @@ declare namespace AsyncLock {
      * `TypeError` naming the key, before any command is sent.
      *
      * A `RedisSentinelOptions` object is a Sentinel-managed master: found
-     * through the sentinels and followed across a failover.
+     * through the sentinels and followed across a failover. A
+     * `RedisQuorumOptions` object is a quorum of independent masters (the
+     * Redlock algorithm).
      */
-    redis?: string | readonly string[] | RedisSentinelOptions | undefined
+    redis?: string | readonly string[] | RedisSentinelOptions | RedisQuorumOptions | undefined
     /**
      * Constructor only, Redis reach; keylock's addition. TLS settings for a
      * `rediss://` URL, in the shape of Node's `tls.connect` options (and
@@ -293,6 +295,24 @@ declare namespace AsyncLock {
     password?: string | undefined
     /** Database number on the master. Default 0. */
     db?: number | undefined
+  }
+
+  /**
+   * Independent Redis masters for the `redis` option (the Redlock
+   * algorithm): a lock is granted when a majority of them grant it within
+   * `ttl - elapsed - drift` (drift: 1% of ttl + 2 ms); otherwise what a
+   * minority granted is released and the attempt is retried after 50-150 ms
+   * until the timeout. It is lost (`LockLostError`) once fewer than a
+   * majority of its parts can be renewed. Not kept across masters: FIFO
+   * order, the hand-off in the release, and strictly increasing fencing
+   * tokens (a token is the largest of the granting masters', which are
+   * server times in µs: increasing across masters only as far as their
+   * clocks agree). Fewer than a majority reachable rejects with code
+   * `KEYLOCK_REDIS`.
+   */
+  interface RedisQuorumOptions {
+    /** At least 3 distinct URLs of independent masters (not replicas of one another). */
+    quorum: readonly string[]
   }
 
   /** What keylock reads of an `AbortSignal`, for projects whose types have none. */
