@@ -612,6 +612,22 @@ mod tests {
   }
 
   #[test]
+  fn authentication_and_certificate_failures_are_named() {
+    let auth = RedisError::from((
+      redis::ErrorKind::AuthenticationFailed,
+      "Password authentication failed",
+    ));
+    assert!(describe(&auth).starts_with("authentication failed"));
+    let cert = RedisError::from(std::io::Error::new(
+      std::io::ErrorKind::InvalidData,
+      "invalid peer certificate: UnknownIssuer",
+    ));
+    assert!(describe(&cert).starts_with("TLS certificate verification failed"));
+    let other = RedisError::from((redis::ErrorKind::Io, "Connection refused"));
+    assert!(!describe(&other).contains("TLS"));
+  }
+
+  #[test]
   fn half_a_client_certificate_is_refused() {
     let tls = TlsOptions {
       cert: Some(b"x".to_vec()),
