@@ -3,7 +3,8 @@
 // over three independent masters started here: no two holders at once under
 // load, locks continue with one master killed, and with two killed an
 // acquisition fails within its timeout with an error saying the quorum
-// could not be reached. A minority grant is released.
+// could not be reached; a holder that loses its majority gets
+// LockLostError. A minority grant is released.
 
 const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
@@ -70,7 +71,15 @@ test('quorum: no two holders at once under load; one master killed, locks go on;
   assert.equal(withTwo.most, 1)
   assert.ok(withTwo.grants >= 5, `${withTwo.grants} grants with one master down`)
 
+  // Held on the two masters left; losing one of them loses the majority:
+  // the holder is told (LockLostError) once that master's part cannot be renewed.
+  const short = new AsyncLock({ redis: { quorum: urls }, name: 'q', ttl: 300 })
+  t.after(() => short.close())
+  const held = await short.lock('lost', { timeout: 2000 })
+  const lost = new Promise((resolve) => held.signal.addEventListener('abort', () => resolve(held.signal.reason), { once: true }))
   await servers[1].kill9()
+  const reason = await Promise.race([lost, sleep(3000).then(() => null)])
+  assert.ok(reason instanceof AsyncLock.LockLostError, `lost: ${reason}`)
   const started = Date.now()
   await assert.rejects(locks[0].lock('k', { timeout: 1000 }), (err) => {
     assert.equal(err.code, 'KEYLOCK_REDIS')
