@@ -117,3 +117,17 @@ test('quorum option is validated', () => {
     assert.throws(() => new AsyncLock({ redis: { quorum } }), (err) => err instanceof TypeError && /quorum/.test(err.message))
   }
 })
+
+test('close() closes every connection the lock opened, on every master', async (t) => {
+  const masters = [await startRedis(), await startRedis(), await startRedis()]
+  t.after(() => Promise.all(masters.map((m) => m.stop())))
+  const clients = () => Promise.all(masters.map(async (m) => (await m.command('CLIENT', 'LIST')).trim().split('\n').length))
+  const baseline = await clients()
+  const lock = new AsyncLock({ redis: { quorum: masters.map((m) => m.url) }, name: 'close' })
+  const lease = await lock.lock('k', { timeout: 2000 })
+  assert.deepEqual(await clients(), baseline.map((n) => n + 1))
+  await lease.release()
+  await lock.close()
+  await sleep(100)
+  assert.deepEqual(await clients(), baseline)
+})
