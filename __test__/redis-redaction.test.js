@@ -252,6 +252,32 @@ test('ACL users: the right user and password serve every connection, a wrong one
   }
 })
 
+test('Sentinel, quorum and TLS options unreachable or refused: no error shows a password or a key', async () => {
+  const closed = await freePort()
+  const forms = [
+    ['Sentinel, sentinel and master passwords', { redis: { sentinels: [`redis://u:sentSECRET@127.0.0.1:${closed}`], name: 'm', password: 'masterSECRET' } }],
+    ['quorum', { redis: { quorum: [1, 2, 3].map((i) => `redis://u:q${i}SECRET@127.0.0.1:${closed}`) } }],
+    ['rediss://', { redis: `rediss://u:tlsSECRET@127.0.0.1:${closed}`, tls: { rejectUnauthorized: false } }],
+  ]
+  for (const [form, options] of forms) {
+    const lock = new AsyncLock({ name: 'r', ...options })
+    assertRedacted(await rejection(lock.lock('k', { timeout: 2000 })), `lock(), ${form}`)
+    await lock.close()
+  }
+  assertRedacted(thrown(() => new AsyncLock({ redis: { sentinels: ['redis://h:1'], name: 'm', password: 42, bogus: 'xSECRET' } })), 'Sentinel option, unknown key')
+  assertRedacted(thrown(() => new AsyncLock({ redis: { quorum: 'redis://u:oneSECRET@h:1' } })), 'quorum option, a string')
+  assertRedacted(thrown(() => new AsyncLock({ redis: 'rediss://h:1', tls: { cert: '-----BEGIN CERTIFICATE-----', key: 'keySECRET' } })), 'tls option, a key that is not PEM')
+  // PEM that does not parse: refused at construction or at the first call, never shown.
+  const badPem = '-----BEGIN PRIVATE KEY-----\nnotbase64SECRET\n-----END PRIVATE KEY-----\n'
+  let err = thrown(() => new AsyncLock({ redis: `rediss://127.0.0.1:${closed}`, tls: { cert: badPem, key: badPem } }))
+  if (err === null) {
+    const lock = new AsyncLock({ redis: `rediss://127.0.0.1:${closed}`, tls: { cert: badPem, key: badPem } })
+    err = await rejection(lock.lock('k', { timeout: 2000 }))
+    await lock.close()
+  }
+  assertRedacted(err, 'tls option, PEM that does not parse')
+})
+
 test('the redaction table', (t) => {
   for (const row of table) t.diagnostic(row)
   assert.ok(table.length > 50, `${table.length} error paths checked`)

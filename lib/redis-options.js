@@ -24,8 +24,10 @@ const TLS_KEYS = new Set(['ca', 'cert', 'key', 'servername', 'rejectUnauthorized
 function pem(name, value, many) {
   if (value === undefined || value === null) return undefined
   const items = many && Array.isArray(value) ? value : [value]
-  if (items.length === 0 || !items.every(isPem)) {
-    throw invalidArg(name, many ? 'a PEM string or Buffer, or an array of them' : 'a PEM string or Buffer', value)
+  // Not PEM at all (a file path, DER bytes, a pasted secret): refused here, never echoed.
+  const looksPem = (item) => Buffer.from(item).includes('-----BEGIN ')
+  if (items.length === 0 || !items.every(isPem) || !items.every(looksPem)) {
+    throw invalidArg(name, many ? 'PEM text (-----BEGIN …) as a string or Buffer, or an array of them' : 'PEM text (-----BEGIN …) as a string or Buffer', typeof value === 'string' ? '(a string that is not PEM)' : value)
   }
   return Buffer.concat(items.flatMap((item) => [Buffer.from(item), Buffer.from('\n')]))
 }
