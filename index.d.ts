@@ -308,7 +308,8 @@ declare namespace AsyncLock {
    * tokens (a token is the largest of the granting masters', which are
    * server times in µs: increasing across masters only as far as their
    * clocks agree). Fewer than a majority reachable rejects with code
-   * `KEYLOCK_REDIS`.
+   * `KEYLOCK_REDIS`. `maxPending` and `skipQueue` do not apply (there is no
+   * queue); `isBusy(key)` answers whether a majority hold it.
    */
   interface RedisQuorumOptions {
     /** At least 3 distinct URLs of independent masters (not replicas of one another). */

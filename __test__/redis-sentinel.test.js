@@ -115,7 +115,10 @@ test('Sentinel: 4 processes hand a lock off while the master is SIGKILLed; keylo
   let evals = await evalsOnMaster()
   assert.ok(evals > 0, 'the lock ran on the master')
   // The facades follow the Sentinel settings of an ioredis or node-redis client.
-  const ioredisSentinel = { options: { sentinels: trio.map((s) => ({ host: '127.0.0.1', port: s.port })), name: 'mymaster', host: 'localhost', port: 6379 } }
+  // A real ioredis Sentinel client (never connected: keylock only reads its options).
+  const IORedis = require('ioredis')
+  const ioredisSentinel = new IORedis({ sentinels: trio.map((s) => ({ host: '127.0.0.1', port: s.port })), name: 'mymaster', lazyConnect: true })
+  t.after(() => ioredisSentinel.disconnect())
   const locky = new Locky({ redis: ioredisSentinel })
   assert.equal(await locky.lock([{ resource: 'r', locker: 'me' }]), true)
   await locky.close()
