@@ -52,6 +52,12 @@ export interface NativeAcquireOptions {
   space?: string
 }
 
+export interface NativeConnOptions {
+  tls?: NativeTlsOptions
+  /** With this, `urls` are the sentinels'. */
+  sentinel?: NativeSentinelOptions
+}
+
 export interface NativeInspected {
   owner?: string
   pttl: number
@@ -69,6 +75,27 @@ export interface NativeProcessKeyState {
   /** The key string; absent for a symbol key (private to one thread). */
   name?: string
   waiting: number
+}
+
+/**
+ * A Sentinel-managed master: its name, and a URL giving the scheme,
+ * credentials and db to reach it with (its host and port are replaced by
+ * what the sentinels say).
+ */
+export interface NativeSentinelOptions {
+  name: string
+  masterUrl: string
+}
+
+/**
+ * TLS settings for `rediss://` (validated and turned into buffers by
+ * `lib/redis-options.js`): PEM bytes, as Node's `tls.connect` takes them.
+ */
+export interface NativeTlsOptions {
+  ca?: Buffer
+  cert?: Buffer
+  key?: Buffer
+  rejectUnauthorized: boolean
 }
 
 /** Measures the bare cost of a crossing (bench/crossings.js). */
@@ -163,9 +190,10 @@ export declare function redisLeaseKey(prefix: string, name: string, space?: stri
  * Opens a client under `prefix` (no I/O yet: it connects on the first
  * command): for the Redis at `urls[0]`, or, with `cluster`, for the Redis
  * Cluster whose seed nodes are `urls`. `onLost` is called with
- * `{ lease, reason }` once per lease the watchdog could not keep.
+ * `{ lease, reason }` once per lease the watchdog could not keep;
+ * `options` carries what a URL cannot say (TLS certificates).
  */
-export declare function redisOpen(urls: string[], cluster: boolean, prefix: string, onLost: (event: NativeLostEvent) => void): number
+export declare function redisOpen(urls: string[], cluster: boolean, prefix: string, onLost: (event: NativeLostEvent) => void, options?: NativeConnOptions): number
 
 export declare function redisRelease(handle: number, lease: number): Promise<boolean>
 

@@ -19,8 +19,9 @@ import AsyncLock = require('./index')
  * - with no `'error'` listener, the lock is released first and the error is
  *   then thrown as an uncaught exception (not an unhandled rejection);
  * - Redis is reached through keylock's own client: `cache_connection` only
- *   says where it is (an ioredis or node-redis client's options are read;
- *   a URL string or `{url}` also work).
+ *   says where it is (an ioredis or node-redis client's options are read:
+ *   address, credentials, TLS settings, or a Sentinel client's sentinels
+ *   and master name; a URL string or `{url}` also work).
  *
  * @example
  * const ExclusiveLock = require('keylock/exclusive-lock')

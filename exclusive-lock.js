@@ -11,6 +11,7 @@
 const { EventEmitter } = require('events')
 const { cacheConnectionUrl } = require('./lib/redis/url')
 const { HeldLease, openClient } = require('./lib/redis/held-lease')
+const { tlsFromClient } = require('./lib/redis/options')
 const { ttlOption } = require('./lib/validate')
 const { LockLostError } = require('./lib/lease')
 const { messages } = require('./lib/errors')
@@ -82,6 +83,7 @@ const namesServerByUrl = (conn) =>
 class ExclusiveLock extends EventEmitter {
   #key
   #url
+  #tls
   #client = null
   #uses = 0
   #lease = null
@@ -131,6 +133,7 @@ class ExclusiveLock extends EventEmitter {
     // with (lib/errors.js TTL_MIN_MS..TTL_MAX_MS), and where the client points.
     ttlOption('option "lock_ttl_ms"', lock_ttl_ms)
     this.#url = cacheConnectionUrl(cache_connection)
+    this.#tls = tlsFromClient(cache_connection)
 
     this.cache_connection = cache_connection
     this.name = name.replace(SLUGIFY_REGEX, '-')
@@ -356,7 +359,7 @@ class ExclusiveLock extends EventEmitter {
   // holds a reference while it holds the lock or has a call in flight, so an
   // idle instance (the original had no close()) keeps no connection open.
   #use() {
-    if (this.#client === null) this.#client = openClient(this.#url)
+    if (this.#client === null) this.#client = openClient(this.#url, { tls: this.#tls })
     this.#uses++
     return this.#client
   }

@@ -172,8 +172,11 @@ declare namespace AsyncLock {
      * Constructor only; keylock's addition. A Redis URL: enables the Redis
      * reach (`scope: 'redis'`), where this lock's keys are shared by every
      * process that uses the same Redis, `prefix` and `name`. Forms:
-     * `redis://[user:pass@]host:port[/db]`, `redis+unix:///path/redis.sock`
-     * or `unix:///path/redis.sock` (no TLS). Default: unset, no Redis. Not
+     * `redis://[user:pass@]host:port[/db]`, `rediss://…` (TLS, see `tls`),
+     * `redis+unix:///path/redis.sock` or `unix:///path/redis.sock`. An ACL
+     * user and password in the URL authenticate every connection keylock
+     * opens; wrong ones fail the first call (code `KEYLOCK_REDIS`, the
+     * message says `authentication failed`). Default: unset, no Redis. Not
      * contacted until the first `acquire`, `lock` or `isBusy`: an
      * unreachable Redis fails those (code `KEYLOCK_REDIS`, the message names
      * the URL, without its password). Throws `TypeError` (code
@@ -185,8 +188,35 @@ declare namespace AsyncLock {
      * `'{order:42}:total'`, or a `name` with a tag such as `'{billing}'`):
      * a request whose keys hash to different slots rejects with a
      * `TypeError` naming the key, before any command is sent.
+     *
+     * A `RedisSentinelOptions` object is a Sentinel-managed master: found
+     * through the sentinels and followed across a failover. A
+     * `RedisQuorumOptions` object is a quorum of independent masters (the
+     * Redlock algorithm).
      */
-    redis?: string | readonly string[] | undefined
+    redis?: string | readonly string[] | RedisSentinelOptions | RedisQuorumOptions | undefined
+    /**
+     * Constructor only, Redis reach; keylock's addition. TLS settings for a
+     * `rediss://` URL, in the shape of Node's `tls.connect` options (and
+     * ioredis's `tls`); `true` means TLS with the default trusted roots
+     * (Mozilla's, as Node's). With `tls`, a `redis://` URL is upgraded to
+     * `rediss://`; a unix socket URL throws `TypeError`. A certificate the
+     * roots do not vouch for fails the first call (code `KEYLOCK_REDIS`, the
+     * message says `TLS certificate verification failed`). Throws
+     * `TypeError` (code `ERR_INVALID_ARG_VALUE`) naming the field for a
+     * malformed value or a `tls.connect` option keylock does not honour.
+     */
+    tls?: boolean | RedisTlsOptions | undefined
+    /**
+     * Constructor only, Redis reach; keylock's addition. A grant counts
+     * only once `WAIT` confirms that this many replicas have it (a number,
+     * or `{ replicas, timeout }` with `timeout` in ms, default 1000). If
+     * fewer confirm in time, the grant is released and the acquisition
+     * rejects with an `Error` of code `KEYLOCK_REPLICAS`. Costs one EXTEND
+     * and one WAIT per grant. Not on a Redis Cluster (`TypeError`). Default:
+     * unset, no replica acknowledgement.
+     */
+    waitReplicas?: number | { replicas: number; timeout?: number | undefined } | undefined
     /**
      * Constructor only, Redis reach; keylock's addition. The prefix of every
      * Redis key keylock writes (leases, queues, fencing counters, the grant
@@ -223,6 +253,68 @@ declare namespace AsyncLock {
    * this way so that these declarations compile without either.
    */
   type LeaseAbortSignal = typeof globalThis extends { AbortSignal: { prototype: infer S } } ? S : AbortSignalLike
+
+  /**
+   * TLS settings for the Redis reach (`tls` option), the fields of Node's
+   * `tls.connect` options that keylock honours.
+   */
+  interface RedisTlsOptions {
+    /** PEM CA certificate(s) that replace the default trusted roots. */
+    ca?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
+    /** PEM client certificate (chain), for mutual TLS; needs `key`. */
+    cert?: string | Uint8Array | ReadonlyArray<string | Uint8Array> | undefined
+    /** PEM private key of `cert`. Never shown in any message. */
+    key?: string | Uint8Array | undefined
+    /**
+     * The name the server certificate must carry. Must equal the URL's host
+     * (keylock checks the certificate against the host it connects to; put
+     * the certificate's name in the URL), else `TypeError`.
+     */
+    servername?: string | undefined
+    /** `false` accepts any server certificate (testing only). Default `true`. */
+    rejectUnauthorized?: boolean | undefined
+  }
+
+  /**
+   * A Sentinel-managed master for the `redis` option: keylock asks the
+   * sentinels for the master's address (`SENTINEL get-master-addr-by-name`),
+   * and asks again when a command fails as a dropped connection or
+   * `-READONLY`, moving to the new master after a failover.
+   */
+  interface RedisSentinelOptions {
+    /**
+     * The sentinels: `redis://[user:pass@]host:port` URLs (credentials for
+     * the sentinels themselves), `'host:port'`, or `{ host, port }`.
+     */
+    sentinels: ReadonlyArray<string | { host?: string | undefined; port?: number | undefined }>
+    /** The master's name in the sentinels' configuration, e.g. `'mymaster'`. */
+    name: string
+    /** ACL user for the master. */
+    username?: string | undefined
+    /** Password for the master. Never shown in any message. */
+    password?: string | undefined
+    /** Database number on the master. Default 0. */
+    db?: number | undefined
+  }
+
+  /**
+   * Independent Redis masters for the `redis` option (the Redlock
+   * algorithm): a lock is granted when a majority of them grant it within
+   * `ttl - elapsed - drift` (drift: 1% of ttl + 2 ms); otherwise what a
+   * minority granted is released and the attempt is retried after 50-150 ms
+   * until the timeout. It is lost (`LockLostError`) once fewer than a
+   * majority of its parts can be renewed. Not kept across masters: FIFO
+   * order, the hand-off in the release, and strictly increasing fencing
+   * tokens (a token is the largest of the granting masters', which are
+   * server times in µs: increasing across masters only as far as their
+   * clocks agree). Fewer than a majority reachable rejects with code
+   * `KEYLOCK_REDIS`. `maxPending` and `skipQueue` do not apply (there is no
+   * queue); `isBusy(key)` answers whether a majority hold it.
+   */
+  interface RedisQuorumOptions {
+    /** At least 3 distinct URLs of independent masters (not replicas of one another). */
+    quorum: readonly string[]
+  }
 
   /** What keylock reads of an `AbortSignal`, for projects whose types have none. */
   interface AbortSignalLike {

@@ -61,7 +61,7 @@ declare class Locky extends EventEmitter {
   constructor(options?: Locky.LockyOptions)
 
   /** Where this instance's Redis is, and keylock's client for it. */
-  redis: { url: string | string[]; client: unknown }
+  redis: { url: string | string[] | { sentinels: string[]; name: string }; client: unknown }
   /** Builds this instance's lock and set names from `name`. */
   formatter: LockyFormatter
   /** The `ttl` option as given (`null` by default). */
@@ -163,15 +163,22 @@ declare namespace Locky {
     database?: number | string
     /** Another spelling of `database`. */
     db?: number | string
-    /** Truthy: the server speaks TLS (read as a `rediss://` URL). */
+    /**
+     * Truthy: the server speaks TLS (read as a `rediss://` URL). An object
+     * is also read as `tls.connect` options: `ca`, `cert`, `key` and
+     * `rejectUnauthorized` are honoured (see AsyncLock's `tls` option).
+     */
     tls?: unknown
   }
 
   /**
    * Where Redis is: a `redis://`, `rediss://`, `redis+unix://` or `unix://`
    * URL, or an array of Redis Cluster node URLs; then-redis options; an
-   * ioredis or node-redis client, single or cluster (only its options are
-   * read, keylock never sends commands through it); or a function
+   * ioredis or node-redis client, single, cluster or Sentinel (only its
+   * options are read, keylock never sends commands through it: host, port,
+   * credentials, TLS settings, or a Sentinel client's sentinels and master
+   * name; a Sentinel client without a master name, or for a replica, is a
+   * `TypeError`, never read as `localhost:6379`); or a function
    * returning one of these, called once. Default: `process.env.REDIS_URL`,
    * else `redis://127.0.0.1:6379`.
    */

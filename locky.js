@@ -94,7 +94,7 @@ class Locky extends EventEmitter {
    */
   constructor(options) {
     super()
-    const { url, client } = lockyConnection(option(options, 'redis'))
+    const { url, client, tls } = lockyConnection(option(options, 'redis'))
     this.formatter = new Formatter(option(options, 'name'))
     this.ttl = option(options, 'ttl', null)
     this.#ttl = ttlOption(this.ttl)
@@ -102,7 +102,7 @@ class Locky extends EventEmitter {
     this.set = option(options, 'set', this.formatter.formatSetName())
     this.locks = {}
     this.#userClient = client
-    this.#client = openClient(url)
+    this.#client = openClient(url, { tls })
     this.redis = { url, client: this.#client }
     // fast-locky's poller handle; no poller runs (see the class comment).
     this.expirelocksInterval = null

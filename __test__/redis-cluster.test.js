@@ -140,3 +140,33 @@ test("a name such as '{billing}' tags every key: any keys lock together, each it
     if (tag !== null) assert.equal(slots[0], await keyslot(tag))
   }
 })
+
+test('an ACL user on every node: each node connection authenticates; a wrong password is an authentication failure', async (t) => {
+  for (const n of nodes) await n.command('ACL', 'SETUSER', 'clocker', 'on', '>clockerSECRET', '~*', '&*', '+@all')
+  t.after(() => Promise.all(nodes.map((n) => n.command('ACL', 'DELUSER', 'clocker'))))
+  const authed = nodes.map((n) => `redis://clocker:clockerSECRET@127.0.0.1:${n.port}`)
+  const a = new AsyncLock({ redis: authed, name: 'acl' })
+  const b = new AsyncLock({ redis: authed, name: 'acl', prefix: 'keylock' })
+  t.after(() => Promise.all([a.close(), b.close()]))
+  // Names spread over the slots, so every master is written to, and a
+  // contended hand-off on each (grants travel by PUBLISH on the nodes).
+  const names = Array.from({ length: 12 }, (_, i) => `acl-${i}`)
+  for (const name of names) {
+    const held = await a.lock(name, { timeout: 3000 })
+    const next = b.lock(name, { timeout: 3000 })
+    await held.release()
+    const lease = await next
+    assert.ok(lease.token > held.token)
+    await lease.release()
+  }
+  // Every master has a connection of keylock's, logged in as the ACL user.
+  for (const n of nodes) assert.match(await n.command('CLIENT', 'LIST'), /user=clocker/, `node ${n.port}`)
+  const wrong = new AsyncLock({ redis: nodes.map((n) => `redis://clocker:wrongSECRET@127.0.0.1:${n.port}`), name: 'acl' })
+  await assert.rejects(wrong.lock('x', { timeout: 3000 }), (err) => {
+    assert.equal(err.code, 'KEYLOCK_REDIS')
+    assert.match(err.message, /authentication failed/)
+    assert.ok(!err.message.includes('SECRET'))
+    return true
+  })
+  await wrong.close()
+})

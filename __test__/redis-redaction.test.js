@@ -213,6 +213,71 @@ test('authentication refused, and a lease lost while an authenticated Redis stal
   await lease.release()
 })
 
+test('ACL users: the right user and password serve every connection, a wrong one fails the first call as an authentication failure', async (t) => {
+  const server = await startRedis()
+  t.after(() => server.stop())
+  await server.command('ACL', 'SETUSER', 'locker', 'on', '>lockerSECRETpw', '~*', '&*', '+@all')
+  // The default user can no longer do anything: only the ACL user works.
+  await server.command('ACL', 'SETUSER', 'default', 'off')
+  const good = `redis://locker:lockerSECRETpw@127.0.0.1:${server.port}`
+  // A contended hand-off: the grant reaches the waiter as a push on its
+  // authenticated connection, and the watchdog's renewals run on it too.
+  const a = new AsyncLock({ redis: good, name: 'acl', ttl: 300 })
+  const b = new AsyncLock({ redis: good, name: 'acl', prefix: 'keylock' })
+  t.after(() => Promise.all([a.close(), b.close()]))
+  const first = await a.lock('k', { timeout: 3000 })
+  const second = b.lock('k', { timeout: 3000 })
+  await sleep(400) // past a renewal of the 300 ms lease
+  await first.release()
+  const lease = await second
+  assert.ok(lease.token > first.token)
+  await lease.release()
+  const locky = new Locky({ redis: { host: '127.0.0.1', port: server.port, username: 'locker', password: 'lockerSECRETpw' } })
+  assert.equal(await locky.lock([{ resource: 'r', locker: 'me' }]), true)
+  await locky.close()
+  const exclusive = new ExclusiveLock({ name: 'r', cache_connection: { set() {}, options: { host: '127.0.0.1', port: server.port, username: 'locker', password: 'lockerSECRETpw' } } })
+  await exclusive.acquire()
+  await exclusive.release()
+  for (const [form, url] of [
+    ['wrong password', `redis://locker:wrongSECRET@127.0.0.1:${server.port}`],
+    ['unknown user', `redis://nobody:nobodySECRET@127.0.0.1:${server.port}`],
+    ['disabled default user', server.url],
+  ]) {
+    const lock = new AsyncLock({ redis: url, name: 'acl' })
+    const err = await rejection(lock.lock('k', { timeout: 3000 }))
+    await lock.close()
+    assertRedacted(err, `ACL, ${form}`)
+    assert.equal(err.code, 'KEYLOCK_REDIS', form)
+    assert.match(err.message, /authentication failed/, form)
+  }
+})
+
+test('Sentinel, quorum and TLS options unreachable or refused: no error shows a password or a key', async () => {
+  const closed = await freePort()
+  const forms = [
+    ['Sentinel, sentinel and master passwords', { redis: { sentinels: [`redis://u:sentSECRET@127.0.0.1:${closed}`], name: 'm', password: 'masterSECRET' } }],
+    ['quorum', { redis: { quorum: [1, 2, 3].map((i) => `redis://u:q${i}SECRET@127.0.0.1:${closed}`) } }],
+    ['rediss://', { redis: `rediss://u:tlsSECRET@127.0.0.1:${closed}`, tls: { rejectUnauthorized: false } }],
+  ]
+  for (const [form, options] of forms) {
+    const lock = new AsyncLock({ name: 'r', ...options })
+    assertRedacted(await rejection(lock.lock('k', { timeout: 2000 })), `lock(), ${form}`)
+    await lock.close()
+  }
+  assertRedacted(thrown(() => new AsyncLock({ redis: { sentinels: ['redis://h:1'], name: 'm', password: 42, bogus: 'xSECRET' } })), 'Sentinel option, unknown key')
+  assertRedacted(thrown(() => new AsyncLock({ redis: { quorum: 'redis://u:oneSECRET@h:1' } })), 'quorum option, a string')
+  assertRedacted(thrown(() => new AsyncLock({ redis: 'rediss://h:1', tls: { cert: '-----BEGIN CERTIFICATE-----', key: 'keySECRET' } })), 'tls option, a key that is not PEM')
+  // PEM that does not parse: refused at construction or at the first call, never shown.
+  const badPem = '-----BEGIN PRIVATE KEY-----\nnotbase64SECRET\n-----END PRIVATE KEY-----\n'
+  let err = thrown(() => new AsyncLock({ redis: `rediss://127.0.0.1:${closed}`, tls: { cert: badPem, key: badPem } }))
+  if (err === null) {
+    const lock = new AsyncLock({ redis: `rediss://127.0.0.1:${closed}`, tls: { cert: badPem, key: badPem } })
+    err = await rejection(lock.lock('k', { timeout: 2000 }))
+    await lock.close()
+  }
+  assertRedacted(err, 'tls option, PEM that does not parse')
+})
+
 test('the redaction table', (t) => {
   for (const row of table) t.diagnostic(row)
   assert.ok(table.length > 50, `${table.length} error paths checked`)

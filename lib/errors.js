@@ -56,7 +56,7 @@ function invalidArg(name, expected, value) {
  */
 function invalidUrl(name, shown, cause) {
   const err = new TypeError(
-    `keylock: ${name} must be a Redis URL (redis://, redis+unix:// or unix://) that can be opened; got ${shown}`,
+    `keylock: ${name} must be a Redis URL (redis://, rediss://, redis+unix:// or unix://) that can be opened; got ${shown}`,
   )
   err.code = 'ERR_INVALID_ARG_VALUE'
   if (cause !== undefined) err.cause = cause
@@ -80,6 +80,48 @@ const TTL_MIN_MS = 50
 const TTL_MAX_MS = 2 ** 31 - 1
 
 /** A RangeError for a ttl that cannot work, naming the option and the bounds. */
+/**
+ * A TypeError for a Sentinel client given to a facade: keylock reads where
+ * a client points, and a Sentinel client's host and port are only
+ * ioredis's defaults, so reading them would misroute every lock.
+ */
+function redisSentinelClient(name) {
+  const err = new TypeError(
+    `keylock: ${name} is a Redis Sentinel client keylock cannot follow (it needs the master's name, and the master, not a replica): ` +
+      "its host and port are not the master's, and reading them would send the locks to whatever Redis listens there.",
+  )
+  err.code = 'ERR_INVALID_ARG_VALUE'
+  return err
+}
+
+/**
+ * The error of an acquisition whose grant `WAIT` did not see on enough
+ * replicas in time (`waitReplicas`): the grant was released, nobody holds it.
+ */
+function replicasNotConfirmed(names, acked, wanted, timeout) {
+  const err = new Error(
+    `keylock: the grant of ${names.map(keyText).join(', ')} reached ${acked} of the ${wanted} replica(s) waitReplicas asks for ` +
+      `within ${timeout} ms, so it was released: a failover now could lose it`,
+  )
+  err.code = 'KEYLOCK_REPLICAS'
+  return err
+}
+
+/**
+ * Quorum mode: fewer masters than a majority answered, so no lock can be
+ * granted (`KEYLOCK_REDIS`, as for one unreachable Redis). `cause` is one
+ * master's error, which already hides its password.
+ */
+function quorumUnreachable(answered, total, majority, cause) {
+  const err = new Error(
+    `keylock: only ${answered} of the ${total} Redis masters of the quorum answered, and a lock needs ${majority}` +
+      (cause && cause.message ? ` (${cause.message.replace(/^keylock: /, '')})` : ''),
+  )
+  err.code = 'KEYLOCK_REDIS'
+  if (cause !== undefined) err.cause = cause
+  return err
+}
+
 function ttlOutOfRange(name, value) {
   const err = new RangeError(
     `keylock: ${name} must be from ${TTL_MIN_MS} to ${TTL_MAX_MS} milliseconds ` +
@@ -138,6 +180,9 @@ module.exports = {
   TTL_MAX_MS,
   badKey,
   closedError,
+  redisSentinelClient,
+  replicasNotConfirmed,
+  quorumUnreachable,
   internalError,
   keyText,
 }

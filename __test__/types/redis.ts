@@ -22,7 +22,7 @@ new AsyncLock({ redis: ['redis://10.0.0.1:7000', 'redis://10.0.0.2:7000'], name:
 new AsyncLock({ redis: process.env.REDIS_URL, name: 'jobs' }) // string | undefined: no Redis when unset
 
 assertType<Equals<AsyncLock.AsyncLockOptions['scope'], 'isolate' | 'process' | 'redis' | undefined>>()
-assertType<Equals<AsyncLock.AsyncLockOptions['redis'], string | readonly string[] | undefined>>()
+assertType<Equals<AsyncLock.AsyncLockOptions['redis'], string | readonly string[] | AsyncLock.RedisSentinelOptions | AsyncLock.RedisQuorumOptions | undefined>>()
 assertType<Equals<AsyncLock.AsyncLockOptions['ttl'], number | undefined>>()
 
 declare const store: { write(key: string, value: number, opts: { fencingToken: number }): Promise<void> }
@@ -60,3 +60,19 @@ new AsyncLock({ redis: 'redis://127.0.0.1:6379', prefix: ['a'] })
 new AsyncLock({ redis: 'redis://127.0.0.1:6379', scope: 'cluster' })
 
 void onRedis
+
+// Issue 14: production Redis options.
+{
+  const fs = { readFileSync: (_: string): Uint8Array => new Uint8Array() }
+  new AsyncLock({ redis: 'rediss://app:secret@redis.example.com:6380', tls: { ca: fs.readFileSync('ca.pem'), cert: '-----BEGIN', key: '-----BEGIN' } })
+  new AsyncLock({ redis: 'rediss://h:6380', tls: true })
+  new AsyncLock({ redis: 'rediss://h:6380', tls: { rejectUnauthorized: false, servername: 'h', ca: ['a', 'b'] } })
+  new AsyncLock({ redis: { sentinels: ['redis://10.0.0.1:26379', { host: '10.0.0.2', port: 26379 }, '10.0.0.3:26379'], name: 'mymaster', password: 'x', db: 1 } })
+  new AsyncLock({ redis: { quorum: ['redis://a:6379', 'redis://b:6379', 'redis://c:6379'] }, ttl: 5000 })
+  new AsyncLock({ redis: 'redis://h', waitReplicas: 1 })
+  new AsyncLock({ redis: 'redis://h', waitReplicas: { replicas: 2, timeout: 200 } })
+  const tls: AsyncLock.RedisTlsOptions = { ca: 'x' }
+  const sentinel: AsyncLock.RedisSentinelOptions = { sentinels: ['redis://a:26379'], name: 'm' }
+  void tls
+  void sentinel
+}

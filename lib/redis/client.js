@@ -8,6 +8,7 @@
 const native = require('../native')
 const { messages, invalidArg, invalidUrl } = require('../errors')
 const { redactUrl } = require('./url')
+const redisOptions = require('./options')
 const { ttlOption } = require('../validate')
 
 /** Lease time-to-live when the caller gives none; the watchdog renews it every third of that. */
@@ -109,14 +110,18 @@ class RedisClient {
    * The client of this thread for `url` under `prefix` (one connection,
    * made on first use). Every open() needs its close().
    */
-  static open(url, { prefix = 'keylock' } = {}) {
-    const urls = checkUrl(url, 'option "redis"')
+  static open(url, { prefix = 'keylock', tls } = {}) {
+    // `tls`: already read by lib/redis/options.js tlsOptions (or undefined);
+    // an object `url` is a Sentinel-managed master (lib/redis/options.js).
+    const sentinel = redisOptions.sentinelOption(url)
+    const conn = redisOptions.connection(sentinel ? sentinel.sentinels : checkUrl(url, 'option "redis"'), tls, sentinel)
+    const urls = conn.urls
     if (typeof prefix !== 'string' || prefix === '') throw invalidArg('option "prefix"', 'a non-empty string', prefix)
     checkText(prefix, 'option "prefix"')
-    const id = (Array.isArray(url) ? 'cluster:' + urls.join(',') : url) + '\0' + prefix
+    const id = (Array.isArray(url) ? 'cluster:' + urls.join(',') : urls.join(',')) + '\0' + prefix + conn.key
     let client = clients.get(id)
     if (client === undefined) {
-      client = new RedisClient(urls, Array.isArray(url), prefix, id)
+      client = new RedisClient(urls, Array.isArray(url), prefix, id, conn.native)
       clients.set(id, client)
       if (!exitHooked) {
         exitHooked = true
@@ -128,8 +133,8 @@ class RedisClient {
     return client
   }
 
-  constructor(urls, cluster, prefix, id) {
-    this.url = cluster ? urls : urls[0]
+  constructor(urls, cluster, prefix, id, nativeOptions) {
+    this.url = cluster || urls.length > 1 ? urls : urls[0]
     this.cluster = cluster
     this.prefix = prefix
     this.id = id
@@ -144,7 +149,7 @@ class RedisClient {
      */
     this.lostEarly = new Map()
     try {
-      this.handle = native.redisOpen(urls, cluster, prefix, (event) => this._lost(event))
+      this.handle = native.redisOpen(urls, cluster, prefix, (event) => this._lost(event), nativeOptions)
     } catch (err) {
       // Shown without its password (the native cause redacts it the same way).
       throw invalidUrl('option "redis"', redactUrl(this.url), err)
@@ -213,7 +218,9 @@ class RedisClient {
         if (onAbort !== null) signal.removeEventListener('abort', onAbort)
         const status = STATUS[r.outcome]
         const lease = status === 'granted' ? { id: r.lease, owner, tokens: r.tokens } : null
-        return { status, lease, index: r.index, holder: r.holder === undefined ? null : r.holder, pttl: r.pttl }
+        const out = { status, lease, index: r.index, holder: r.holder === undefined ? null : r.holder, pttl: r.pttl }
+        if (lease === null || opts.waitReplicas === undefined) return out
+        return redisOptions.confirmReplicas(this, lease, names, ttl, opts.waitReplicas).then(() => out)
       },
       (err) => {
         if (onAbort !== null) signal.removeEventListener('abort', onAbort)

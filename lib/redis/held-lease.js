@@ -22,7 +22,7 @@ const REDIS_PREFIX = 'keylock'
  * only builds instances (or fails validation) never needs, and tests swap
  * the class to break the connection on purpose.
  */
-const openClient = (url) => require('./client').RedisClient.open(url, { prefix: REDIS_PREFIX })
+const openClient = (url, opts = {}) => require('./client').RedisClient.open(url, { ...opts, prefix: REDIS_PREFIX })
 
 /**
  * How long a lease set (or extended) by a request sent at `sent` is surely

@@ -49,6 +49,9 @@ function redactUrl(url) {
   return out
 }
 
+// Loaded lazily: lib/redis/options.js requires lib/errors.js, and this file is required early.
+const redisOptions = () => require('./options')
+
 const SCHEMES = new Set(['redis:', 'rediss:', 'redis+unix:', 'unix:'])
 
 const isObject = (value) => value !== null && typeof value === 'object'
@@ -229,10 +232,14 @@ function lockyConnection(redis, env = process.env) {
     throw connectionError('environment variable REDIS_URL', 'a redis:// URL', fromEnv)
   }
   let url
+  let tls
   if (typeof value === 'string') url = parseUrl(value)
   else if (Array.isArray(value)) url = value.length !== 0 && value.every((u) => parseUrl(u)) ? [...value] : undefined
-  else url = urlFromClient(value) ?? urlFromOptions(value)
-  if (url) return { url, client }
+  else {
+    url = redisOptions().sentinelFromClient(value, 'option "redis"') ?? urlFromClient(value) ?? urlFromOptions(value)
+    tls = redisOptions().tlsFromClient(value)
+  }
+  if (url) return { url, client, tls }
   throw connectionError(
     'option "redis"',
     'a redis:// URL (or an array of Redis Cluster node URLs), {host, port, password, database} options, an ioredis or node-redis client, or a function returning one of these',
@@ -246,6 +253,8 @@ function lockyConnection(redis, env = process.env) {
  * the option when no server address can be read from it.
  */
 function cacheConnectionUrl(connection) {
+  const sentinel = redisOptions().sentinelFromClient(connection, 'option "cache_connection"')
+  if (sentinel) return sentinel
   const url =
     typeof connection === 'string'
       ? parseUrl(connection)

@@ -245,7 +245,7 @@ function openSpace(opts) {
       throw invalidArg('option "scope"', "'redis' or unset when the redis option is given", scope)
     }
     const { RedisSpace } = require('./redis')
-    return new RedisSpace(opts.redis, { name, prefix: opts.prefix, ttl: opts.ttl })
+    return new RedisSpace(opts.redis, { name, prefix: opts.prefix, ttl: opts.ttl, tls: opts.tls, waitReplicas: opts.waitReplicas })
   }
   if (scope === 'redis') throw invalidArg('option "redis"', "a Redis URL when scope is 'redis'", opts.redis)
   if (scope === undefined || scope === 'isolate') return new IsolateSpace()

@@ -14,6 +14,7 @@
 // holds and waits per id give `busy`, `queues` and the sweep of idle ids.
 
 const { RedisClient, checkTtl, checkText } = require('../redis/client')
+const redisOptions = require('../redis/options')
 const { deliver, QUEUED, REJECTED, TIMED_OUT, FAILED, RELEASING, internEach } = require('./index')
 const { MIN_SWEEP } = require('./io')
 const { invalidArg, closedError } = require('../errors')
@@ -40,12 +41,21 @@ function start(waiter) {
 }
 
 class RedisSpace {
-  constructor(url, { name, prefix, ttl } = {}) {
+  constructor(url, { name, prefix, ttl, tls, waitReplicas } = {}) {
     if (name !== undefined && typeof name !== 'string') throw invalidArg('option "name"', 'a string', name)
     this.ttl = checkTtl(ttl, 'option "ttl"')
+    this.waitReplicas = redisOptions.waitReplicasOption(waitReplicas)
     /** The lock space: a separate component of every key, never joined to it as text (docs/redis-keys.md). */
     this.space = name ? checkText(name, 'option "name"') : ''
-    this.client = RedisClient.open(url, prefix === undefined ? undefined : { prefix })
+    // Required here: lib/redis/quorum.js builds on RedisClient.
+    const { QuorumClient, quorumUrls } = require('../redis/quorum')
+    const quorum = quorumUrls(url)
+    if (this.waitReplicas !== undefined && (Array.isArray(url) || quorum !== undefined)) {
+      throw invalidArg('option "waitReplicas"', 'unset on a Redis Cluster or a quorum (WAIT is per node)', waitReplicas)
+    }
+    const connect = { prefix: prefix === undefined ? 'keylock' : prefix, tls: redisOptions.tlsOptions(tls) }
+    this.client =
+      quorum !== undefined ? new QuorumClient(redisOptions.quorumOption(quorum), connect) : RedisClient.open(url, connect)
     /** normalized key -> id, while this process holds or waits for it (swept as in isolate.js) */
     this.ids = new Map()
     /** id -> normalized key */
@@ -140,7 +150,7 @@ class RedisSpace {
     const controller = new AbortController()
     this.waits.set(ticket, controller)
     this.client
-      .acquire(names, { ttl: this.ttl, timeout: timeout || 0, maxPending, skipQueue, signal: controller.signal, space: this.space })
+      .acquire(names, { ttl: this.ttl, timeout: timeout || 0, maxPending, skipQueue, signal: controller.signal, space: this.space, waitReplicas: this.waitReplicas })
       .then(
         (r) => this._ended(waiter, ticket, ids, r),
         (err) => this._ended(waiter, ticket, ids, err),

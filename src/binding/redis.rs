@@ -25,12 +25,58 @@ use redis::Value;
 
 use super::{napi_failure, to_napi_error, Code};
 use crate::core::{Coded, Outcome};
-use crate::redis::{AcquireOptions, Acquired, Mode, RedisLock, RedisLockError};
+use crate::redis::{
+  AcquireOptions, Acquired, ConnOptions, Mode, RedisLock, RedisLockError, SentinelOptions,
+  TlsOptions,
+};
 
 #[napi(object)]
 pub struct NativeLostEvent {
   pub lease: u32,
   pub reason: String,
+}
+
+/// TLS settings for `rediss://` (validated and turned into buffers by
+/// `lib/redis-options.js`): PEM bytes, as Node's `tls.connect` takes them.
+#[napi(object)]
+pub struct NativeTlsOptions {
+  pub ca: Option<Buffer>,
+  pub cert: Option<Buffer>,
+  pub key: Option<Buffer>,
+  pub reject_unauthorized: bool,
+}
+
+/// A Sentinel-managed master: its name, and a URL giving the scheme,
+/// credentials and db to reach it with (its host and port are replaced by
+/// what the sentinels say).
+#[napi(object)]
+pub struct NativeSentinelOptions {
+  pub name: String,
+  pub master_url: String,
+}
+
+#[napi(object)]
+pub struct NativeConnOptions {
+  pub tls: Option<NativeTlsOptions>,
+  /// With this, `urls` are the sentinels'.
+  pub sentinel: Option<NativeSentinelOptions>,
+}
+
+impl From<NativeConnOptions> for ConnOptions {
+  fn from(o: NativeConnOptions) -> Self {
+    ConnOptions {
+      tls: o.tls.map(|t| TlsOptions {
+        ca: t.ca.map(|b| b.to_vec()),
+        cert: t.cert.map(|b| b.to_vec()),
+        key: t.key.map(|b| b.to_vec()),
+        reject_unauthorized: t.reject_unauthorized,
+      }),
+      sentinel: o.sentinel.map(|s| SentinelOptions {
+        name: s.name,
+        master_url: s.master_url,
+      }),
+    }
+  }
 }
 
 type LostCallback =
@@ -81,11 +127,12 @@ fn rejection(env: &Env, e: &RedisLockError) -> Error {
 /// Opens a client under `prefix` (no I/O yet: it connects on the first
 /// command): for the Redis at `urls[0]`, or, with `cluster`, for the Redis
 /// Cluster whose seed nodes are `urls`. `onLost` is called with
-/// `{ lease, reason }` once per lease the watchdog could not keep.
+/// `{ lease, reason }` once per lease the watchdog could not keep;
+/// `options` carries what a URL cannot say (TLS certificates).
 #[napi(
   catch_unwind,
   js_name = "redisOpen",
-  ts_args_type = "urls: string[], cluster: boolean, prefix: string, onLost: (event: NativeLostEvent) => void"
+  ts_args_type = "urls: string[], cluster: boolean, prefix: string, onLost: (event: NativeLostEvent) => void, options?: NativeConnOptions"
 )]
 pub fn redis_open(
   env: &Env,
@@ -93,7 +140,9 @@ pub fn redis_open(
   cluster: bool,
   prefix: String,
   on_lost: LostCallback,
+  options: Option<NativeConnOptions>,
 ) -> Result<u32, Code> {
+  let opts: ConnOptions = options.map(Into::into).unwrap_or_default();
   let on_lost = Arc::new(on_lost);
   let report: crate::redis::LostFn = Box::new(move |lease, reason| {
     // `Closing`: the env is going away and nobody is left to tell.
@@ -102,11 +151,13 @@ pub fn redis_open(
       ThreadsafeFunctionCallMode::NonBlocking,
     );
   });
-  let lock = if cluster {
-    RedisLock::new_cluster(&urls, &prefix, report)
+  let lock = if opts.sentinel.is_some() {
+    RedisLock::new_sentinel(&urls, &prefix, &opts, report)
+  } else if cluster {
+    RedisLock::new_cluster_with(&urls, &prefix, &opts, report)
   } else {
     let url = urls.first().map(String::as_str).unwrap_or("");
-    RedisLock::new(url, &prefix, report)
+    RedisLock::new_with(url, &prefix, &opts, report)
   }?;
   let handle = {
     let mut clients = CLIENTS.lock();

@@ -111,10 +111,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::cluster::ClusterClient;
+use redis::aio::ConnectionManager;
 use redis::cluster_async::ClusterConnection;
-use redis::{IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Script, Value};
+use redis::{PushInfo, PushKind, Script, Value};
 use tokio::sync::{mpsc, OnceCell};
 use tokio::time::Instant;
 
@@ -123,6 +122,10 @@ pub mod keys;
 
 pub use keys::{lease_key, slot};
 use keys::{lock_keys, ticket_key};
+
+pub mod conn;
+use conn::COMMAND_TIMEOUT;
+pub use conn::{ConnOptions, SentinelOptions, TlsOptions};
 
 /// How often a waiter re-runs ACQUIRE (heartbeat + fallback re-check).
 pub const RECHECK: Duration = Duration::from_millis(1000);
@@ -145,8 +148,6 @@ const CANCEL_GRACE: Duration = Duration::from_millis(250);
 /// request's ACQUIRE in its input buffer, and run it whenever it resumes.
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 const RETRY_PAUSE_MAX: Duration = Duration::from_millis(1000);
-/// Commands and connection attempts give up after this long.
-const COMMAND_TIMEOUT: Duration = Duration::from_millis(5000);
 
 fn script(body: &str) -> Script {
   Script::new(body)
@@ -477,25 +478,16 @@ enum Client {
   Single(redis::Client),
   /// Seed nodes; the client is built on connect, with this client's push
   /// channel.
-  Cluster(Vec<redis::ConnectionInfo>),
+  Cluster(Vec<redis::ConnectionInfo>, ConnOptions),
+  /// A Sentinel-managed master, found (and followed) through the sentinels.
+  Sentinel(Arc<conn::SentinelTarget>),
 }
 
 #[derive(Clone)]
 enum Conn {
   Single(ConnectionManager),
   Cluster(ClusterConnection),
-}
-
-fn with_resp3(url: &str, shown: &str) -> Result<redis::ConnectionInfo> {
-  let info = url
-    .into_connection_info()
-    .map_err(|e| RedisLockError::Url(format!("{shown}: {e}")))?;
-  // Grants arrive as RESP3 pushes on the command connection.
-  let redis_settings = info
-    .redis_settings()
-    .clone()
-    .set_protocol(ProtocolVersion::RESP3);
-  Ok(info.set_redis_settings(redis_settings))
+  Sentinel(conn::SentinelConn),
 }
 
 impl RedisLock {
@@ -504,11 +496,18 @@ impl RedisLock {
   /// delivers on every node, so one subscription per client still hears
   /// its own grants; names of one request must share a hash tag.
   pub fn new_cluster(urls: &[String], prefix: &str, on_lost: LostFn) -> Result<Self> {
+    Self::new_cluster_with(urls, prefix, &ConnOptions::default(), on_lost)
+  }
+
+  /// [`RedisLock::new_cluster`] with TLS settings (see [`conn`]).
+  pub fn new_cluster_with(
+    urls: &[String],
+    prefix: &str,
+    opts: &ConnOptions,
+    on_lost: LostFn,
+  ) -> Result<Self> {
     let shown = urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(",");
-    let infos = urls
-      .iter()
-      .map(|u| with_resp3(u, &redact(u)))
-      .collect::<Result<Vec<_>>>()?;
+    let infos = conn::cluster_nodes(urls, opts)?;
     if infos.is_empty() {
       return Err(RedisLockError::Url("no cluster node URL".into()));
     }
@@ -517,19 +516,49 @@ impl RedisLock {
     std::thread::spawn(|| keys::ticket_key("", Some(0)));
     Ok(Self::with_client(
       shown,
-      Client::Cluster(infos),
+      Client::Cluster(infos, opts.clone()),
       prefix,
       on_lost,
     ))
   }
 
-  /// Parses `url` (`redis://`, `rediss://` is not built in, `redis+unix://`,
-  /// `unix://`); connects lazily, on the first command.
+  /// A client for the master the sentinels at `urls` name
+  /// (`opts.sentinel`), following it across failovers (see [`conn`]);
+  /// connects lazily.
+  pub fn new_sentinel(
+    urls: &[String],
+    prefix: &str,
+    opts: &ConnOptions,
+    on_lost: LostFn,
+  ) -> Result<Self> {
+    let name = opts
+      .sentinel
+      .as_ref()
+      .map(|s| s.name.as_str())
+      .unwrap_or("");
+    let shown = format!(
+      "{} (Sentinel master {name})",
+      urls.iter().map(|u| redact(u)).collect::<Vec<_>>().join(",")
+    );
+    let target = conn::SentinelTarget::new(urls, opts)?;
+    Ok(Self::with_client(
+      shown,
+      Client::Sentinel(Arc::new(target)),
+      prefix,
+      on_lost,
+    ))
+  }
+
+  /// Parses `url` (`redis://`, `rediss://`, `redis+unix://`, `unix://`);
+  /// connects lazily, on the first command.
   pub fn new(url: &str, prefix: &str, on_lost: LostFn) -> Result<Self> {
+    Self::new_with(url, prefix, &ConnOptions::default(), on_lost)
+  }
+
+  /// [`RedisLock::new`] with TLS settings (see [`conn`]).
+  pub fn new_with(url: &str, prefix: &str, opts: &ConnOptions, on_lost: LostFn) -> Result<Self> {
     let shown = redact(url);
-    let info = with_resp3(url, &shown)?;
-    let client =
-      redis::Client::open(info).map_err(|e| RedisLockError::Url(format!("{shown}: {e}")))?;
+    let client = conn::single_client(url, &shown, opts)?;
     Ok(Self::with_client(
       shown,
       Client::Single(client),
@@ -565,7 +594,7 @@ impl RedisLock {
   }
 
   pub fn is_cluster(&self) -> bool {
-    matches!(self.inner.client, Client::Cluster(_))
+    matches!(self.inner.client, Client::Cluster(..))
   }
 
   pub fn url(&self) -> &str {
@@ -601,27 +630,23 @@ impl RedisLock {
         let connect = async {
           match &inner.client {
             Client::Single(client) => {
-              let config = ConnectionManagerConfig::new()
-                .set_push_sender(tx)
-                .set_automatic_resubscription()
-                .set_connection_timeout(Some(COMMAND_TIMEOUT))
-                .set_response_timeout(Some(COMMAND_TIMEOUT))
-                .set_number_of_retries(2)
-                .set_max_delay(Duration::from_millis(1000));
-              let mut conn = ConnectionManager::new_with_config(client.clone(), config).await?;
-              conn.subscribe(&inner.channel).await?;
-              // Loaded up front: a first EVALSHA answered NOSCRIPT is retried
-              // from its own task, which could put it behind a later request.
-              inner.scripts.acquire.load_async(&mut conn).await?;
+              let conn =
+                conn::connect_manager(client.clone(), tx, &inner.channel, &inner.scripts.acquire)
+                  .await?;
               Ok::<_, redis::RedisError>(Conn::Single(conn))
             }
-            Client::Cluster(nodes) => {
-              let client = ClusterClient::builder(nodes.clone())
-                .use_protocol(ProtocolVersion::RESP3)
-                .connection_timeout(COMMAND_TIMEOUT)
-                .response_timeout(COMMAND_TIMEOUT)
-                .push_sender(tx)
-                .build()?;
+            Client::Sentinel(target) => {
+              let conn = conn::SentinelConn::connect(
+                target.clone(),
+                tx,
+                &inner.channel,
+                &inner.scripts.acquire,
+              )
+              .await?;
+              Ok(Conn::Sentinel(conn))
+            }
+            Client::Cluster(nodes, opts) => {
+              let client = conn::cluster_client(nodes, opts, tx)?;
               let mut conn = client.get_async_connection().await?;
               conn.subscribe(&inner.channel).await?;
               Ok(Conn::Cluster(conn))
@@ -631,7 +656,7 @@ impl RedisLock {
         let conn = tokio::time::timeout(COMMAND_TIMEOUT, connect)
           .await
           .map_err(|_| self.error("timed out connecting"))?
-          .map_err(|e| self.error(e))?;
+          .map_err(|e| self.error(conn::describe(&e)))?;
         Ok::<_, RedisLockError>(conn)
       })
       .await?;
@@ -676,6 +701,7 @@ impl RedisLock {
     match &mut conn {
       Conn::Single(c) => invocation.invoke_async(c).await,
       Conn::Cluster(c) => invocation.invoke_async(c).await,
+      Conn::Sentinel(c) => invocation.invoke_async(c).await,
     }
     .map_err(|e| self.error(e))
   }
@@ -1215,6 +1241,7 @@ impl RedisLock {
     match &mut conn {
       Conn::Single(c) => cmd.query_async(c).await,
       Conn::Cluster(c) => cmd.query_async(c).await,
+      Conn::Sentinel(c) => cmd.query_async(c).await,
     }
     .map_err(|e| self.error(e))
   }

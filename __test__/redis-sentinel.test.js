@@ -1,0 +1,202 @@
+'use strict'
+// Issue 14 point 3: a Sentinel-managed master (`redis: { sentinels, name }`)
+// with a real master, one replica and three sentinels started here
+// (shortened down-after-milliseconds / failover-timeout). Four processes
+// hold and hand off one lock; the master is SIGKILLed; the sentinels promote
+// the replica and keylock follows: waiters are served on the new master,
+// holders whose lease did not survive get LockLostError, and fencing tokens
+// keep increasing across the failover. The kill-to-first-grant time is
+// reported.
+
+const { test, after } = require('node:test')
+const assert = require('node:assert/strict')
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { spawn, fork } = require('node:child_process')
+const AsyncLock = require('../index.js')
+const Locky = require('../locky.js')
+const ExclusiveLock = require('../exclusive-lock.js')
+const { startRedis, freePort, respCommand } = require('./redis-harness')
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+const WORKER = path.join(__dirname, 'fixtures', 'sentinel-worker.js')
+const sentinels = []
+
+/** A redis-server in sentinel mode on a loopback port, watching `masterPort`; stopped by pid. */
+async function startSentinel(masterPort) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-sentinel-'))
+  const port = await freePort()
+  const conf = path.join(dir, 'sentinel.conf')
+  fs.writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      `logfile ${path.join(dir, 'log')}`,
+      `sentinel monitor mymaster 127.0.0.1 ${masterPort} 2`,
+      'sentinel down-after-milliseconds mymaster 1000',
+      'sentinel failover-timeout mymaster 3000',
+      'sentinel parallel-syncs mymaster 1',
+      '',
+    ].join('\n'),
+  )
+  const child = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' })
+  child.unref()
+  const exited = new Promise((resolve) => child.on('exit', resolve))
+  const url = `redis://127.0.0.1:${port}`
+  const sentinel = {
+    port,
+    url,
+    command: (...args) => respCommand(url, ...args),
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        process.kill(child.pid, 'SIGTERM')
+        await exited
+      }
+      fs.rmSync(dir, { recursive: true, force: true })
+    },
+  }
+  sentinels.push(sentinel)
+  const deadline = Date.now() + 5000
+  for (;;) {
+    const pong = await Promise.race([sentinel.command('PING').catch(() => null), sleep(300).then(() => null)])
+    if (pong === 'PONG') return sentinel
+    if (Date.now() > deadline) throw new Error(`sentinel on ${port} did not start`)
+    await sleep(50)
+  }
+}
+
+process.on('exit', () => {
+  for (const s of sentinels) s.stop().catch(() => {})
+})
+
+after(async () => {
+  await Promise.all(sentinels.map((s) => s.stop()))
+})
+
+async function until(what, check, ms = 20000) {
+  const deadline = Date.now() + ms
+  for (;;) {
+    if (await check()) return
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(100)
+  }
+}
+
+const fields = (flat) => {
+  const out = {}
+  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i]] = flat[i + 1]
+  return out
+}
+
+test('Sentinel: 4 processes hand a lock off while the master is SIGKILLed; keylock follows the promotion', { timeout: 120000 }, async (t) => {
+  const master = await startRedis()
+  const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port)] })
+  t.after(() => Promise.all([master.stop(), replica.stop()]))
+  await until('the replica to sync', async () => /master_link_status:up/.test(await replica.command('INFO', 'replication')))
+  const trio = [await startSentinel(master.port), await startSentinel(master.port), await startSentinel(master.port)]
+  await until('the sentinels to find each other and the replica', async () => {
+    for (const s of trio) {
+      const m = fields(await s.command('SENTINEL', 'MASTER', 'mymaster'))
+      if (Number(m['num-other-sentinels']) !== 2 || Number(m['num-slaves']) !== 1) return false
+    }
+    return true
+  })
+  const sentinelUrls = trio.map((s) => s.url)
+
+  // The address comes from the sentinels: a lock works before any failover.
+  const probe = new AsyncLock({ redis: { sentinels: sentinelUrls, name: 'mymaster' }, name: 'probe' })
+  const first = await probe.lock('p', { timeout: 5000 })
+  await first.release()
+  await probe.close()
+  const evalsOnMaster = async () => Number((/cmdstat_evalsha:calls=(\d+)/.exec(await master.command('INFO', 'commandstats')) || [0, 0])[1])
+  let evals = await evalsOnMaster()
+  assert.ok(evals > 0, 'the lock ran on the master')
+  // The facades follow the Sentinel settings of an ioredis or node-redis client.
+  // A real ioredis Sentinel client (never connected: keylock only reads its options).
+  const IORedis = require('ioredis')
+  const ioredisSentinel = new IORedis({ sentinels: trio.map((s) => ({ host: '127.0.0.1', port: s.port })), name: 'mymaster', lazyConnect: true })
+  t.after(() => ioredisSentinel.disconnect())
+  const locky = new Locky({ redis: ioredisSentinel })
+  assert.equal(await locky.lock([{ resource: 'r', locker: 'me' }]), true)
+  await locky.close()
+  assert.ok((await evalsOnMaster()) > evals, 'Locky locked on the master')
+  evals = await evalsOnMaster()
+  const nodeRedisSentinel = { set() {}, options: { name: 'mymaster', sentinelRootNodes: trio.map((s) => ({ host: '127.0.0.1', port: s.port })) } }
+  const exclusive = new ExclusiveLock({ name: 'r', cache_connection: nodeRedisSentinel })
+  await exclusive.acquire()
+  await exclusive.release()
+  assert.ok((await evalsOnMaster()) > evals, 'ExclusiveLock locked on the master')
+
+  const events = []
+  const workers = []
+  for (let i = 0; i < 4; i++) {
+    const child = fork(WORKER, [JSON.stringify({ sentinels: sentinelUrls, name: 'mymaster', hold: 400, ttl: 200 })], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
+    const done = new Promise((resolve) => child.on('exit', resolve))
+    child.on('message', (m) => events.push({ ...m, worker: i }))
+    workers.push({ child, done })
+  }
+  t.after(() => workers.forEach((w) => w.child.exitCode === null && w.child.kill('SIGKILL')))
+  const grants = () => events.filter((e) => e.kind === 'grant')
+  await until('hand-offs before the kill', () => grants().length >= 12)
+
+  const killAt = Date.now()
+  await master.kill9()
+  await until('a grant after the kill', () => grants().some((g) => g.at > killAt), 60000)
+  const firstAfter = grants().find((g) => g.at > killAt)
+  const promoted = await trio[0].command('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster')
+  assert.deepEqual(promoted, ['127.0.0.1', String(replica.port)], 'the sentinels promoted the replica')
+  // Every worker is served on the new master.
+  await until('every worker served after the failover', () => new Set(grants().filter((g) => g.at > killAt).map((g) => g.worker)).size === 4, 30000)
+  await sleep(1500)
+  for (const w of workers) w.child.send('stop')
+  await Promise.all(workers.map((w) => w.done))
+
+  // Fencing tokens strictly increase in grant order, across the failover.
+  const ordered = grants().sort((a, b) => a.at - b.at || a.token - b.token)
+  for (let i = 1; i < ordered.length; i++) {
+    assert.ok(ordered[i].token > ordered[i - 1].token, `token ${ordered[i].token} after ${ordered[i - 1].token}`)
+  }
+  // A holder still in its critical section at the kill either kept its
+  // lease (the replica had it: released on the new master) or got
+  // LockLostError (its watchdog could not renew it within the ttl). A
+  // release already under way at the kill may fail (keylock retries it in
+  // the background); that holder was done with the lock.
+  const ended = (token) => events.filter((e) => e.token === token && e.kind !== 'grant')
+  let lostCount = 0
+  let heldAtKill = 0
+  for (const g of ordered.filter((g) => g.at <= killAt)) {
+    const outcome = ended(g.token)
+    const releasing = outcome.find((e) => e.kind === 'releasing')
+    if (releasing && releasing.at <= killAt) continue
+    heldAtKill++
+    const survived = outcome.some((e) => e.kind === 'released' && e.released === true)
+    const lost = outcome.some((e) => e.kind === 'lost' && e.name === 'LockLostError')
+    if (lost) lostCount++
+    assert.ok(survived || lost, `lease ${g.token} held at the kill: ${JSON.stringify(outcome)}`)
+  }
+  assert.equal(heldAtKill <= 1, true, 'one holder at a time')
+  const errors = events.filter((e) => e.kind === 'error')
+  for (const e of errors) assert.equal(e.code, 'KEYLOCK_REDIS', e.message)
+  t.diagnostic(
+    `kill to first grant on the new master: ${firstAfter.at - killAt} ms; grants: ${ordered.length}; ` +
+      `held at the kill: ${heldAtKill}, lost (LockLostError): ${lostCount}; failed acquisitions retried: ${errors.length}; tokens strictly increasing`,
+  )
+})
+
+test('Sentinel option: TypeErrors naming what is wrong', () => {
+  const bad = [
+    [{ name: 'mymaster' }, /sentinels/],
+    [{ sentinels: [], name: 'mymaster' }, /sentinels/],
+    [{ sentinels: ['redis://127.0.0.1:26379'] }, /name/],
+    [{ sentinels: ['redis://127.0.0.1:26379'], name: 'm', host: 'x' }, /"redis"\.host/],
+    [{ sentinels: [42], name: 'm' }, /sentinels\[0\]/],
+  ]
+  for (const [redis, message] of bad) {
+    assert.throws(() => new AsyncLock({ redis }), (err) => err instanceof TypeError && message.test(err.message))
+  }
+})

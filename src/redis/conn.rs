@@ -1,0 +1,645 @@
+//! How the Redis reach connects: URLs, TLS, credentials, timeouts and
+//! reconnect back-off, in one place for every mode (one Redis, a Redis
+//! Cluster), so each mode needs only what it must and all of them fail and
+//! retry the same way.
+//!
+//! - **TLS** (`rediss://`): rustls with the `ring` provider, so the addon
+//!   links no system TLS library. The trusted roots are Mozilla's bundled
+//!   set (what Node trusts by default) unless [`TlsOptions::ca`] replaces
+//!   them; [`TlsOptions::cert`] + [`TlsOptions::key`] give a client
+//!   certificate (mutual TLS); `reject_unauthorized: false` skips the
+//!   server certificate check (redis-rs's `#insecure`).
+//! - **Credentials** travel in the URL (`redis://user:pass@host`, or
+//!   `?user=&pass=` for a unix socket): redis-rs sends `HELLO 3 AUTH` on
+//!   every connection it opens from it, which here means the command
+//!   connection (it also carries the RESP3 grant pushes: there is no second
+//!   subscription connection) and, on a cluster, every node's connection.
+//! - **Sentinel**: the master's address comes from the sentinels
+//!   (`SENTINEL get-master-addr-by-name`, first sentinel that answers,
+//!   checked with `ROLE`). A command that fails as a dropped connection or
+//!   `-READONLY` makes [`SentinelConn`] ask the sentinels again (at most one
+//!   question in flight, at most every [`FAILOVER_POLL`]); when they name
+//!   another master it connects there, subscribes, and wakes every waiter
+//!   to re-run ACQUIRE (as a reconnect does). The failed command itself is
+//!   not retried here: the callers' own retries do that (a waiter's
+//!   heartbeat, a background RELEASE, a watchdog renewal).
+//! - **Errors** that a user must act on are named: an authentication
+//!   failure and a certificate failure say so (see [`describe`]); the URL in
+//!   every message is redacted by the caller.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::{
+  Cmd, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, RedisError,
+  RedisFuture, Script, Value,
+};
+use tokio::time::Instant;
+
+use super::{RedisLockError, Result};
+
+/// Commands and connection attempts give up after this long.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(5000);
+/// Reconnect back-off: redis-rs's exponential delay, capped here, for a
+/// single Redis (the connection manager) and a cluster alike.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(1000);
+/// Reconnect attempts per failed command before the command fails (the
+/// next command starts a new round).
+const RECONNECT_RETRIES: usize = 2;
+
+/// TLS settings, in the shape of Node's `tls.connect` options.
+#[derive(Clone, Default)]
+pub struct TlsOptions {
+  /// PEM CA certificate(s) that replace the default trusted roots.
+  pub ca: Option<Vec<u8>>,
+  /// PEM client certificate chain, for mutual TLS (with `key`).
+  pub cert: Option<Vec<u8>>,
+  /// PEM private key of `cert`.
+  pub key: Option<Vec<u8>>,
+  /// `false` accepts any server certificate (testing only).
+  pub reject_unauthorized: bool,
+}
+
+impl std::fmt::Debug for TlsOptions {
+  fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    // A private key must never reach a log.
+    f.debug_struct("TlsOptions")
+      .field("ca", &self.ca.is_some())
+      .field("cert", &self.cert.is_some())
+      .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+      .field("reject_unauthorized", &self.reject_unauthorized)
+      .finish()
+  }
+}
+
+/// A Sentinel-managed master.
+#[derive(Clone, Debug)]
+pub struct SentinelOptions {
+  /// The master's name in the sentinels' configuration (`mymaster`).
+  pub name: String,
+  /// How to reach the master once found: scheme (`redis`/`rediss`), user,
+  /// password and db; its host and port are replaced by the sentinels'.
+  pub master_url: String,
+}
+
+/// Everything about a connection that a URL cannot say.
+#[derive(Clone, Debug, Default)]
+pub struct ConnOptions {
+  /// TLS settings for `rediss://` URLs (ignored for plain ones: the URL's
+  /// scheme decides whether TLS is used).
+  pub tls: Option<TlsOptions>,
+  /// With this, the URLs are the sentinels'.
+  pub sentinel: Option<SentinelOptions>,
+}
+
+/// rustls needs a process-wide crypto provider; only `ring` is compiled
+/// in, but installing it explicitly keeps that true if a dependency ever
+/// enables another one.
+fn install_crypto() {
+  static ONCE: Once = Once::new();
+  ONCE.call_once(|| {
+    // Err: some other code installed one first, which serves as well.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+  });
+}
+
+/// `url` parsed, speaking RESP3 (grants arrive as pushes on the command
+/// connection), with `reject_unauthorized: false` applied to a `rediss://`
+/// address. `shown` is the redacted URL for messages.
+pub fn connection_info(
+  url: &str,
+  shown: &str,
+  tls: Option<&TlsOptions>,
+) -> Result<redis::ConnectionInfo> {
+  let info = url
+    .into_connection_info()
+    .map_err(|e| RedisLockError::Url(format!("{shown}: {e}")))?;
+  let settings = info
+    .redis_settings()
+    .clone()
+    .set_protocol(ProtocolVersion::RESP3);
+  let mut info = info.set_redis_settings(settings);
+  if let (ConnectionAddr::TcpTls { host, port, .. }, Some(tls)) = (info.addr(), tls) {
+    if !tls.reject_unauthorized {
+      let addr = ConnectionAddr::TcpTls {
+        host: host.clone(),
+        port: *port,
+        insecure: true,
+        tls_params: None,
+      };
+      info = info.set_addr(addr);
+    }
+  }
+  if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+    install_crypto();
+  }
+  Ok(info)
+}
+
+/// The certificates redis-rs takes, when `tls` sets any.
+fn certificates(tls: &TlsOptions, shown: &str) -> Result<Option<redis::TlsCertificates>> {
+  let client_tls = match (&tls.cert, &tls.key) {
+    (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+      client_cert: cert.clone(),
+      client_key: key.clone(),
+    }),
+    (None, None) => None,
+    _ => {
+      return Err(RedisLockError::Url(format!(
+        "{shown}: TLS options cert and key must be given together"
+      )))
+    }
+  };
+  if client_tls.is_none() && tls.ca.is_none() {
+    return Ok(None);
+  }
+  Ok(Some(redis::TlsCertificates {
+    client_tls,
+    root_cert: tls.ca.clone(),
+  }))
+}
+
+/// The client for one Redis at `url`.
+pub fn single_client(url: &str, shown: &str, opts: &ConnOptions) -> Result<redis::Client> {
+  let info = connection_info(url, shown, opts.tls.as_ref())?;
+  let bad = |e: RedisError| RedisLockError::Url(format!("{shown}: {}", describe(&e)));
+  let certs = match (&opts.tls, info.addr()) {
+    (Some(tls), ConnectionAddr::TcpTls { .. }) => certificates(tls, shown)?,
+    _ => None,
+  };
+  match certs {
+    Some(certs) => redis::Client::build_with_tls(info, certs).map_err(bad),
+    None => redis::Client::open(info).map_err(bad),
+  }
+}
+
+/// The seed nodes of a cluster, parsed up front so a bad URL fails at open.
+pub fn cluster_nodes(urls: &[String], opts: &ConnOptions) -> Result<Vec<redis::ConnectionInfo>> {
+  let infos = urls
+    .iter()
+    .map(|u| connection_info(u, &super::redact(u), opts.tls.as_ref()))
+    .collect::<Result<Vec<_>>>()?;
+  if infos.is_empty() {
+    return Err(RedisLockError::Url("no cluster node URL".into()));
+  }
+  Ok(infos)
+}
+
+/// The connection manager's settings: timeouts, back-off, and where the
+/// RESP3 pushes go.
+pub fn manager_config(push: impl redis::aio::AsyncPushSender) -> ConnectionManagerConfig {
+  ConnectionManagerConfig::new()
+    .set_push_sender(push)
+    .set_automatic_resubscription()
+    .set_connection_timeout(Some(COMMAND_TIMEOUT))
+    .set_response_timeout(Some(COMMAND_TIMEOUT))
+    .set_number_of_retries(RECONNECT_RETRIES)
+    .set_max_delay(MAX_RECONNECT_DELAY)
+}
+
+/// A cluster client over `nodes`, with the same timeouts and back-off as a
+/// single Redis, TLS settings applied to every node, and the credentials
+/// of the first seed URL (redis-rs uses them for every node it discovers).
+pub fn cluster_client(
+  nodes: &[redis::ConnectionInfo],
+  opts: &ConnOptions,
+  push: impl redis::aio::AsyncPushSender,
+) -> std::result::Result<ClusterClient, RedisError> {
+  let mut builder: ClusterClientBuilder = ClusterClient::builder(nodes.to_vec())
+    .use_protocol(ProtocolVersion::RESP3)
+    .connection_timeout(COMMAND_TIMEOUT)
+    .response_timeout(COMMAND_TIMEOUT)
+    .retries(RECONNECT_RETRIES as u32)
+    .max_retry_wait(MAX_RECONNECT_DELAY.as_millis() as u64)
+    .push_sender(push);
+  let tls_nodes = nodes
+    .iter()
+    .any(|n| matches!(n.addr(), ConnectionAddr::TcpTls { .. }));
+  if let (Some(tls), true) = (&opts.tls, tls_nodes) {
+    if let Some(certs) = certificates(tls, "cluster").map_err(|e| {
+      RedisError::from((
+        redis::ErrorKind::InvalidClientConfig,
+        "bad TLS options",
+        e.to_string(),
+      ))
+    })? {
+      builder = builder.certs(certs);
+    }
+    if !tls.reject_unauthorized {
+      builder = builder.tls(redis::TlsMode::Insecure);
+    }
+  }
+  builder.build()
+}
+
+/// Connects a connection manager to `client`: pushes to `push`, subscribed
+/// to `channel`, `script` loaded up front (a first EVALSHA answered
+/// NOSCRIPT is retried from its own task, which could put it behind a
+/// later request).
+pub async fn connect_manager(
+  client: redis::Client,
+  push: impl redis::aio::AsyncPushSender,
+  channel: &str,
+  script: &Script,
+) -> std::result::Result<ConnectionManager, RedisError> {
+  let mut conn = ConnectionManager::new_with_config(client, manager_config(push)).await?;
+  conn.subscribe(channel).await?;
+  script.load_async(&mut conn).await?;
+  Ok(conn)
+}
+
+/// How often, at most, a failing Sentinel-managed connection asks the
+/// sentinels whether the master moved.
+pub const FAILOVER_POLL: Duration = Duration::from_millis(200);
+
+/// The sentinels and how to reach the master they name.
+pub struct SentinelTarget {
+  sentinels: Vec<redis::Client>,
+  name: String,
+  master: redis::ConnectionInfo,
+  opts: ConnOptions,
+}
+
+impl SentinelTarget {
+  /// `urls` are the sentinels'; `opts.sentinel` must be set.
+  pub fn new(urls: &[String], opts: &ConnOptions) -> Result<Self> {
+    let Some(sentinel) = &opts.sentinel else {
+      return Err(RedisLockError::Url("no Sentinel master name".into()));
+    };
+    if urls.is_empty() {
+      return Err(RedisLockError::Url("no sentinel URL".into()));
+    }
+    let sentinels = urls
+      .iter()
+      .map(|u| {
+        let shown = super::redact(u);
+        let info = u
+          .as_str()
+          .into_connection_info()
+          .map_err(|e| RedisLockError::Url(format!("{shown}: {e}")))?;
+        if matches!(info.addr(), ConnectionAddr::TcpTls { .. }) {
+          install_crypto();
+        }
+        let certs = match (&opts.tls, info.addr()) {
+          (Some(tls), ConnectionAddr::TcpTls { .. }) => certificates(tls, &shown)?,
+          _ => None,
+        };
+        let bad = |e: RedisError| RedisLockError::Url(format!("{shown}: {e}"));
+        match certs {
+          Some(certs) => redis::Client::build_with_tls(info, certs).map_err(bad),
+          None => redis::Client::open(info).map_err(bad),
+        }
+      })
+      .collect::<Result<Vec<_>>>()?;
+    let shown = super::redact(&sentinel.master_url);
+    let master = connection_info(&sentinel.master_url, &shown, opts.tls.as_ref())?;
+    Ok(SentinelTarget {
+      sentinels,
+      name: sentinel.name.clone(),
+      master,
+      opts: opts.clone(),
+    })
+  }
+
+  /// The master's address, from the first sentinel that knows it.
+  async fn master_addr(&self) -> std::result::Result<(String, u16), RedisError> {
+    let mut last = None;
+    for sentinel in &self.sentinels {
+      let ask = async {
+        let mut conn = sentinel.get_multiplexed_async_connection().await?;
+        redis::cmd("SENTINEL")
+          .arg("get-master-addr-by-name")
+          .arg(&self.name)
+          .query_async::<Option<(String, u16)>>(&mut conn)
+          .await
+      };
+      match tokio::time::timeout(COMMAND_TIMEOUT, ask).await {
+        Ok(Ok(Some(addr))) => return Ok(addr),
+        Ok(Ok(None)) => {
+          last = Some(RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "the sentinels know no master by that name",
+            self.name.clone(),
+          )))
+        }
+        Ok(Err(e)) => last = Some(e),
+        Err(_) => {
+          last = Some(RedisError::from((
+            redis::ErrorKind::Io,
+            "a sentinel did not answer in time",
+          )))
+        }
+      }
+    }
+    Err(
+      last.unwrap_or_else(|| {
+        RedisError::from((redis::ErrorKind::InvalidClientConfig, "no sentinel"))
+      }),
+    )
+  }
+
+  /// A client for the master at `host:port`, with the master URL's
+  /// credentials, db and TLS settings.
+  fn master_client(&self, host: &str, port: u16) -> std::result::Result<redis::Client, RedisError> {
+    let addr = match self.master.addr() {
+      ConnectionAddr::TcpTls { insecure, .. } => ConnectionAddr::TcpTls {
+        host: host.to_string(),
+        port,
+        insecure: *insecure,
+        tls_params: None,
+      },
+      _ => ConnectionAddr::Tcp(host.to_string(), port),
+    };
+    let info = self.master.clone().set_addr(addr);
+    let certs = match (&self.opts.tls, info.addr()) {
+      (Some(tls), ConnectionAddr::TcpTls { .. }) => certificates(tls, "master").map_err(|e| {
+        RedisError::from((
+          redis::ErrorKind::InvalidClientConfig,
+          "bad TLS options",
+          e.to_string(),
+        ))
+      })?,
+      _ => None,
+    };
+    match certs {
+      Some(certs) => redis::Client::build_with_tls(info, certs),
+      None => redis::Client::open(info),
+    }
+  }
+}
+
+type PushFn = Arc<dyn Fn(PushInfo) + Send + Sync>;
+
+struct Current {
+  addr: (String, u16),
+  conn: ConnectionManager,
+}
+
+struct SentinelShared {
+  target: Arc<SentinelTarget>,
+  push: PushFn,
+  channel: String,
+  script: Script,
+  current: Mutex<Current>,
+  checking: AtomicBool,
+  last_check: Mutex<Option<Instant>>,
+}
+
+/// A connection to whichever master the sentinels name, replaced when
+/// they name another one (see the module docs).
+#[derive(Clone)]
+pub struct SentinelConn {
+  shared: Arc<SentinelShared>,
+}
+
+impl SentinelConn {
+  /// Finds the master and connects to it (subscribed, script loaded).
+  pub async fn connect<F>(
+    target: Arc<SentinelTarget>,
+    push: F,
+    channel: &str,
+    script: &Script,
+  ) -> std::result::Result<Self, RedisError>
+  where
+    F: Fn(PushInfo) -> std::result::Result<(), ()> + Send + Sync + 'static,
+  {
+    let push: PushFn = Arc::new(move |info| {
+      let _ = push(info);
+    });
+    let (addr, conn) = connect_master(&target, &push, channel, script).await?;
+    Ok(SentinelConn {
+      shared: Arc::new(SentinelShared {
+        target,
+        push,
+        channel: channel.to_string(),
+        script: script.clone(),
+        current: Mutex::new(Current { addr, conn }),
+        checking: AtomicBool::new(false),
+        last_check: Mutex::new(None),
+      }),
+    })
+  }
+
+  /// The master's address this connection talks to now.
+  pub fn master(&self) -> (String, u16) {
+    self.shared.current.lock().addr.clone()
+  }
+
+  /// After a failure that may be a failover: asks the sentinels (in the
+  /// background, one question at a time, at most every FAILOVER_POLL) and
+  /// moves to the master they name if it is another one.
+  fn check_soon(&self) {
+    let shared = self.shared.clone();
+    if shared.checking.swap(true, Ordering::AcqRel) {
+      return;
+    }
+    tokio::spawn(async move {
+      let wait = shared
+        .last_check
+        .lock()
+        .map(|t| (t + FAILOVER_POLL).saturating_duration_since(Instant::now()))
+        .unwrap_or_default();
+      tokio::time::sleep(wait).await;
+      *shared.last_check.lock() = Some(Instant::now());
+      let now = shared.current.lock().addr.clone();
+      if let Ok(addr) = shared.target.master_addr().await {
+        if addr != now {
+          if let Ok((addr, conn)) = connect_master(
+            &shared.target,
+            &shared.push,
+            &shared.channel,
+            &shared.script,
+          )
+          .await
+          {
+            *shared.current.lock() = Current { addr, conn };
+            // Every waiter re-runs ACQUIRE on the new master (re-enqueues),
+            // as after a reconnect.
+            (shared.push)(PushInfo {
+              kind: PushKind::Disconnection,
+              data: vec![],
+            });
+          }
+        }
+      }
+      shared.checking.store(false, Ordering::Release);
+    });
+  }
+
+  fn conn(&self) -> ConnectionManager {
+    self.shared.current.lock().conn.clone()
+  }
+}
+
+/// A failure after which the master may be another one.
+fn may_be_failover(e: &RedisError) -> bool {
+  e.is_io_error()
+    || e.is_connection_dropped()
+    || e.is_connection_refusal()
+    || e.is_timeout()
+    || e.code() == Some("READONLY")
+}
+
+/// Asks the sentinels for the master, connects, and checks with ROLE that
+/// it is one (a sentinel may name a master that was just demoted).
+async fn connect_master(
+  target: &SentinelTarget,
+  push: &PushFn,
+  channel: &str,
+  script: &Script,
+) -> std::result::Result<((String, u16), ConnectionManager), RedisError> {
+  let (host, port) = target.master_addr().await?;
+  let client = target.master_client(&host, port)?;
+  let push = push.clone();
+  let sender = move |info: PushInfo| {
+    push(info);
+    Ok::<(), ()>(())
+  };
+  let mut conn = connect_manager(client, sender, channel, script).await?;
+  let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conn).await?;
+  let is_master = matches!(role.first(), Some(Value::BulkString(b)) if b.as_slice() == b"master")
+    || matches!(role.first(), Some(Value::SimpleString(s)) if s == "master");
+  if !is_master {
+    return Err(RedisError::from((
+      redis::ErrorKind::Io,
+      "the address the sentinels gave is not a master (yet)",
+    )));
+  }
+  Ok(((host, port), conn))
+}
+
+impl redis::aio::ConnectionLike for SentinelConn {
+  fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+    Box::pin(async move {
+      let mut conn = self.conn();
+      let reply = conn.req_packed_command(cmd).await;
+      match &reply {
+        Err(e) if may_be_failover(e) => self.check_soon(),
+        _ => {}
+      }
+      reply
+    })
+  }
+
+  fn req_packed_commands<'a>(
+    &'a mut self,
+    pipeline: &'a redis::Pipeline,
+    offset: usize,
+    count: usize,
+  ) -> RedisFuture<'a, Vec<Value>> {
+    Box::pin(async move {
+      let mut conn = self.conn();
+      let reply = conn.req_packed_commands(pipeline, offset, count).await;
+      match &reply {
+        Err(e) if may_be_failover(e) => self.check_soon(),
+        _ => {}
+      }
+      reply
+    })
+  }
+
+  fn get_db(&self) -> i64 {
+    self.shared.current.lock().conn.get_db()
+  }
+}
+
+/// A connection error as a user can act on it: an authentication failure
+/// and a TLS certificate failure are named as such (the raw text follows,
+/// for the details); anything else is redis-rs's own text. Never contains
+/// a password: redis-rs errors do not carry the URL, and the caller
+/// prefixes the redacted one.
+pub fn describe(e: &RedisError) -> String {
+  let text = e.to_string();
+  let lower = text.to_ascii_lowercase();
+  let auth = matches!(e.kind(), redis::ErrorKind::AuthenticationFailed)
+    || e
+      .code()
+      .is_some_and(|c| c == "WRONGPASS" || c == "NOAUTH" || c == "NOPERM")
+    || lower.contains("wrongpass")
+    || lower.contains("noauth");
+  if auth {
+    return format!("authentication failed (check the user name and password): {text}");
+  }
+  if lower.contains("certificate")
+    || lower.contains("unknownissuer")
+    || lower.contains("bad certificate")
+  {
+    return format!("TLS certificate verification failed: {text}");
+  }
+  if lower.contains("handshake") || lower.contains("alert") || lower.contains("tls") {
+    return format!("TLS handshake failed: {text}");
+  }
+  text
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn tls_options_never_print_a_key() {
+    let tls = TlsOptions {
+      key: Some(b"-----BEGIN PRIVATE KEY-----secret".to_vec()),
+      ..Default::default()
+    };
+    assert!(!format!("{tls:?}").contains("secret"));
+  }
+
+  #[test]
+  fn rediss_urls_parse_and_insecure_is_applied() {
+    let tls = TlsOptions::default();
+    let info = connection_info("rediss://127.0.0.1:6380", "x", Some(&tls)).expect("parses");
+    assert!(matches!(
+      info.addr(),
+      ConnectionAddr::TcpTls { insecure: true, .. }
+    ));
+    let strict = TlsOptions {
+      reject_unauthorized: true,
+      ..Default::default()
+    };
+    let info = connection_info("rediss://127.0.0.1:6380", "x", Some(&strict)).expect("parses");
+    assert!(matches!(
+      info.addr(),
+      ConnectionAddr::TcpTls {
+        insecure: false,
+        ..
+      }
+    ));
+  }
+
+  #[test]
+  fn authentication_and_certificate_failures_are_named() {
+    let auth = RedisError::from((
+      redis::ErrorKind::AuthenticationFailed,
+      "Password authentication failed",
+    ));
+    assert!(describe(&auth).starts_with("authentication failed"));
+    let cert = RedisError::from(std::io::Error::new(
+      std::io::ErrorKind::InvalidData,
+      "invalid peer certificate: UnknownIssuer",
+    ));
+    assert!(describe(&cert).starts_with("TLS certificate verification failed"));
+    let other = RedisError::from((redis::ErrorKind::Io, "Connection refused"));
+    assert!(!describe(&other).contains("TLS"));
+  }
+
+  #[test]
+  fn half_a_client_certificate_is_refused() {
+    let tls = TlsOptions {
+      cert: Some(b"x".to_vec()),
+      reject_unauthorized: true,
+      ..Default::default()
+    };
+    let opts = ConnOptions {
+      tls: Some(tls),
+      sentinel: None,
+    };
+    let err =
+      single_client("rediss://127.0.0.1:6380", "rediss://127.0.0.1:6380", &opts).unwrap_err();
+    assert!(err.to_string().contains("cert and key"), "{err}");
+  }
+}
