@@ -9,7 +9,7 @@
 const { test, before, after } = require('node:test')
 const assert = require('node:assert/strict')
 const AsyncLock = require('../index.js')
-const { startRedis } = require('./redis-harness')
+const { startRedis } = require('../support/redis-harness')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 let servers = []

@@ -17,7 +17,7 @@ const { spawn, fork } = require('node:child_process')
 const AsyncLock = require('../index.js')
 const Locky = require('../locky.js')
 const ExclusiveLock = require('../exclusive-lock.js')
-const { startRedis, freePort, respCommand } = require('./redis-harness')
+const { startRedis, freePort, respCommand } = require('../support/redis-harness')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const WORKER = path.join(__dirname, 'fixtures', 'sentinel-worker.js')

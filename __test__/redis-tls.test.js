@@ -15,7 +15,7 @@ const { spawnSync } = require('node:child_process')
 const AsyncLock = require('../index.js')
 const Locky = require('../locky.js')
 const ExclusiveLock = require('../exclusive-lock.js')
-const { startRedis, freePort } = require('./redis-harness')
+const { startRedis, freePort } = require('../support/redis-harness')
 
 function openssl(dir, ...args) {
   const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' })
