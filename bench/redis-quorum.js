@@ -108,7 +108,7 @@ async function main() {
   const args = process.argv.slice(2)
   const seconds = Number(args[args.indexOf('--seconds') + 1]) || 3
   const outDir = args.includes('--out') ? args[args.indexOf('--out') + 1] : path.join(__dirname, 'results')
-  const { startRedis } = require('../__test__/redis-harness.js')
+  const { startRedis } = require('../support/redis-harness.js')
   const servers = [await startRedis(), await startRedis(), await startRedis()]
   const urls = servers.map((s) => s.url)
   const rows = []
