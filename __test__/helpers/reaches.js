@@ -19,6 +19,7 @@ const { describe, before, after } = require('node:test')
 const AsyncLock = require('../..')
 const { startRedis } = require('../../support/redis-harness')
 const { mockTimers } = require('../helpers')
+const { lockKey } = require('../redis-keys')
 
 // Taken before any test mocks the globals: a real wait stays real.
 const realSetTimeout = globalThis.setTimeout
@@ -146,9 +147,14 @@ class RedisReach extends Reach {
     make.spaceName = name
     return make
   }
-  /** The Redis key of a lock's lease on `key` (`<prefix>:{<name>:<key>}`, docs/compat.md). */
+  /** The Redis key of a lock's lease on `key` (docs/redis-keys.md). */
   leaseKey(lock, key) {
-    return `keylock:{${this.factories.get(lock).spaceName}:${key}}`
+    return lockKey('keylock', this.factories.get(lock).spaceName, key, 'l')
+  }
+
+  /** The Redis key of a lock's queue on `key` (docs/redis-keys.md). */
+  queueKey(lock, key) {
+    return lockKey('keylock', this.factories.get(lock).spaceName, key, 'q')
   }
 
   /**
@@ -158,7 +164,7 @@ class RedisReach extends Reach {
    */
   queued(lock, key, n) {
     const wait = async () => {
-      while ((await this.server.command('ZCARD', this.leaseKey(lock, key) + ':q')) < n) await realSleep(5)
+      while ((await this.server.command('ZCARD', this.queueKey(lock, key))) < n) await realSleep(5)
     }
     return eventually(wait(), `${n} waiter(s) on ${key} in Redis`)
   }
