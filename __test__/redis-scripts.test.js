@@ -2,7 +2,7 @@
 // The Lua scripts of the Redis reach, driven one EVAL at a time against a
 // throwaway redis-server, asserting the state each one leaves (lease, queue,
 // waiter records, fence). The same text the Rust client loads: common.lua
-// prepended, as src/redis/mod.rs does. Multi-process behaviour is in
+// prepended, as src/redis/scripts.rs does. Multi-process behaviour is in
 // redis-processes.test.js; faults in redis-faults.test.js.
 
 const { test, before, after } = require('node:test')

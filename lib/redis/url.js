@@ -11,7 +11,7 @@ const { invalidConnection: connectionError } = require('../errors')
 
 /**
  * A URL as messages show it, without its password, for every form keylock
- * accepts or builds: the same rules as `redact` in src/redis/mod.rs (which
+ * accepts or builds: the same rules as `redact` in src/redis/error.rs (which
  * shows URLs in the native errors). It never parses, so it also hides the
  * password of a URL that does not parse, and it hides too much rather than
  * too little: not a URL at all (no `://`, maybe a password pasted in the

@@ -181,7 +181,7 @@ pub fn single_client(url: &str, shown: &str, opts: &ConnOptions) -> Result<redis
 pub fn cluster_nodes(urls: &[String], opts: &ConnOptions) -> Result<Vec<redis::ConnectionInfo>> {
   let infos = urls
     .iter()
-    .map(|u| connection_info(u, &super::redact(u), opts.tls.as_ref()))
+    .map(|u| connection_info(u, &super::error::redact(u), opts.tls.as_ref()))
     .collect::<Result<Vec<_>>>()?;
   if infos.is_empty() {
     return Err(RedisLockError::Url("no cluster node URL".into()));
@@ -276,7 +276,7 @@ impl SentinelTarget {
     let sentinels = urls
       .iter()
       .map(|u| {
-        let shown = super::redact(u);
+        let shown = super::error::redact(u);
         let info = u
           .as_str()
           .into_connection_info()
@@ -295,7 +295,7 @@ impl SentinelTarget {
         }
       })
       .collect::<Result<Vec<_>>>()?;
-    let shown = super::redact(&sentinel.master_url);
+    let shown = super::error::redact(&sentinel.master_url);
     let master = connection_info(&sentinel.master_url, &shown, opts.tls.as_ref())?;
     Ok(SentinelTarget {
       sentinels,
