@@ -148,13 +148,14 @@ const BUCKETS = 64
 
 function bucketOf(micros) {
   if (!(micros >= 1)) return 0
-  const e = 31 - Math.clz32(micros >= 0x7fffffff ? 0x7fffffff : micros)
+  if (micros >= 2 ** 31) return BUCKETS - 1
+  const e = 31 - Math.clz32(micros)
   const half = micros >= 1.5 * 2 ** e ? 1 : 0
   const i = 1 + 2 * e + half
   return i < BUCKETS ? i : BUCKETS - 1
 }
 
-/** The upper bound of bucket `i`, in milliseconds (0 for bucket 0). */
+/** The upper bound of bucket `i` (exclusive), in milliseconds (0 for bucket 0). */
 function bucketLimitMs(i) {
   if (i === 0) return 0
   const e = (i - 1) >> 1
@@ -206,6 +207,7 @@ class Stats {
   percentile(q, total) {
     const target = Math.ceil(total * q)
     let seen = this.free
+    if (seen >= target) return 0
     const h = this.histogram
     for (let i = 1; i < BUCKETS; i++) {
       seen += h[i]
