@@ -241,3 +241,16 @@ test('nobody listening: nothing is published and no context is built; a subscrib
   await lock.acquire('quiet', () => 2)
   assert.equal(rec.names().length, 5)
 })
+
+test('examples/tracing.js runs, prints the busiest keys and the span/gauge lines, and ends by itself', () => {
+  const { execFileSync } = require('node:child_process')
+  const path = require('node:path')
+  const out = execFileSync(process.execPath, [path.join(__dirname, '..', 'examples', 'tracing.js'), '2', '1'], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  })
+  assert.match(out, /busy keys now: \d+, waiters now: \d+/)
+  assert.match(out, /'hot'/)
+  assert.match(out, /span keylock\.acquire .*"keylock\.outcome":"granted"/)
+  assert.match(out, /gauge keylock_waiting \d+/)
+})
