@@ -254,3 +254,24 @@ test('examples/tracing.js runs, prints the busiest keys and the span/gauge lines
   assert.match(out, /span keylock\.acquire .*"keylock\.outcome":"granted"/)
   assert.match(out, /gauge keylock_waiting \d+/)
 })
+
+test('domainReentrant: a re-entry runs holding nothing; its trace still ends with asyncEnd, and no release is published for it', async (t) => {
+  const domain = require('node:domain')
+  const AsyncLock = require('..')
+  const lock = new AsyncLock({ domainReentrant: true })
+  const rec = record(t, 'reentrant')
+  await new Promise((resolve, reject) =>
+    domain.create().run(() => lock.acquire('reentrant', () => lock.acquire('reentrant', () => 1)).then(resolve, reject)),
+  )
+  assert.deepEqual(rec.names(), [
+    'acquire:start',
+    'acquire:end',
+    'acquire:asyncStart',
+    'acquire:start',
+    'acquire:end',
+    'acquire:asyncStart',
+    'acquire:asyncEnd',
+    'release',
+    'acquire:asyncEnd',
+  ])
+})

@@ -195,6 +195,10 @@ class Task {
         }
         return
       }
+    } else if (this.extra !== null && this.extra.trace !== null) {
+      // Ran unqueued in its holder's domain, holding nothing: fn settled,
+      // nothing to give back.
+      this.extra.trace.released(err || undefined, undefined, false)
     }
     if ((this.state & RESOLVED) === 0) {
       this.state |= RESOLVED
@@ -385,6 +389,10 @@ function startWithOptions(lock, task, opts) {
     if (task.names().every((name) => space.isBusy(name) && lock.domains[name] === domain)) {
       // Same domain as the holder: runs at once, unqueued, holding nothing.
       if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+      if (trace !== null) {
+        trace.end()
+        trace.granted(undefined)
+      }
       task.run(false)
       return
     }

@@ -100,8 +100,11 @@ class Trace {
     this.publish('asyncEnd')
   }
 
-  /** fn settled / the lease was released: `error` is fn's failure, if any. */
-  released(error, handedOff) {
+  /**
+   * fn settled / the lease was released: `error` is fn's failure, if any;
+   * `gaveBack` false when nothing was held (a domainReentrant re-entry).
+   */
+  released(error, handedOff, gaveBack = true) {
     if (this.ended) return
     this.ended = true
     const ctx = this.ctx
@@ -111,7 +114,7 @@ class Trace {
       ctx.error = error
       this.publish('error')
     }
-    if (releaseChannel.hasSubscribers) {
+    if (gaveBack && releaseChannel.hasSubscribers) {
       releaseChannel.publish({
         keys: ctx.keys,
         reach: ctx.reach,
