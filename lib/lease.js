@@ -11,7 +11,7 @@
 
 const { messages, invalidArg, internalError } = require('./errors')
 const { GRANTED, QUEUED, REJECTED, TIMED_OUT, deliver, releaseKeys, pendingForNative } = require('./spaces')
-const { traced, Trace, now } = require('./trace')
+const { traced, Trace, queuedAt } = require('./trace')
 
 // Node < 20.4 (and 18 < 18.18) has no Symbol.asyncDispose; Node's own
 // disposables are keyed by this registered symbol, which later became it.
@@ -347,7 +347,7 @@ function lockLease(space, stats, names, timeout, maxPending, signal) {
       resolve(makeLease(request))
     } else if (outcome === QUEUED) {
       if (request.settled) return // denied at once
-      request.since = now()
+      request.since = queuedAt()
       if (timeout && !space.timesWaits) request.timer = setTimeout(onTimeout, timeout, request)
       if (signal !== undefined) signal.addEventListener('abort', request, { once: true })
     } else {

@@ -32,7 +32,7 @@
 const { GRANTED, QUEUED, REJECTED, TIMED_OUT, RELEASED, RELEASING, HANDOFF, deliver, handOff, pendingForNative } = require('./spaces')
 const { messages } = require('./errors')
 const { timeOption, maxPendingOption } = require('./validate')
-const { traced, Trace, now } = require('./trace')
+const { traced, Trace, queuedAt } = require('./trace')
 
 /**
  * What only some tasks need: timers, a per-call execution limit, a domain.
@@ -75,7 +75,7 @@ class Task {
     this.state = 0
     /** an Extra, or null */
     this.extra = null
-    /** when the wait began (performance.now()), or 0 while it has not queued: stats read no clock for a free key */
+    /** when the wait began (queuedAt(), a small integer), or 0 while it has not queued: stats read no clock for a free key */
     this.since = 0
   }
 
@@ -347,7 +347,7 @@ function start(lock, task, opts) {
     // Never waited: counted without reading the clock.
     lock._stats.free++
     task.run(true)
-  } else if (outcome === QUEUED) task.since = now()
+  } else if (outcome === QUEUED) task.since = queuedAt()
   else refuse(task, space.rejectedIndex)
 }
 
@@ -411,7 +411,7 @@ function startWithOptions(lock, task, opts) {
     if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
     task.run(true)
   } else if (outcome === QUEUED) {
-    task.since = now()
+    task.since = queuedAt()
     // Where the reach decides waits itself, the timeout went with the request.
     if (timeout && !space.timesWaits) extraOf(task).timer = setTimeout(onTimeout, timeout, task)
     if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
