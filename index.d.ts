@@ -449,6 +449,170 @@ declare namespace AsyncLock {
      */
     constructor(key: string | symbol, token: number, cause?: unknown)
   }
+
+  /** The reach a lock works on: its `scope`, or `'redis'` when the `redis` option is given. */
+  type Reach = 'isolate' | 'process' | 'redis'
+
+  /**
+   * How an operation ends: `'granted'` (the keys were held; fn settled or
+   * the lease was released), `'timeout'` (the wait passed `timeout` or
+   * `maxOccupationTime`), `'refused'` (`maxPending` was full), `'aborted'`
+   * (a lease's `signal` aborted while it waited), `'lost'` (a Redis lease
+   * was found lost while held), `'error'` (fn failed, or the reach did).
+   */
+  type TraceOutcome = 'granted' | 'timeout' | 'refused' | 'aborted' | 'lost' | 'error'
+
+  /**
+   * The context object of one traced operation, published on the
+   * `keylock:acquire` (acquire()) and `keylock:lock` (lock()) tracing
+   * channels of `node:diagnostics_channel`: the same object for every event
+   * of the operation, filled in as it goes. Built only while someone
+   * subscribes. Every reach and mode publishes, in this order: `start` and
+   * `end` around the call, then either `asyncStart` at the grant (with
+   * `waitMs` and `token`) and `asyncEnd` when fn settles or the lease is
+   * released (with `holdMs`; `error` first if fn failed), or `error` and
+   * `asyncEnd` when it ended without a grant. Exactly one `asyncEnd` per
+   * operation, last. Needs Node 18.19+ (`diagnostics_channel.tracingChannel`);
+   * on older versions only the plain channels publish. Never contains a URL.
+   */
+  interface TraceContext {
+    /** The normalized keys, in request order (a copy). */
+    readonly keys: readonly (string | symbol)[]
+    /** The lock's reach. */
+    readonly reach: Reach
+    /** `'promise'` or `'callback'` for acquire(), `'lease'` for lock(). */
+    readonly mode: 'promise' | 'callback' | 'lease'
+    /** The lock's `name` option, if it has one. */
+    readonly name?: string
+    /** Milliseconds from the call to the grant (or to the end, without one). Set at `asyncStart` / `error`. */
+    waitMs?: number
+    /** Milliseconds from the grant to the release. Set at `asyncEnd` of a granted operation. */
+    holdMs?: number
+    /** How the operation went so far; final at `asyncEnd`. */
+    outcome?: TraceOutcome
+    /** The grant's fencing token (the largest of its keys'). Set at `asyncStart`. */
+    token?: number
+    /** fn's failure, or why no grant came (timeout, refusal, abort reason, the reach's error). */
+    error?: unknown
+  }
+
+  /**
+   * Published on the plain `keylock:release` channel when a grant's keys
+   * are given back (fn settled, or `lease.release()`), only for operations
+   * that started while someone subscribed to a keylock channel.
+   */
+  interface ReleaseMessage {
+    /** The operation's keys, as in its {@link TraceContext}. */
+    readonly keys: readonly (string | symbol)[]
+    /** The lock's reach. */
+    readonly reach: Reach
+    /** The operation's mode, as in its {@link TraceContext}. */
+    readonly mode: 'promise' | 'callback' | 'lease'
+    /** The lock's `name` option, if it has one. */
+    readonly name?: string
+    /** The grant's fencing token. */
+    readonly token?: number
+    /** Milliseconds the keys were held. */
+    readonly holdMs: number
+    /** Whether a waiter got the keys next; `undefined` where the reach does not say (Redis, leases). */
+    readonly handedOff?: boolean
+  }
+
+  /**
+   * Published on the plain `keylock:lease:lost` channel when a held lease
+   * is found lost (Redis only: it expired, or its key was deleted), before
+   * `lease.signal` aborts.
+   */
+  interface LeaseLostMessage {
+    /** Every key of the lease. */
+    readonly keys: readonly (string | symbol)[]
+    /** The key reported lost. */
+    readonly key: string | symbol
+    /** That key's fencing token. */
+    readonly token: number
+    /** The lock's reach (`'redis'`). */
+    readonly reach: Reach
+    /** The lock's `name` option, if it has one. */
+    readonly name?: string
+    /** What detected the loss (an Error with code `KEYLOCK_LEASE_LOST`). */
+    readonly cause: unknown
+  }
+
+  /** One busy key in {@link LockStats.keys}. */
+  interface BusyKey {
+    /** The key (its normalized form). */
+    readonly key: string | symbol
+    /** Holders of the key (1: the lock is exclusive). */
+    readonly holders: number
+    /** Calls waiting for it. */
+    readonly waiters: number
+  }
+
+  /**
+   * Wait-time percentiles since the lock was made, in milliseconds, from a
+   * fixed 64-bucket log-linear histogram (two buckets per power of two of
+   * microseconds): each percentile is its bucket's upper bound (at most
+   * `max`), so it errs high by under 50%. A grant that never queued counts
+   * as 0.
+   */
+  interface WaitPercentiles {
+    /** Grants recorded. */
+    readonly count: number
+    /** Half the waits were at most this. */
+    readonly p50: number
+    /** 90% of the waits were at most this. */
+    readonly p90: number
+    /** 99% of the waits were at most this. */
+    readonly p99: number
+    /** 99.9% of the waits were at most this. */
+    readonly p999: number
+    /** The longest wait, exact. */
+    readonly max: number
+  }
+
+  /**
+   * What {@link AsyncLock.stats} returns: this lock's counters since it was
+   * made and its space's current state. Counters are this AsyncLock's own
+   * calls (acquire() and lock()); `keys` is the space's state as this
+   * process sees it (on Redis: this process's calls only, not the other
+   * processes').
+   */
+  interface LockStats {
+    /** The lock's reach. */
+    readonly reach: Reach
+    /** The lock's `name` option, if it has one. */
+    readonly name?: string
+    /** Whose view the state is: the isolate, this process's threads, or this process (Redis). */
+    readonly view: 'isolate' | 'process'
+    /** Grants (fn ran, or a lease was handed out). */
+    readonly acquisitions: number
+    /** Waits that ended by `timeout` or `maxOccupationTime`. */
+    readonly timeouts: number
+    /** Calls refused by a full queue (`maxPending`). */
+    readonly refusals: number
+    /** lock() calls whose signal aborted (before or while waiting). */
+    readonly aborts: number
+    /** Leases found lost while held (Redis). */
+    readonly lost: number
+    /** fn failures, executions past `maxExecutionTime`, and failures of the reach. */
+    readonly errors: number
+    /** Grants of this lock held now. */
+    readonly holding: number
+    /** Keys held or waited on in the space, in all. */
+    readonly busyKeys: number
+    /** Waiters on all those keys. */
+    readonly waiting: number
+    /** Wait-time percentiles since the lock was made. */
+    readonly wait: WaitPercentiles
+    /** The busiest keys, most waiters first, at most `top` of them. */
+    readonly keys: readonly BusyKey[]
+  }
+
+  /** Options of {@link AsyncLock.stats}. */
+  interface StatsOptions {
+    /** How many busy keys to list, most waiters first (default 10). */
+    top?: number
+  }
 }
 
 /**
@@ -713,6 +877,24 @@ declare class AsyncLock {
    * Idempotent.
    */
   close(): Promise<void>
+
+  /**
+   * Counters and current state of this lock, for a metrics exporter or a
+   * debugging session: grants, timeouts, refusals, aborts, lost leases,
+   * errors, grants held now, wait-time percentiles since creation, and the
+   * busiest keys (most waiters first, at most `options.top`, default 10).
+   * Cheap enough to call every second: the counters are kept as calls go
+   * (a fixed-size histogram, never a growing array), and only the busy keys
+   * are read and sorted here. On the Redis reach it is this process's view.
+   * Throws a `TypeError` naming `options` or `options.top` for bad options.
+   *
+   * @example
+   * setInterval(() => {
+   *   const { wait, keys } = lock.stats({ top: 5 })
+   *   console.log(`p99 wait ${wait.p99} ms`, keys)
+   * }, 1000).unref()
+   */
+  stats(options?: AsyncLock.StatsOptions): AsyncLock.LockStats
 }
 
 export = AsyncLock

@@ -11,6 +11,7 @@ const { Task, start } = require('./lib/task')
 const { messages, invalidArg } = require('./lib/errors')
 const { timeOption, maxPendingOption, normalizeKey } = require('./lib/validate')
 const { LockLostError, leaseKeys, leaseOptions, abortReason, lockLease } = require('./lib/lease')
+const { Stats, reachOf, DEFAULT_TOP } = require('./lib/trace')
 
 // `new P(capture)` hands resolve/reject over without a closure per call.
 let capturedResolve = null
@@ -44,6 +45,10 @@ function AsyncLock(opts) {
   this.Promise = promiseOption(opts.Promise)
   const space = openSpace(opts)
   Object.defineProperty(this, '_space', { value: space })
+  // Never a URL: a Redis lock is named by its `name` option only.
+  Object.defineProperty(this, '_stats', {
+    value: new Stats(reachOf(opts), typeof opts.name === 'string' ? opts.name : undefined),
+  })
   // Read-only view in async-lock's shape: a key is present while held or
   // waited on, its value's length is the number of waiters.
   Object.defineProperty(this, 'queues', { enumerable: true, get: () => space.snapshot() })
@@ -172,8 +177,28 @@ AsyncLock.prototype.lock = function (key, options) {
   }
   const { timeout, signal } = opts
   // Node's convention: an aborted signal rejects before anything is queued.
-  if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal))
-  return lockLease(this._space, names, timeout, this.maxPending, signal)
+  if (signal !== undefined && signal.aborted) {
+    this._stats.aborts++
+    return Promise.reject(abortReason(signal))
+  }
+  return lockLease(this._space, this._stats, names, timeout, this.maxPending, signal)
+}
+
+/**
+ * Counters and current state of this lock (index.d.ts: LockStats). Cheap:
+ * counters are kept as calls go; the busy keys are read from the space
+ * (this process's view on Redis) and sorted only here, `top` at most.
+ */
+AsyncLock.prototype.stats = function (options) {
+  let top = DEFAULT_TOP
+  if (options !== undefined && options !== null) {
+    if (typeof options !== 'object') throw invalidArg('options', 'an object', options)
+    if (options.top !== undefined) {
+      top = options.top
+      if (!Number.isInteger(top) || top < 0) throw invalidArg('options.top', 'a non-negative integer', top)
+    }
+  }
+  return this._stats.read(this._space.snapshot(), top)
 }
 
 const toUndefined = () => undefined

@@ -13,6 +13,7 @@ const path = require('node:path')
 const { Worker } = require('node:worker_threads')
 const { KeyLock: AsyncLock, drain, mockTimers } = require('./helpers')
 const { Lease, LockLostError, leaseLost } = require('../lib/lease')
+const { Stats } = require('../lib/trace')
 
 const ROOT = path.join(__dirname, '..')
 
@@ -281,7 +282,7 @@ test('a space that decides waits itself gets lock() with normalized keys and res
       return Promise.resolve()
     },
   }
-  const fake = { _space: space, timeout: 250, maxPending: 7 }
+  const fake = { _space: space, _stats: new Stats('redis'), timeout: 250, maxPending: 7 }
   const signal = new AbortController().signal
   const first = await AsyncLock.prototype.lock.call(fake, ['a', 1, 'a'], { signal })
   assert.deepEqual([first.keys, first.tokens], [['a', '1'], [5, 5]])

@@ -11,6 +11,7 @@
 
 const { messages, invalidArg, internalError } = require('./errors')
 const { GRANTED, QUEUED, REJECTED, TIMED_OUT, deliver, releaseKeys, pendingForNative } = require('./spaces')
+const { traced, Trace, queuedAt } = require('./trace')
 
 // Node < 20.4 (and 18 < 18.18) has no Symbol.asyncDispose; Node's own
 // disposables are keyed by this registered symbol, which later became it.
@@ -191,8 +192,14 @@ function abortReason(signal) {
 
 /** One lock() call, from the request to its lease's release: a waiter of the Space contract. */
 class LeaseRequest {
-  constructor(space, names, ids, signal, resolve, reject) {
+  constructor(space, stats, names, ids, signal, resolve, reject) {
     this.space = space
+    /** the lock's Stats (lib/trace.js) */
+    this.stats = stats
+    /** a Trace while someone listens to the channels, else null */
+    this.trace = null
+    /** when the wait began, or 0 if it never queued */
+    this.since = 0
     this.names = names
     this.ids = ids
     this.signal = signal
@@ -224,9 +231,23 @@ class LeaseRequest {
     if (this.settled) return
     this.settled = true
     this.stopWaiting()
-    if (outcome === REJECTED) this.reject(new Error(messages.tooManyPending(this.names[detail])))
-    else if (outcome === TIMED_OUT) this.reject(new Error(messages.timedOut(this.names[detail])))
-    else this.reject(detail)
+    if (outcome === REJECTED) this.fail(new Error(messages.tooManyPending(this.names[detail])), 'refused')
+    else if (outcome === TIMED_OUT) this.fail(new Error(messages.timedOut(this.names[detail])), 'timeout')
+    else this.fail(detail, 'error')
+  }
+
+  /** Rejects the caller: the request ended without a grant, for `outcome`'s reason. */
+  fail(err, outcome) {
+    this.stats.failed(outcome)
+    if (this.trace !== null) this.trace.failed(outcome, err)
+    this.reject(err)
+  }
+
+  /** The holder's release (lease.release()): what the stats and channels see, then release(). */
+  releaseHeld() {
+    this.stats.released++
+    if (this.trace !== null) this.trace.released(undefined, undefined)
+    return this.release()
   }
 
   /** Gives the keys back: resolves true, or false when the reach had lost them already. */
@@ -247,11 +268,11 @@ class LeaseRequest {
 
   /** The signal's 'abort' listener (an EventListener object: no closure per request). */
   handleEvent() {
-    this.leave(abortReason(this.signal))
+    this.leave(abortReason(this.signal), 'aborted')
   }
 
   /** Rejects with `reason` (an error, or a function of the key still awaited) and leaves the queue. */
-  leave(reason) {
+  leave(reason, outcome) {
     if (this.settled) return
     this.settled = true
     this.stopWaiting()
@@ -263,7 +284,7 @@ class LeaseRequest {
     }
     // granted === null: the wait's outcome is on its way; granted() will
     // see `settled` and pass the keys on.
-    this.reject(typeof reason === 'function' ? reason(blocking) : reason)
+    this.fail(typeof reason === 'function' ? reason(blocking) : reason, outcome)
     if (granted !== null && granted.length !== 0) deliver(granted)
   }
 
@@ -281,14 +302,21 @@ const timedOut = (key) => new Error(messages.timedOut(key))
 
 function onTimeout(request) {
   request.timer = null
-  request.leave(timedOut)
+  request.leave(timedOut, 'timeout')
 }
 
 function makeLease(request) {
   const { space, names } = request
+  request.stats.grant(request.since)
   // Lease calls release at most once.
-  const lease = new Lease({ keys: names, tokens: space.tokens(request, names.length), release: () => request.release() })
-  space.watch(request, (cause) => leaseLost(lease, cause))
+  const lease = new Lease({ keys: names, tokens: space.tokens(request, names.length), release: () => request.releaseHeld() })
+  if (request.trace !== null) request.trace.granted(lease.token)
+  space.watch(request, (cause) => {
+    if (lease.signal.aborted) return
+    request.stats.lost++
+    if (request.trace !== null) request.trace.lost(lease.keys[0], lease.tokens[0], cause)
+    leaseLost(lease, cause)
+  })
   return lease
 }
 
@@ -300,26 +328,33 @@ function makeLease(request) {
  * the signal's reason / the reach's error, and once it has rejected the
  * caller holds nothing.
  */
-function lockLease(space, names, timeout, maxPending, signal) {
-  return new Promise((resolve, reject) => {
+function lockLease(space, stats, names, timeout, maxPending, signal) {
+  const trace = traced(true) ? new Trace(stats, names, 'lease') : null
+  if (trace !== null) trace.start()
+  const promise = new Promise((resolve, reject) => {
     const ids = space.internAll(names)
-    const request = new LeaseRequest(space, names, ids, signal, resolve, reject)
+    const request = new LeaseRequest(space, stats, names, ids, signal, resolve, reject)
+    request.trace = trace
     const max = pendingForNative(maxPending)
     const outcome =
       typeof ids === 'number'
         ? space.acquireOne(ids, max, false, request, timeout)
         : space.acquireMany(ids, max, false, request, timeout)
+    // As for acquire(): start, end, then asyncStart (grant) or error, on every reach.
+    if (trace !== null) trace.end()
     if (outcome === GRANTED) {
       request.settled = true
       resolve(makeLease(request))
     } else if (outcome === QUEUED) {
       if (request.settled) return // denied at once
+      request.since = queuedAt()
       if (timeout && !space.timesWaits) request.timer = setTimeout(onTimeout, timeout, request)
       if (signal !== undefined) signal.addEventListener('abort', request, { once: true })
     } else {
-      reject(new Error(messages.tooManyPending(names[typeof ids === 'number' ? 0 : space.rejectedIndex])))
+      request.fail(new Error(messages.tooManyPending(names[typeof ids === 'number' ? 0 : space.rejectedIndex])), 'refused')
     }
   })
+  return promise
 }
 
 module.exports = { Lease, LockLostError, leaseLost, leaseKeys, leaseOptions, abortReason, asyncDispose, lockLease }

@@ -29,9 +29,10 @@
 // A task that was told already when its grant arrives passes the keys on
 // without running fn, as async-lock's dead queue entries do.
 
-const { GRANTED, QUEUED, REJECTED, TIMED_OUT, RELEASING, HANDOFF, deliver, handOff, pendingForNative } = require('./spaces')
+const { GRANTED, QUEUED, REJECTED, TIMED_OUT, RELEASED, RELEASING, HANDOFF, deliver, handOff, pendingForNative } = require('./spaces')
 const { messages } = require('./errors')
 const { timeOption, maxPendingOption } = require('./validate')
+const { traced, Trace, queuedAt } = require('./trace')
 
 /**
  * What only some tasks need: timers, a per-call execution limit, a domain.
@@ -47,6 +48,8 @@ class Extra {
     this.domainRun = null
     /** what the caller is told once a release that answered RELEASING is done: [err, ret] */
     this.owed = null
+    /** a Trace (lib/trace.js) while someone listens to the channels */
+    this.trace = null
   }
 }
 
@@ -72,10 +75,13 @@ class Task {
     this.state = 0
     /** an Extra, or null */
     this.extra = null
+    /** when the wait began (queuedAt(), a small integer), or 0 while it has not queued: stats read no clock for a free key */
+    this.since = 0
   }
 
   /** The space handed a queued task its keys. */
   granted() {
+    if ((this.state & RESOLVED) === 0) this.lock._stats.grant(this.since)
     if ((this.state & RESOLVED) !== 0) this.passOn()
     else if (this.extra !== null && this.extra.domainRun !== null) this.extra.domainRun(true)
     else this.run(true)
@@ -89,6 +95,8 @@ class Task {
       extra.timer = null
     }
     this.state |= LOCKED
+    // Never counted as a grant (fn does not run): balance finish()'s release.
+    this.lock._stats.released--
     this.finish(undefined, undefined)
   }
 
@@ -101,14 +109,15 @@ class Task {
       extra.timer = null
     }
     if (outcome === REJECTED) refuse(this, detail)
-    else if (outcome === TIMED_OUT) this.fail(new Error(messages.timedOut(this.names()[detail])), null)
-    else this.fail(detail, null)
+    else if (outcome === TIMED_OUT) this.fail(new Error(messages.timedOut(this.names()[detail])), null, 'timeout')
+    else this.fail(detail, null, 'error')
   }
 
   run(locked) {
     this.state = locked ? this.state | LOCKED : this.state & ~LOCKED
     const extra = this.extra
     if (extra !== null) {
+      if (extra.trace !== null && locked) extra.trace.granted(grantToken(this))
       if (extra.timer !== null) {
         clearTimeout(extra.timer)
         extra.timer = null
@@ -165,8 +174,14 @@ class Task {
       this.state &= ~LOCKED
       const lock = this.lock
       if (lock.domainReentrant) for (const name of this.names()) delete lock.domains[name]
+      const stats = lock._stats
+      stats.released++
+      if (err) stats.errors++
       const space = lock._space
       const released = space.releaseIdle(this.ids, this)
+      if (this.extra !== null && this.extra.trace !== null) {
+        this.extra.trace.released(err || undefined, released === HANDOFF ? true : released === RELEASED ? false : undefined)
+      }
       if (released === HANDOFF) {
         contended = space.contended
         space.contended = null
@@ -180,6 +195,10 @@ class Task {
         }
         return
       }
+    } else if (this.extra !== null && this.extra.trace !== null) {
+      // Ran unqueued in its holder's domain, holding nothing: fn settled,
+      // nothing to give back.
+      this.extra.trace.released(err || undefined, undefined, false)
     }
     if ((this.state & RESOLVED) === 0) {
       this.state |= RESOLVED
@@ -235,10 +254,14 @@ class Task {
     }
   }
 
-  /** Ends a task that never got its keys (refused, timed out). */
-  fail(err, granted) {
+  /** Ends a task that never got its keys; `outcome` says why: 'timeout' | 'refused' | 'error'. */
+  fail(err, granted, outcome) {
     this.state |= RESOLVED
-    if (this.extra !== null) this.clearTimers()
+    this.lock._stats.failed(outcome)
+    if (this.extra !== null) {
+      this.clearTimers()
+      if (this.extra.trace !== null) this.extra.trace.failed(outcome, err)
+    }
     if (granted === null || granted.length === 0) {
       this.notify(err, undefined)
       return
@@ -277,7 +300,7 @@ function onTimeout(task) {
   task.extra.timer = null
   if ((task.state & RESOLVED) !== 0 || task.ticket === -1) return
   const left = task.leaveQueue()
-  if (left !== null) task.fail(new Error(messages.timedOut(left.blocking)), left.granted)
+  if (left !== null) task.fail(new Error(messages.timedOut(left.blocking)), left.granted, 'timeout')
 }
 
 function onOccupationTimeout(task) {
@@ -287,7 +310,7 @@ function onOccupationTimeout(task) {
     // Still queued: it leaves the queue (async-lock leaves a dead entry).
     const left = task.leaveQueue()
     if (left !== null) {
-      task.fail(new Error(messages.occupationExceeded(left.blocking)), left.granted)
+      task.fail(new Error(messages.occupationExceeded(left.blocking)), left.granted, 'timeout')
       return
     }
     // Its wait's outcome is on its way: a grant is passed straight on
@@ -310,7 +333,7 @@ function onExecutionTimeout(task) {
 
 /** Takes the task's keys or queues it; the no-options, no-timer case stays lean. */
 function start(lock, task, opts) {
-  if (opts || lock.timeout || lock.maxOccupationTime || lock.maxExecutionTime || lock.domainReentrant) {
+  if (opts || lock.timeout || lock.maxOccupationTime || lock.maxExecutionTime || lock.domainReentrant || traced(false)) {
     startWithOptions(lock, task, opts)
     return
   }
@@ -320,14 +343,18 @@ function start(lock, task, opts) {
   // No timeout argument: none is set here (the contract reads a missing one as 0).
   const outcome =
     typeof ids === 'number' ? space.acquireOne(ids, maxPending, false, task) : space.acquireMany(ids, maxPending, false, task)
-  if (outcome === GRANTED) task.run(true)
-  else if (outcome !== QUEUED) refuse(task, space.rejectedIndex)
+  if (outcome === GRANTED) {
+    // Never waited: counted without reading the clock.
+    lock._stats.free++
+    task.run(true)
+  } else if (outcome === QUEUED) task.since = queuedAt()
+  else refuse(task, space.rejectedIndex)
 }
 
 /** A full queue refused the task; `index` is the full key's position in the request. */
 function refuse(task, index) {
   const full = Array.isArray(task.name) ? task.name[index] : task.name
-  task.fail(new Error(messages.tooManyPending(full)), null)
+  task.fail(new Error(messages.tooManyPending(full)), null, 'refused')
 }
 
 /** One call's limits: its options over the lock's, read as async-lock reads them. */
@@ -350,6 +377,11 @@ class CallOptions {
 
 function startWithOptions(lock, task, opts) {
   const space = lock._space
+  let trace = null
+  if (traced(false)) {
+    trace = extraOf(task).trace = new Trace(lock._stats, task.name, task.reject === null ? 'callback' : 'promise')
+    trace.start()
+  }
   const { timeout, maxOccupationTime, maxExecutionTime, maxPending, skipQueue } = new CallOptions(lock, opts)
   if (maxExecutionTime) extraOf(task).maxExecutionTime = maxExecutionTime
   if (lock.domainReentrant && space.reentrant && process.domain) {
@@ -357,6 +389,10 @@ function startWithOptions(lock, task, opts) {
     if (task.names().every((name) => space.isBusy(name) && lock.domains[name] === domain)) {
       // Same domain as the holder: runs at once, unqueued, holding nothing.
       if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
+      if (trace !== null) {
+        trace.end()
+        trace.granted(undefined)
+      }
       task.run(false)
       return
     }
@@ -367,16 +403,29 @@ function startWithOptions(lock, task, opts) {
     typeof ids === 'number'
       ? space.acquireOne(ids, pendingForNative(maxPending), skipQueue, task, timeout)
       : space.acquireMany(ids, pendingForNative(maxPending), skipQueue, task, timeout)
+  // The call's synchronous part ends here, before fn runs: every reach
+  // publishes start, end, then asyncStart (grant) or error.
+  if (trace !== null) trace.end()
   if (outcome === GRANTED) {
+    lock._stats.free++
     if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
     task.run(true)
   } else if (outcome === QUEUED) {
+    task.since = queuedAt()
     // Where the reach decides waits itself, the timeout went with the request.
     if (timeout && !space.timesWaits) extraOf(task).timer = setTimeout(onTimeout, timeout, task)
     if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
   } else {
     refuse(task, space.rejectedIndex)
   }
+}
+
+/** The fencing token of a granted task, for the trace (a grant's token is the largest of its keys'). */
+function grantToken(task) {
+  const tokens = task.lock._space.tokens(task, Array.isArray(task.ids) ? task.ids.length : 1)
+  let token = tokens[0]
+  for (let i = 1; i < tokens.length; i++) if (tokens[i] > token) token = tokens[i]
+  return token
 }
 
 /** The task's Extra, made on first need: a call whose options arm nothing costs none. */

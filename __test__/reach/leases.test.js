@@ -177,7 +177,8 @@ forEachReach((reach) => {
       const lock = reach.make({ ttl: 900 })
       const lease = await lock.lock('k')
       const lost = new Promise((resolve) => lease.signal.addEventListener('abort', () => resolve(lease.signal.reason)))
-      await reach.server.command('DEL', reach.leaseKey(lock, 'k'))
+      // The lease itself is `<prefix>:{<name>:<key>}:l` (docs/redis-keys.md).
+      await reach.server.command('DEL', `${reach.leaseKey(lock, 'k')}:l`)
       const reason = await eventually(lost, 'the lost-lease signal')
       assert.ok(reason instanceof AsyncLock.LockLostError)
       assert.equal(reason.code, 'ELOCKLOST')
