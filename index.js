@@ -9,7 +9,7 @@
 const { openSpace } = require('./lib/spaces')
 const { Task, start } = require('./lib/task')
 const { messages, invalidArg } = require('./lib/errors')
-const { timeOption, maxPendingOption, normalizeKey } = require('./lib/validate')
+const { timeOption, maxPendingOption, normalizeKey, callWeight } = require('./lib/validate')
 const { LockLostError, leaseKeys, leaseOptions, abortReason, lockLease } = require('./lib/lease')
 
 // `new P(capture)` hands resolve/reject over without a closure per call.
@@ -164,16 +164,18 @@ AsyncLock.prototype.isBusy = function (key) {
 AsyncLock.prototype.lock = function (key, options) {
   let names
   let opts
+  let weight
   try {
     names = leaseKeys(key)
     opts = leaseOptions(options, this.timeout)
+    weight = callWeight(opts.options, this._space.permits || 1, names.length)
   } catch (err) {
     return Promise.reject(err)
   }
   const { timeout, signal } = opts
   // Node's convention: an aborted signal rejects before anything is queued.
   if (signal !== undefined && signal.aborted) return Promise.reject(abortReason(signal))
-  return lockLease(this._space, names, timeout, this.maxPending, signal)
+  return lockLease(this._space, names, timeout, this.maxPending, signal, weight)
 }
 
 const toUndefined = () => undefined

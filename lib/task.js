@@ -31,7 +31,7 @@
 
 const { GRANTED, QUEUED, REJECTED, TIMED_OUT, RELEASING, HANDOFF, deliver, handOff, pendingForNative } = require('./spaces')
 const { messages } = require('./errors')
-const { timeOption, maxPendingOption } = require('./validate')
+const { timeOption, maxPendingOption, callWeight } = require('./validate')
 
 /**
  * What only some tasks need: timers, a per-call execution limit, a domain.
@@ -351,6 +351,11 @@ class CallOptions {
 function startWithOptions(lock, task, opts) {
   const space = lock._space
   const { timeout, maxOccupationTime, maxExecutionTime, maxPending, skipQueue } = new CallOptions(lock, opts)
+  // `weight` / `mode` (docs/semaphores.md): read only from a call that has
+  // options, and set on the task only when it is not the default, so a
+  // mutex's tasks keep their shape.
+  const weight = callWeight(opts, space.permits || 1, typeof task.ids === 'number' ? 1 : task.ids.length)
+  if (weight !== undefined) task.weight = weight
   if (maxExecutionTime) extraOf(task).maxExecutionTime = maxExecutionTime
   if (lock.domainReentrant && space.reentrant && process.domain) {
     const domain = process.domain
