@@ -354,8 +354,10 @@ function startWithOptions(lock, task, opts) {
   // `weight` / `mode` (docs/semaphores.md): read only from a call that has
   // options, and set on the task only when it is not the default, so a
   // mutex's tasks keep their shape.
-  const weight = callWeight(opts, space.permits || 1, typeof task.ids === 'number' ? 1 : task.ids.length)
-  if (weight !== undefined) task.weight = weight
+  if (opts && (opts.weight !== undefined || opts.mode !== undefined)) {
+    const weight = callWeight(opts, space.permits || 1, typeof task.ids === 'number' ? 1 : task.ids.length)
+    if (weight !== undefined) task.weight = weight
+  }
   if (maxExecutionTime) extraOf(task).maxExecutionTime = maxExecutionTime
   if (lock.domainReentrant && space.reentrant && process.domain) {
     const domain = process.domain
