@@ -9,7 +9,12 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+export declare function createSemTable(permits: number): number
+
 export declare function createTable(): number
+
+/** Frees a counted table once its JS lock is unreachable (nobody waits). */
+export declare function dropSemTable(table: number): void
 
 /**
  * Frees a table. Its waiters are dropped with it: only called once the JS
@@ -196,6 +201,24 @@ export declare function redisLeaseKey(prefix: string, name: string, space?: stri
 export declare function redisOpen(urls: string[], cluster: boolean, prefix: string, onLost: (event: NativeLostEvent) => void, options?: NativeConnOptions): number
 
 export declare function redisRelease(handle: number, lease: number): Promise<boolean>
+
+/** `[outcome, ticket or key index]`. */
+export declare function semAcquire(table: number, maxPending: number, skipQueue: boolean, keys: Array<number>, weights: Array<number>): Array<number>
+
+/** `[cancelled (1/0), blocking key index, ticket × g]`. */
+export declare function semCancel(table: number, ticket: number): Array<number>
+
+/** Gives back the permits; returns the tickets granted, in grant order. */
+export declare function semRelease(table: number, keys: Array<number>, weights: Array<number>): Array<number>
+
+/** Live waiters on a counted key (for the `queues` view). */
+export declare function semWaitingOn(table: number, key: number): number
+
+/**
+ * The key words of a counted table, valid below `min`: a count of permits
+ * out, or -1 while waiters are queued. A fresh view: call again after growing.
+ */
+export declare function semWords(table: number, min: number): ArrayBuffer
 
 /**
  * The key words of a table, valid for key ids below `min` (grows the table

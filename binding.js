@@ -835,7 +835,9 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.createSemTable = nativeBinding.createSemTable
 module.exports.createTable = nativeBinding.createTable
+module.exports.dropSemTable = nativeBinding.dropSemTable
 module.exports.dropTable = nativeBinding.dropTable
 module.exports.ioBuffer = nativeBinding.ioBuffer
 module.exports.noop = nativeBinding.noop
@@ -861,5 +863,10 @@ module.exports.redisIsBusy = nativeBinding.redisIsBusy
 module.exports.redisLeaseKey = nativeBinding.redisLeaseKey
 module.exports.redisOpen = nativeBinding.redisOpen
 module.exports.redisRelease = nativeBinding.redisRelease
+module.exports.semAcquire = nativeBinding.semAcquire
+module.exports.semCancel = nativeBinding.semCancel
+module.exports.semRelease = nativeBinding.semRelease
+module.exports.semWaitingOn = nativeBinding.semWaitingOn
+module.exports.semWords = nativeBinding.semWords
 module.exports.tableWords = nativeBinding.tableWords
 module.exports.waitingOn = nativeBinding.waitingOn

@@ -136,6 +136,44 @@ declare namespace AsyncLock {
      */
     skipQueue?: boolean | undefined
     /**
+     * Constructor only; keylock's addition (docs/semaphores.md). How many
+     * permits each key admits: holders run together while their weights add
+     * up to at most `permits`. `1` (the default) is the mutex, unchanged;
+     * `Infinity` makes a read/write lock with unbounded shared holders. A
+     * positive integer or `Infinity`, else `TypeError` (code
+     * `ERR_INVALID_ARG_VALUE`) naming `permits`. Isolate reach only for now:
+     * above 1 with `scope: 'process'` or `redis` is a `TypeError` ("not
+     * supported ... yet").
+     *
+     * @example
+     * const lock = new AsyncLock({ permits: 3 })
+     * await lock.acquire('tenant-1', exportOne) // at most 3 at once per tenant
+     */
+    permits?: number | undefined
+    /**
+     * Per call only; keylock's addition. How many of each key's `permits`
+     * this call takes: a number (every key), or an array with one weight per
+     * key, in the order of the keys. Default `1`. An integer from 1 to
+     * `permits`, else `TypeError` (code `ERR_INVALID_ARG_VALUE`) naming
+     * `weight`, thrown before anything is queued. Grants are strictly FIFO:
+     * a heavy request at the head of a queue is never overtaken by lighter
+     * ones behind it.
+     */
+    weight?: number | readonly number[] | undefined
+    /**
+     * Per call only; keylock's addition. Read/write lock: `'exclusive'` takes
+     * every permit of each key (runs alone; not with `weight`), `'shared'`
+     * takes `weight` (default 1) and needs `permits` > 1. A waiting
+     * exclusive call is not overtaken by later shared ones. Anything else is
+     * a `TypeError` naming `mode`.
+     *
+     * @example
+     * const rw = new AsyncLock({ permits: Infinity })
+     * rw.acquire('doc', read, { mode: 'shared' })
+     * rw.acquire('doc', write, { mode: 'exclusive' })
+     */
+    mode?: 'shared' | 'exclusive' | undefined
+    /**
      * Constructor only. The Promise constructor used for the promises that
      * `acquire` returns (Bluebird, for instance). Default: the global
      * `Promise`; `null` and `undefined` also give it. Throws `TypeError`
@@ -359,6 +397,13 @@ declare namespace AsyncLock {
      * (code `ERR_INVALID_ARG_VALUE`) naming `options.signal`.
      */
     signal?: LeaseAbortSignal | undefined
+    /**
+     * keylock's counted keys (docs/semaphores.md): the permits this lease
+     * takes of each key, as `acquire`'s `weight` option. Default `1`.
+     */
+    weight?: number | readonly number[] | undefined
+    /** Read/write lock, as `acquire`'s `mode` option. */
+    mode?: 'shared' | 'exclusive' | undefined
   }
 
   /**

@@ -9,7 +9,7 @@
 const { openSpace } = require('./lib/spaces')
 const { Task, start } = require('./lib/task')
 const { messages, invalidArg } = require('./lib/errors')
-const { timeOption, maxPendingOption, normalizeKey } = require('./lib/validate')
+const { timeOption, maxPendingOption, normalizeKey, callWeight } = require('./lib/validate')
 const { LockLostError, leaseKeys, leaseOptions, abortReason, lockLease } = require('./lib/lease')
 const { Stats, reachOf, DEFAULT_TOP } = require('./lib/trace')
 
@@ -169,9 +169,11 @@ AsyncLock.prototype.isBusy = function (key) {
 AsyncLock.prototype.lock = function (key, options) {
   let names
   let opts
+  let weight
   try {
     names = leaseKeys(key)
     opts = leaseOptions(options, this.timeout)
+    weight = callWeight(opts.options, this._space.permits || 1, names.length)
   } catch (err) {
     return Promise.reject(err)
   }
@@ -181,7 +183,7 @@ AsyncLock.prototype.lock = function (key, options) {
     this._stats.aborts++
     return Promise.reject(abortReason(signal))
   }
-  return lockLease(this._space, this._stats, names, timeout, this.maxPending, signal)
+  return lockLease(this._space, this._stats, names, timeout, this.maxPending, signal, weight)
 }
 
 /**

@@ -179,7 +179,7 @@ function leaseOptions(options, defaultTimeout) {
   ) {
     throw invalidArg('options.signal', 'an AbortSignal', signal)
   }
-  return { timeout, signal }
+  return { timeout, signal, options }
 }
 
 /** What an aborted signal rejects with: its reason, or an AbortError if it has none. */
@@ -328,13 +328,15 @@ function makeLease(request) {
  * the signal's reason / the reach's error, and once it has rejected the
  * caller holds nothing.
  */
-function lockLease(space, stats, names, timeout, maxPending, signal) {
+function lockLease(space, stats, names, timeout, maxPending, signal, weight) {
   const trace = traced(true) ? new Trace(stats, names, 'lease') : null
   if (trace !== null) trace.start()
   const promise = new Promise((resolve, reject) => {
     const ids = space.internAll(names)
     const request = new LeaseRequest(space, stats, names, ids, signal, resolve, reject)
     request.trace = trace
+    // Counted keys only (docs/semaphores.md): the space reads it on acquire and release.
+    if (weight !== undefined) request.weight = weight
     const max = pendingForNative(maxPending)
     const outcome =
       typeof ids === 'number'

@@ -31,7 +31,7 @@
 
 const { GRANTED, QUEUED, REJECTED, TIMED_OUT, RELEASED, RELEASING, HANDOFF, deliver, handOff, pendingForNative } = require('./spaces')
 const { messages } = require('./errors')
-const { timeOption, maxPendingOption } = require('./validate')
+const { timeOption, maxPendingOption, callWeight } = require('./validate')
 const { traced, Trace, queuedAt } = require('./trace')
 
 /**
@@ -377,6 +377,14 @@ class CallOptions {
 
 function startWithOptions(lock, task, opts) {
   const space = lock._space
+  // `weight` / `mode` (docs/semaphores.md): read only from a call that has
+  // options, and set on the task only when it is not the default, so a
+  // mutex's tasks keep their shape. Checked before a trace starts: a
+  // TypeError leaves no trace open.
+  if (opts && (opts.weight !== undefined || opts.mode !== undefined)) {
+    const weight = callWeight(opts, space.permits || 1, typeof task.ids === 'number' ? 1 : task.ids.length)
+    if (weight !== undefined) task.weight = weight
+  }
   let trace = null
   if (traced(false)) {
     trace = extraOf(task).trace = new Trace(lock._stats, task.name, task.reject === null ? 'callback' : 'promise')

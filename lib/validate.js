@@ -54,3 +54,54 @@ function ttlOption(name, value, expected = `a number of milliseconds from ${TTL_
 }
 
 module.exports = { timeOption, maxPendingOption, normalizeKey, ttlOption }
+
+// Counted keys (docs/semaphores.md). The limit a key's words can hold.
+const MAX_PERMITS = 0x7fffffff
+
+/** The constructor's `permits`: a positive integer, Infinity (unbounded readers) → the largest count. */
+function permitsOption(value) {
+  if (value === undefined) return 1
+  if (value === Infinity) return MAX_PERMITS
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > MAX_PERMITS) {
+    throw invalidArg('option "permits"', `a positive integer up to ${MAX_PERMITS}, or Infinity`, value)
+  }
+  return value
+}
+
+/**
+ * One call's weights from its `weight` and `mode` options, for a request of
+ * `n` keys on a lock of `permits`: undefined (1 on every key: the default),
+ * a number, or an array of one weight per key. Throws a TypeError naming the
+ * option before anything is queued.
+ */
+function callWeight(opts, permits, n) {
+  if (!opts) return undefined
+  const { weight, mode } = opts
+  if (mode !== undefined) {
+    if (mode !== 'shared' && mode !== 'exclusive') throw invalidArg('option "mode"', "'shared' or 'exclusive'", mode)
+    if (mode === 'shared' && permits === 1) {
+      throw invalidArg('option "mode"', "'exclusive' or unset on a lock without permits (a shared holder needs permits > 1)", mode)
+    }
+    if (mode === 'exclusive') {
+      if (weight !== undefined) throw invalidArg('option "weight"', "unset with mode 'exclusive' (an exclusive call takes every permit)", weight)
+      return permits === 1 ? undefined : permits
+    }
+  }
+  if (weight === undefined) return undefined
+  const one = (w) => {
+    if (typeof w !== 'number' || !Number.isInteger(w) || w < 1 || w > permits) {
+      throw invalidArg('option "weight"', `an integer from 1 to the lock's permits (${permits})`, w)
+    }
+    return w
+  }
+  if (Array.isArray(weight)) {
+    if (weight.length !== n) throw invalidArg('option "weight"', `a number or an array of ${n} weights (one per key)`, weight)
+    const out = weight.map(one)
+    return n === 1 ? out[0] : out
+  }
+  return one(weight)
+}
+
+module.exports.MAX_PERMITS = MAX_PERMITS
+module.exports.permitsOption = permitsOption
+module.exports.callWeight = callWeight

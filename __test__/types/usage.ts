@@ -74,3 +74,11 @@ void [busy, zero, thousand, occupation, execution]
 // keylock's own options: a process-wide lock space shared by worker threads.
 new AsyncLock({ scope: 'process', name: 'uploads' })
 new AsyncLock({ scope: 'isolate' })
+
+// Counted keys (docs/semaphores.md): permits, weight (one or per key), mode.
+const counted = new AsyncLock({ permits: 3 })
+counted.acquire('k', () => 1, { weight: 2 }).then((n: number) => n)
+counted.acquire(['a', 'b'], () => 1, { weight: [1, 3], mode: 'shared' })
+counted.lock('k', { mode: 'exclusive' }).then((lease) => lease.release())
+// @ts-expect-error: a mode is 'shared' or 'exclusive'
+counted.acquire('k', () => 1, { mode: 'read' })

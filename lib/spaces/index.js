@@ -115,6 +115,7 @@
 
 const native = require('../native')
 const { invalidArg } = require('../errors')
+const { permitsOption } = require('../validate')
 
 // The outcome codes are the core's one table (src/core/outcome.rs), read
 // once by lib/native.js: acquire answers GRANTED, QUEUED or REJECTED, and
@@ -240,16 +241,25 @@ function internEach(space, names) {
  */
 function openSpace(opts) {
   const { scope, name } = opts
+  // Counted keys (docs/semaphores.md) exist on the isolate reach only so
+  // far: elsewhere a limit above 1 is refused, never silently a mutex.
+  const permits = permitsOption(opts.permits)
   if (opts.redis !== undefined && opts.redis !== null) {
     if (scope !== undefined && scope !== 'redis') {
       throw invalidArg('option "scope"', "'redis' or unset when the redis option is given", scope)
     }
+    if (permits !== 1) throw invalidArg('option "permits"', '1 or unset (permits are not supported on the Redis reach yet)', opts.permits)
     const { RedisSpace } = require('./redis')
     return new RedisSpace(opts.redis, { name, prefix: opts.prefix, ttl: opts.ttl, tls: opts.tls, waitReplicas: opts.waitReplicas })
   }
   if (scope === 'redis') throw invalidArg('option "redis"', "a Redis URL when scope is 'redis'", opts.redis)
-  if (scope === undefined || scope === 'isolate') return new IsolateSpace()
+  if (scope === undefined || scope === 'isolate') {
+    if (permits === 1) return new IsolateSpace()
+    const { CountedSpace } = require('./counted')
+    return new CountedSpace(permits)
+  }
   if (scope !== 'process') throw invalidArg('option "scope"', "'isolate', 'process' or 'redis'", scope)
+  if (permits !== 1) throw invalidArg('option "permits"', "1 or unset (permits are not supported with scope 'process' yet)", opts.permits)
   if (typeof name !== 'string' || name === '') {
     throw invalidArg('option "name"', "a non-empty string when scope is 'process'", name)
   }

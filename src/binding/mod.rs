@@ -45,6 +45,7 @@ use crate::process::SpaceError;
 mod hot;
 mod process;
 mod redis;
+mod semaphore;
 
 /// The smallest io buffer: room for a request of 252 keys.
 const IO_MIN: usize = 256;
@@ -58,6 +59,9 @@ struct NativeThread {
   /// Isolate tables, by table id.
   tables: Vec<Option<Table>>,
   free: Vec<u32>,
+  /// Counted isolate tables (`permits > 1`), by their own ids.
+  sem_tables: Vec<Option<crate::core::Semaphores>>,
+  sem_free: Vec<u32>,
   /// Process spaces this thread joined, by member index.
   members: Vec<process::NativeMember>,
   /// The io buffer, shared by both reaches' hot calls.

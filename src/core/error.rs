@@ -107,6 +107,9 @@ pub enum CoreError {
   NoKeys,
   /// `acquire` named the same key twice (it would wait for itself).
   DuplicateKey(KeyId),
+  /// A weight of 0 or above a counted table's permits (the faces validate
+  /// weights first, so this is the owner's bug: `KEYLOCK_INTERNAL`).
+  BadWeight(KeyId),
 }
 
 impl fmt::Display for CoreError {
@@ -116,6 +119,10 @@ impl fmt::Display for CoreError {
       CoreError::NotHeld(k) => write!(f, "key id {k} is not held"),
       CoreError::NoKeys => write!(f, "a request needs at least one key"),
       CoreError::DuplicateKey(k) => write!(f, "key id {k} is named twice in one request"),
+      CoreError::BadWeight(k) => write!(
+        f,
+        "key id {k} is asked for 0 permits or more than the limit"
+      ),
     }
   }
 }
@@ -129,6 +136,7 @@ impl Coded for CoreError {
       CoreError::NotHeld(_) => ErrorCode::NotHeld,
       CoreError::NoKeys => ErrorCode::NoKeys,
       CoreError::DuplicateKey(_) => ErrorCode::DuplicateKey,
+      CoreError::BadWeight(_) => ErrorCode::Internal,
     }
   }
 }

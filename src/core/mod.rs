@@ -42,6 +42,15 @@
 //!   property test (the table's holders agree with the model's after every
 //!   step) and, across threads, by `process::tests::exclusion_across_threads`.
 //!
+//! # Counted keys
+//!
+//! [`Semaphores`] is the same queue model for keys that admit several
+//! holders (a keyed weighted semaphore, and a read/write lock as weights 1
+//! and `permits`): grants strictly in queue order while the head fits, one
+//! release may grant several heads. Its own module docs give its key words;
+//! docs/semaphores.md gives the API built on it. A one-permit lock stays on
+//! [`Table`].
+//!
 //! # Cancellation
 //!
 //! [`Table::cancel`] removes a waiting ticket from every queue it stands in.
@@ -96,10 +105,12 @@
 
 mod error;
 mod outcome;
+mod semaphore;
 mod table;
 
 pub use error::{Coded, CoreError, ErrorCode};
 pub use outcome::Outcome;
+pub use semaphore::{Semaphores, MAX_PERMITS, SEM_CONTENDED};
 pub use table::{Acquire, Cancel, KeyId, Table, TicketId, Words, UNLIMITED};
 
 /// A key word value: not held, nobody waits.

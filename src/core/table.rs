@@ -27,7 +27,7 @@ pub struct Words {
 }
 
 impl Words {
-  fn with_len(len: usize) -> Self {
+  pub(super) fn with_len(len: usize) -> Self {
     Words {
       slots: (0..len).map(|_| AtomicI32::new(IDLE)).collect(),
     }
@@ -49,7 +49,7 @@ impl Words {
       .map_or(IDLE, |w| w.load(Ordering::Relaxed))
   }
 
-  fn set(&self, key: KeyId, value: i32) {
+  pub(super) fn set(&self, key: KeyId, value: i32) {
     self.slots[key as usize].store(value, Ordering::Relaxed)
   }
 
