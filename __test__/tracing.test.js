@@ -204,7 +204,7 @@ forEachReach((reach) => {
       const lease = await lock.lock(key)
       const lost = new Promise((resolve) => lease.signal.addEventListener('abort', resolve))
       // The lease itself is `<prefix>:{<name>:<key>}:l` (docs/redis-keys.md).
-      await reach.server.command('DEL', `${reach.leaseKey(lock, key)}:l`)
+      await reach.server.command('DEL', reach.leaseKey(lock, key))
       await eventually(lost, 'the lost-lease signal')
       await lease.release()
       await rec.count(6)

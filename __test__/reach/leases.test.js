@@ -178,7 +178,7 @@ forEachReach((reach) => {
       const lease = await lock.lock('k')
       const lost = new Promise((resolve) => lease.signal.addEventListener('abort', () => resolve(lease.signal.reason)))
       // The lease itself is `<prefix>:{<name>:<key>}:l` (docs/redis-keys.md).
-      await reach.server.command('DEL', `${reach.leaseKey(lock, 'k')}:l`)
+      await reach.server.command('DEL', reach.leaseKey(lock, 'k'))
       const reason = await eventually(lost, 'the lost-lease signal')
       assert.ok(reason instanceof AsyncLock.LockLostError)
       assert.equal(reason.code, 'ELOCKLOST')
