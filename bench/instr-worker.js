@@ -2,7 +2,7 @@
 // One instruction-count measurement, run by `run.js --instructions` under
 // `valgrind --tool=callgrind --dump-before=*CPUUsage*`:
 //   node bench/instr-worker.js <impl> <workload> <n1> <n2> <pairs>
-// Warms up at n1 (as worker.js does), then runs the workload at n1 and at
+// Warms up at n2, then runs the workload at n1 and at
 // n2, `pairs` times over, calling process.cpuUsage() around each run: every
 // call makes callgrind dump and reset its counters, so dump 2 + 2k holds
 // the instructions of pair k's run at n1 and dump 3 + 2k its run at n2, and
@@ -37,12 +37,20 @@ async function once(size, data) {
 
 async function main() {
   const data = sizes.map((n) => (w.prepare ? w.prepare(n) : undefined))
-  for (let i = 0; i < 2; i++) await once(sizes[0], data[0])
+  for (let i = 0; i < 3; i++) await once(sizes[1], data[1])
+  // Each run starts from a full GC done before its dump, with a young
+  // generation (64 MB semi-spaces, set by run.js) big enough that no collection lands
+  // inside it: what is counted is the lock's own work and its allocations,
+  // not where V8 happens to collect (which swung the figures by more than
+  // the work itself).
+  global.gc()
   process.cpuUsage() // dump 1: startup and warm-up
   for (let k = 0; k < Number(pairsArg); k++) {
     await once(sizes[0], data[0])
+    global.gc()
     process.cpuUsage() // the run at n1
     await once(sizes[1], data[1])
+    global.gc()
     process.cpuUsage() // the run at n2
   }
   process.stdout.write(JSON.stringify({ ok: true, sizes }) + '\n')
