@@ -42,7 +42,8 @@ async function main() {
   // generation (64 MB semi-spaces, set by run.js) big enough that no collection lands
   // inside it: what is counted is the lock's own work and its allocations,
   // not where V8 happens to collect (which swung the figures by more than
-  // the work itself).
+  // the work itself). run.js also passes --single-threaded, so no background
+  // GC or compiler thread's work spills into the next run's dump.
   global.gc()
   process.cpuUsage() // dump 1: startup and warm-up
   for (let k = 0; k < Number(pairsArg); k++) {

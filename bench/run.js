@@ -186,6 +186,7 @@ function runCallgrind(impl, w, sizes, out) {
         '--dump-line=no',
         process.execPath,
         '--expose-gc',
+        '--single-threaded',
         '--min-semi-space-size=64',
         '--max-semi-space-size=64',
         path.join(__dirname, 'instr-worker.js'),
