@@ -32,7 +32,6 @@
 const { GRANTED, QUEUED, REJECTED, TIMED_OUT, RELEASING, HANDOFF, deliver, handOff, pendingForNative } = require('./spaces')
 const { messages } = require('./errors')
 const { timeOption, maxPendingOption } = require('./validate')
-const { armWait, clearWait } = require('./wait-timers')
 
 /**
  * What only some tasks need: timers, a per-call execution limit, a domain.
@@ -86,7 +85,7 @@ class Task {
   passOn() {
     const extra = this.extra
     if (extra !== null && extra.timer !== null) {
-      clearWait(extra.timer)
+      clearTimeout(extra.timer)
       extra.timer = null
     }
     this.state |= LOCKED
@@ -98,7 +97,7 @@ class Task {
     if ((this.state & RESOLVED) !== 0) return
     const extra = this.extra
     if (extra !== null && extra.timer !== null) {
-      clearWait(extra.timer)
+      clearTimeout(extra.timer)
       extra.timer = null
     }
     if (outcome === REJECTED) refuse(this, detail)
@@ -111,7 +110,7 @@ class Task {
     const extra = this.extra
     if (extra !== null) {
       if (extra.timer !== null) {
-        clearWait(extra.timer)
+        clearTimeout(extra.timer)
         extra.timer = null
       }
       const lock = this.lock
@@ -267,7 +266,7 @@ class Task {
     if (granted === null) return null
     const extra = this.extra
     if (extra !== null && extra.timer !== null) {
-      clearWait(extra.timer)
+      clearTimeout(extra.timer)
       extra.timer = null
     }
     return { granted, blocking: this.names()[Math.max(0, space.blockingIndex)] }
@@ -373,7 +372,7 @@ function startWithOptions(lock, task, opts) {
     task.run(true)
   } else if (outcome === QUEUED) {
     // Where the reach decides waits itself, the timeout went with the request.
-    if (timeout && !space.timesWaits) extraOf(task).timer = armWait(onTimeout, timeout, task)
+    if (timeout && !space.timesWaits) extraOf(task).timer = setTimeout(onTimeout, timeout, task)
     if (maxOccupationTime) extraOf(task).occupationTimer = setTimeout(onOccupationTimeout, maxOccupationTime, task)
   } else {
     refuse(task, space.rejectedIndex)
