@@ -222,7 +222,8 @@ export declare function semWords(table: number, min: number): ArrayBuffer
 
 /**
  * The key words of a table, valid for key ids below `min` (grows the table
- * when needed). Always a fresh view: call again after growing.
+ * when needed), followed by as many live-waiter counts (core::Words).
+ * Always a fresh view: call again after growing.
  */
 export declare function tableWords(table: number, min: number): ArrayBuffer
 

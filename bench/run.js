@@ -8,6 +8,8 @@
 //   node bench/run.js [--rounds N] [--only W1,W3] [--impls keylock,floor]
 //                     [--quick] [--out DIR] [--crossings | --no-crossings]
 //                     [--time-limit SECONDS per process, default 60]
+//   node bench/run.js --instructions [--only ...] [--impls ...] [--quick] [--out DIR] [--jobs 2]
+//                     instructions per operation under callgrind (load-independent)
 
 const { execFile } = require('child_process')
 const fs = require('fs')
@@ -17,10 +19,12 @@ const { workloads } = require('./workloads')
 const { renderChart } = require('./chart')
 
 const ALL_IMPLS = ['keylock', 'async-lock', 'async-mutex', 'floor']
+const INSTR_IMPLS = ['keylock', 'async-lock', 'floor']
+const INSTR_WORKLOADS = ['W1', 'W2', 'W3', 'W3a', 'W6t', 'W6p']
 let TIME_LIMIT_MS = 60000
 
 function parseArgs(argv) {
-  const args = { rounds: 5, only: null, impls: ALL_IMPLS, quick: false, out: path.join(__dirname, 'results'), crossings: 'also' }
+  const args = { rounds: 5, only: null, impls: null, quick: false, out: path.join(__dirname, 'results'), crossings: 'also', instructions: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     if (a === '--rounds') args.rounds = Number(argv[++i])
@@ -31,8 +35,11 @@ function parseArgs(argv) {
     else if (a === '--crossings') args.crossings = 'only'
     else if (a === '--no-crossings') args.crossings = 'no'
     else if (a === '--time-limit') TIME_LIMIT_MS = Number(argv[++i]) * 1000
+    else if (a === '--instructions') args.instructions = true
+    else if (a === '--jobs') INSTR_JOBS = Number(argv[++i])
     else throw new Error(`unknown option ${a}`)
   }
+  if (args.impls === null) args.impls = args.instructions ? INSTR_IMPLS : ALL_IMPLS
   if (args.quick && !argv.includes('--rounds')) args.rounds = 1
   for (const impl of args.impls) if (!ALL_IMPLS.includes(impl)) throw new Error(`unknown implementation ${impl}`)
   return args
@@ -154,9 +161,149 @@ function buildTable(args, cells, meta) {
   return lines.join('\n') + '\n'
 }
 
+/**
+ * Instruction-count mode. Each (workload, implementation) runs once under
+ * callgrind (instr-worker.js), at two sizes inside one process; callgrind
+ * dumps its counters at each size's start and end, so the per-operation
+ * figure is (I(n2) - I(n1)) / (n2 - n1): startup, warm-up and each run's
+ * fixed costs cancel. GC is left out (see instr-worker.js). Instructions executed do not depend on the machine's
+ * load, so one run judges a change; they are not time (a cache miss costs
+ * no more than an add here). Every thread counts: V8's GC and compiler
+ * threads too, as they would in wall-clock time.
+ */
+let INSTR_JOBS = 2
+const INSTR_PAIRS = 3
+
+function runCallgrind(impl, w, sizes, out) {
+  const prefix = path.join(out, `callgrind.${impl}.${w.name}`)
+  return new Promise((resolve) => {
+    execFile(
+      'valgrind',
+      [
+        '--tool=callgrind',
+        `--callgrind-out-file=${prefix}.out`,
+        '--dump-before=*CPUUsage*',
+        '--dump-line=no',
+        process.execPath,
+        '--expose-gc',
+        '--single-threaded',
+        '--min-semi-space-size=64',
+        '--max-semi-space-size=64',
+        path.join(__dirname, 'instr-worker.js'),
+        impl,
+        w.name,
+        String(sizes[0]),
+        String(sizes[1]),
+        String(INSTR_PAIRS),
+      ],
+      { timeout: TIME_LIMIT_MS * 5, killSignal: 'SIGKILL', maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        const totals = []
+        // Numbered dumps: 1 is startup and warm-up, then each pair's runs at
+        // n1 and n2; the exit's dump is the unnumbered file.
+        for (let i = 1; i <= 1 + 2 * INSTR_PAIRS; i++) {
+          const file = `${prefix}.out.${i}`
+          if (!fs.existsSync(file)) continue
+          const m = /^totals: (\d+)/m.exec(fs.readFileSync(file, 'utf8'))
+          totals.push(m ? Number(m[1]) : NaN)
+        }
+        for (const f of fs.readdirSync(out)) if (f.startsWith(path.basename(prefix) + '.out')) fs.rmSync(path.join(out, f))
+        let last = null
+        try {
+          last = JSON.parse(stdout.trim().split('\n').pop())
+        } catch {}
+        if (err && err.killed) return resolve({ ok: false, failure: 'timeout', detail: `over ${(TIME_LIMIT_MS * 5) / 1000} s` })
+        if (!last) return resolve({ ok: false, failure: 'crash', detail: (stderr || String(err)).trim().split('\n').slice(-3).join(' ').slice(0, 300) })
+        if (!last.ok) return resolve(last)
+        if (totals.length !== 1 + 2 * INSTR_PAIRS || !totals.every(Number.isFinite)) {
+          return resolve({ ok: false, failure: 'callgrind', detail: `expected ${1 + 2 * INSTR_PAIRS} dumps, got ${totals.length}` })
+        }
+        resolve({ ok: true, sizes, totals, ...perOperation(totals, sizes) })
+      },
+    )
+  })
+}
+
+/**
+ * What a run adds to the work proper is never negative (a GC cycle, a
+ * compilation landing in it), so each size's figure is its least run over
+ * the pairs: (min I(n2) − min I(n1)) ÷ (n2 − n1). The pairs' own
+ * differences give the spread.
+ */
+function perOperation(totals, sizes) {
+  const at1 = []
+  const at2 = []
+  for (let k = 0; k < INSTR_PAIRS; k++) {
+    at1.push(totals[1 + 2 * k])
+    at2.push(totals[2 + 2 * k])
+  }
+  const extra = sizes[1] - sizes[0]
+  const pairs = at1.map((t, k) => (at2[k] - t) / extra)
+  return { pairs, perOp: (Math.min(...at2) - Math.min(...at1)) / extra, min: Math.min(...pairs), max: Math.max(...pairs) }
+}
+
+async function instructions(args) {
+  const chosen = workloads.filter((w) => (args.only ? args.only.includes(w.name) : INSTR_WORKLOADS.includes(w.name)))
+  const scratch = fs.mkdtempSync(path.join(require('os').tmpdir(), 'keylock-callgrind-'))
+  const jobs = []
+  for (const w of chosen) {
+    // Sizes: the quick size (at most 10k) and half of it; halved again with --quick.
+    const n2 = Math.min(w.quick, 10000) / (args.quick ? 2 : 1)
+    for (const impl of args.impls) jobs.push({ w, impl, sizes: [n2 / 2, n2] })
+  }
+  const results = {}
+  let next = 0
+  const t0 = Date.now()
+  const worker = async () => {
+    while (next < jobs.length) {
+      const job = jobs[next++]
+      const r = await runCallgrind(job.impl, job.w, job.sizes, scratch)
+      ;(results[job.w.name] ||= {})[job.impl] = r
+      const what = r.ok ? `${r.perOp.toFixed(0)} instructions/op` : `FAIL ${r.failure} ${r.detail}`
+      process.stderr.write(`${job.w.name} ${job.impl}: ${what} (${((Date.now() - t0) / 1000).toFixed(0)} s)\n`)
+    }
+  }
+  await Promise.all(Array.from({ length: INSTR_JOBS }, worker))
+  fs.rmSync(scratch, { recursive: true, force: true })
+  const m = machine()
+  const lines = []
+  lines.push(`keylock instruction counts — ${m.date}, Node ${m.node}, valgrind --tool=callgrind${args.quick ? ', QUICK sizes' : ''}`)
+  lines.push('')
+  lines.push(`Instructions per operation, (I(n2) − I(n1)) ÷ (n2 − n1) within one process (startup and fixed costs cancel), all threads: each size's least of ${INSTR_PAIRS} runs (GC and compilation only ever add), then in brackets the range of the ${INSTR_PAIRS} pairs' own differences; then × vs async-lock (>1 = fewer). Last column: keylock ÷ floor.`)
+  lines.push('')
+  lines.push(`| workload | n1 → n2 | ${args.impls.join(' | ')} | keylock ÷ floor |`)
+  lines.push(`|---|---:|${args.impls.map(() => '---:').join('|')}|---:|`)
+  const failures = []
+  for (const w of chosen) {
+    const row = results[w.name]
+    const base = row['async-lock']
+    const cells = args.impls.map((impl) => {
+      const r = row[impl]
+      if (!r.ok) {
+        failures.push(`- ${w.name} / ${impl}: ${r.failure} — ${r.detail}`)
+        return `**FAIL ${r.failure}**`
+      }
+      let text = `${r.perOp.toFixed(0)} (${r.min.toFixed(0)}–${r.max.toFixed(0)})`
+      if (impl !== 'async-lock' && base && base.ok) text += ' ' + fmtRatio(base.perOp / r.perOp)
+      return text
+    })
+    const k = row.keylock
+    const f = row.floor
+    const vsFloor = k && f && k.ok && f.ok ? (k.perOp / f.perOp).toFixed(2) : '–'
+    const job = jobs.find((j) => j.w === w)
+    lines.push(`| ${w.name} | ${job.sizes[0]} → ${job.sizes[1]} | ${cells.join(' | ')} | ${vsFloor} |`)
+  }
+  if (failures.length) lines.push('', 'Failures:', '', ...failures)
+  const table = lines.join('\n') + '\n'
+  fs.writeFileSync(path.join(args.out, 'instructions.md'), table)
+  fs.writeFileSync(path.join(args.out, 'instructions.json'), JSON.stringify({ meta: m, results }, null, 1))
+  console.log(table)
+}
+
 async function main() {
   const args = parseArgs(process.argv.slice(2))
   fs.mkdirSync(args.out, { recursive: true })
+  if (args.instructions) return instructions(args)
   let crossings = null
   if (args.crossings !== 'no') {
     crossings = await runChild('crossings.js', args.quick ? ['--quick'] : [])

@@ -12,7 +12,7 @@ const quick = quickArg === '1'
 const impl = require('./impls/' + implName)
 const w = workloads.find((x) => x.name === workloadName)
 const n = quick ? w.quick : w.n
-const lockOpts = { maxPending: Infinity }
+const lockOpts = w.lockOpts || { maxPending: Infinity }
 
 let reported = false
 function report(result) {

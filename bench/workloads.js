@@ -120,6 +120,37 @@ function queued({ callback = false, awaitInside = false, withOpts = false } = {}
     })
 }
 
+/**
+ * W6p: n requests at once on one key held by another call, with the lock's
+ * `maxPending: MAX_PENDING`: the first MAX_PENDING queue and run in FIFO
+ * order, every later one is refused at once (a rejected promise).
+ */
+const MAX_PENDING = 100
+function refused(lock, n) {
+  return new Promise((resolve, reject) => {
+    let next = 0
+    let fifo = true
+    let refusals = 0
+    const refuse = () => {
+      refusals++
+    }
+    let open
+    const gate = new Promise((r) => (open = r))
+    lock.acquire('k', () => gate).catch(reject)
+    const queued = []
+    for (let i = 0; i < n; i++) {
+      const fn = () => {
+        if (next++ !== i) fifo = false
+      }
+      const p = lock.acquire('k', fn)
+      if (i < MAX_PENDING) queued.push(p)
+      else p.catch(refuse)
+    }
+    open()
+    Promise.all(queued).then(() => resolve({ ran: next, fifo, refused: refusals }), reject)
+  })
+}
+
 /** W4: n acquisitions on n distinct keys, all started at once. */
 async function distinctKeys(lock, n, keys) {
   let ran = 0
@@ -205,6 +236,10 @@ const W = [
     run: multiKey, expect: (n) => ({ ran: n, violations: 0 }),
   },
   { name: 'W6t', n: 10000, quick: 2000, reps: 5, run: queued({ withOpts: true }), expect: (n) => ({ ran: n, fifo: true, settled: n }) },
+  {
+    name: 'W6p', n: 10000, quick: 2000, reps: 5, lockOpts: { maxPending: MAX_PENDING },
+    run: refused, expect: (n) => ({ ran: MAX_PENDING, fifo: true, refused: n - MAX_PENDING }),
+  },
   { name: 'W6u', n: 200000, quick: 20000, reps: 5, run: sequential(true), expect: (n) => ({ ran: n }) },
   // W7 is measured differently (memory), see worker.js.
   { name: 'W7', n: 1000000, quick: 20000, reps: 1, memory: true, expect: (n) => ({ ran: n }) },

@@ -8,8 +8,11 @@
 const { Mutex, withTimeout } = require('async-mutex')
 
 class KeyedMutex {
-  constructor() {
+  constructor(opts) {
     this.mutexes = new Map()
+    /** key -> how many calls await its mutex (async-mutex keeps no such count) */
+    this.pending = new Map()
+    this.maxPending = opts && opts.maxPending !== undefined ? opts.maxPending : Infinity
   }
 
   acquire(key, fn, cb, opts) {
@@ -36,7 +39,21 @@ class KeyedMutex {
   async lock(key, opts) {
     const mutex = this.mutex(key)
     const timeout = opts && opts.timeout
-    const release = await (timeout ? withTimeout(mutex, timeout) : mutex).acquire()
+    let release
+    if (this.maxPending === Infinity || !mutex.isLocked()) {
+      release = await (timeout ? withTimeout(mutex, timeout) : mutex).acquire()
+    } else {
+      const pending = this.pending.get(key) || 0
+      if (pending >= this.maxPending) throw new Error('Too many pending tasks in queue ' + key)
+      this.pending.set(key, pending + 1)
+      try {
+        release = await (timeout ? withTimeout(mutex, timeout) : mutex).acquire()
+      } finally {
+        const left = this.pending.get(key) - 1
+        if (left === 0) this.pending.delete(key)
+        else this.pending.set(key, left)
+      }
+    }
     return () => {
       release()
       // A waiter is handed the mutex inside release(), so "unlocked" here
@@ -72,4 +89,4 @@ function call(fn) {
   return new Promise((resolve, reject) => fn((err, ret) => (err ? reject(err) : resolve(ret))))
 }
 
-module.exports = { name: 'async-mutex', create: () => new KeyedMutex() }
+module.exports = { name: 'async-mutex', create: (opts) => new KeyedMutex(opts) }

@@ -8,8 +8,8 @@
 // on a free key; in promise mode completion is observed through
 // `Promise.resolve(fn()).then(...)` and the next waiter starts in that same
 // microtask; callback mode when fn.length === 1; FIFO per key; `timeout`
-// on a queued call. What it leaves out: maxPending (every workload uses
-// Infinity), skipQueue, maxOccupationTime, maxExecutionTime, domains,
+// on a queued call; maxPending (a queue holding that many refuses the
+// call, as async-lock counts it). What it leaves out: skipQueue, maxOccupationTime, maxExecutionTime, domains,
 // opts.Promise. Multi-key requests are NOT all-or-nothing: keys are taken
 // one by one in sorted order, the simplest approach that cannot deadlock.
 //
@@ -198,9 +198,10 @@ function onTimeout(task) {
 }
 
 class FloorLock {
-  constructor() {
+  constructor(opts) {
     /** key -> HELD, or the Queue of its waiters while it is held */
     this.busy = new Map()
+    this.maxPending = opts && opts.maxPending !== undefined ? opts.maxPending : 1000
   }
 
   acquire(key, fn, cb, opts) {
@@ -226,6 +227,10 @@ class FloorLock {
       if (state === undefined) {
         this.busy.set(key, HELD)
         task.run()
+        return promise
+      }
+      if (state !== HELD && state.items.length - state.head >= this.maxPending) {
+        task.notify(new Error('Too many pending tasks in queue ' + key), undefined)
         return promise
       }
       this.enqueue(key, state, task)
@@ -267,4 +272,4 @@ class FloorLock {
   }
 }
 
-module.exports = { name: 'floor', create: () => new FloorLock() }
+module.exports = { name: 'floor', create: (opts) => new FloorLock(opts) }

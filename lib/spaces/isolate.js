@@ -2,8 +2,10 @@
 // The isolate reach (the default): one AsyncLock's own lock space. Implements
 // the Space contract (./index.js). It interns keys to ids, decides the
 // uncontended acquire and release on the key words the Rust table owns
-// (0 idle, 1 held, 2 contended: see src/core/mod.rs, "Key words"), and calls
-// Rust through the io buffer for everything else. It owns the waiter
+// (0 idle, 1 held, 2 contended: see src/core/mod.rs, "Key words"), refuses
+// a request over maxPending from the live-waiter counts Rust keeps beside
+// the words (core::Words), and calls Rust through the io buffer for
+// everything else. It owns the waiter
 // records (ticket -> record); grants go out through deliver().
 
 const native = require('../native')
@@ -28,7 +30,10 @@ let lastToken = 0
 class IsolateSpace {
   constructor() {
     this.table = native.createTable()
-    this.words = new Int32Array(native.tableWords(this.table, 0))
+    this.words = null
+    /** live waiters per key id, kept by Rust; 0 unless the word is CONTENDED */
+    this.pending = null
+    this._view(0)
     /** normalized key -> id, only for keys that are held or waited on */
     this.ids = new Map()
     /** id -> normalized key */
@@ -58,11 +63,19 @@ class IsolateSpace {
     if (id === undefined) {
       if (this.ids.size >= this.sweepAt) this.sweep()
       id = this.freeIds.length > 0 ? this.freeIds.pop() : this.nextId++
-      if (id >= this.words.length) this.words = new Int32Array(native.tableWords(this.table, id + 1))
+      if (id >= this.words.length) this._view(id + 1)
       this.ids.set(key, id)
       this.names[id] = key
     }
     return id
+  }
+
+  /** Fresh views of the table's words and counts, valid for ids below `min`. */
+  _view(min) {
+    const buffer = native.tableWords(this.table, min)
+    const len = buffer.byteLength >> 3
+    this.words = new Int32Array(buffer, 0, len)
+    this.pending = new Int32Array(buffer, len << 2, len)
   }
 
   internAll(names) {
@@ -109,6 +122,11 @@ class IsolateSpace {
       words[id] = HELD
       return GRANTED
     }
+    // The table's own rule (Table::acquire), without a crossing.
+    if (maxPending !== -1 && this.pending[id] >= maxPending) {
+      this.rejectedIndex = 0
+      return REJECTED
+    }
     writeRequestOne(io, this.table, maxPending, skipQueue, id)
     native.acquire()
     return this._acquired(waiter)
@@ -127,6 +145,15 @@ class IsolateSpace {
     if (free) {
       for (let i = 0; i < ids.length; i++) words[ids[i]] = HELD
       return GRANTED
+    }
+    if (maxPending !== -1) {
+      const pending = this.pending
+      for (let i = 0; i < ids.length; i++) {
+        if (words[ids[i]] !== IDLE && pending[ids[i]] >= maxPending) {
+          this.rejectedIndex = i
+          return REJECTED
+        }
+      }
     }
     reserveIo(4 + ids.length)
     writeRequest(io, this.table, maxPending, skipQueue, ids)
@@ -241,7 +268,7 @@ class IsolateSpace {
     const out = Object.create(null)
     for (const [key, id] of this.ids) {
       if (this.words[id] === IDLE) continue
-      out[key] = new Array(this.words[id] === HELD ? 0 : native.waitingOn(this.table, id))
+      out[key] = new Array(this.pending[id])
     }
     return out
   }

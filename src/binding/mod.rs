@@ -235,7 +235,8 @@ pub fn drop_table(table: u32) -> Result<(), Code> {
 }
 
 /// The key words of a table, valid for key ids below `min` (grows the table
-/// when needed). Always a fresh view: call again after growing.
+/// when needed), followed by as many live-waiter counts (core::Words).
+/// Always a fresh view: call again after growing.
 #[napi(catch_unwind, js_name = "tableWords")]
 pub fn table_words(env: &Env, table: u32, min: u32) -> Result<ArrayBuffer<'_>, Code> {
   let words = with_thread(|t| {
@@ -243,7 +244,7 @@ pub fn table_words(env: &Env, table: u32, min: u32) -> Result<ArrayBuffer<'_>, C
     table.reserve_keys(min as usize);
     Ok(table.words().clone())
   })?;
-  external_i32(env, words.as_mut_ptr(), words.len(), words)
+  external_i32(env, words.as_mut_ptr(), words.slot_count(), words)
 }
 
 // The hot bodies read the io buffer through one bounds-checked slice each

@@ -19,38 +19,63 @@ const KEEP_QUEUE_CAPACITY: usize = 64;
 
 const NO_TICKET: u32 = u32::MAX;
 
-/// The per-key words (see the module docs, *Key words*). Atomic only so that
-/// the memory may be aliased by a JS typed array without undefined
-/// behaviour; every access is on the table's own thread and uses `Relaxed`.
+/// The per-key words (see the module docs, *Key words*), followed by one
+/// count per key: its live waiters (0 unless the word is `CONTENDED`), kept
+/// equal to the table's own count so that the owner can refuse a request
+/// over `max_pending` without calling the table. Atomic only so that the
+/// memory may be aliased by a JS typed array without undefined behaviour;
+/// every access is on the table's own thread and uses `Relaxed`.
 pub struct Words {
+  /// `len` key words, then `len` waiter counts.
   slots: Box<[AtomicI32]>,
+  len: usize,
 }
 
 impl Words {
   pub(super) fn with_len(len: usize) -> Self {
     Words {
-      slots: (0..len).map(|_| AtomicI32::new(IDLE)).collect(),
+      slots: (0..2 * len).map(|_| AtomicI32::new(IDLE)).collect(),
+      len,
     }
   }
 
+  /// How many keys have a word.
   pub fn len(&self) -> usize {
-    self.slots.len()
+    self.len
   }
 
   pub fn is_empty(&self) -> bool {
-    self.slots.is_empty()
+    self.len == 0
+  }
+
+  /// i32 slots in the whole array: the words, then the counts.
+  pub fn slot_count(&self) -> usize {
+    self.slots.len()
   }
 
   /// The word of `key`; `IDLE` for a key beyond the end.
   pub fn get(&self, key: KeyId) -> i32 {
-    self
-      .slots
-      .get(key as usize)
-      .map_or(IDLE, |w| w.load(Ordering::Relaxed))
+    if key as usize >= self.len {
+      return IDLE;
+    }
+    self.slots[key as usize].load(Ordering::Relaxed)
   }
 
   pub(super) fn set(&self, key: KeyId, value: i32) {
     self.slots[key as usize].store(value, Ordering::Relaxed)
+  }
+
+  /// The live-waiter count of `key` as the owner reads it.
+  pub fn waiters(&self, key: KeyId) -> i32 {
+    if key as usize >= self.len {
+      return 0;
+    }
+    self.slots[self.len + key as usize].load(Ordering::Relaxed)
+  }
+
+  fn set_waiters(&self, key: KeyId, live: u32) {
+    // A table never has 2^31 waiters (each is a heap slot), so this is exact.
+    self.slots[self.len + key as usize].store(live as i32, Ordering::Relaxed)
   }
 
   /// Start of the array, for a caller that exposes it to another runtime.
@@ -172,8 +197,9 @@ impl Table {
     }
     let len = keys.max(have * 2);
     let words = Words::with_len(len);
-    for (i, w) in self.words.slots.iter().enumerate() {
-      words.slots[i].store(w.load(Ordering::Relaxed), Ordering::Relaxed);
+    for k in 0..have as KeyId {
+      words.set(k, self.words.get(k));
+      words.set_waiters(k, self.words.waiters(k) as u32);
     }
     self.words = Arc::new(words);
     self.queues.resize_with(len, KeyQueue::default);
@@ -289,6 +315,7 @@ impl Table {
         q.queue.push_back(ticket);
       }
       q.live += 1;
+      self.words.set_waiters(k, q.live);
       self.words.set(k, CONTENDED);
     }
     self.waiting += 1;
@@ -339,6 +366,7 @@ impl Table {
     for &k in keys {
       let q = &mut self.queues[k as usize];
       q.live -= 1;
+      self.words.set_waiters(k, q.live);
       if q.queue.front() == Some(&ticket) {
         self.drop_cancelled_heads(k);
         if !self.queues[k as usize].held {
@@ -391,6 +419,7 @@ impl Table {
       let q = &mut self.queues[k as usize];
       q.queue.pop_front();
       q.live -= 1;
+      self.words.set_waiters(k, q.live);
       q.held = true;
       self.drop_cancelled_heads(k);
       self.settle_word(k);
@@ -574,6 +603,32 @@ mod tests {
     assert_eq!(t.cancel(a, &mut Vec::new()), Cancel::Cancelled);
     // The cancelled waiter no longer takes a slot (async-lock's dead entries do).
     assert!(matches!(t.acquire(&[0], 1, false), Ok(Acquire::Queued(_))));
+  }
+
+  #[test]
+  fn the_waiter_counts_beside_the_words_follow_the_queues() {
+    let mut t = Table::new();
+    let counts = |t: &Table| (0..3).map(|k| t.words().waiters(k)).collect::<Vec<_>>();
+    assert!(granted(&mut t, &[0]));
+    let a = queued(&mut t, &[0]);
+    let b = queued(&mut t, &[0, 1]);
+    let c = queued(&mut t, &[0]);
+    assert_eq!(counts(&t), [3, 1, 0], "b waits on key 1 too");
+    assert_eq!(t.cancel(b, &mut Vec::new()), Cancel::Cancelled);
+    assert_eq!(counts(&t), [2, 0, 0]);
+    // Growing the table carries the counts over to the new array.
+    assert!(t.reserve_keys(1000));
+    assert_eq!(counts(&t), [2, 0, 0]);
+    let mut grants = Vec::new();
+    t.release(&[0], &mut grants).unwrap();
+    assert_eq!(grants, [a]);
+    assert_eq!(counts(&t), [1, 0, 0]);
+    t.release(&[0], &mut grants).unwrap();
+    assert_eq!(grants, [a, c]);
+    assert_eq!(counts(&t), [0, 0, 0]);
+    for k in 0..3 {
+      assert_eq!(t.words().waiters(k) as u32, t.waiting_on(k));
+    }
   }
 
   #[test]

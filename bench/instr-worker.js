@@ -1,0 +1,60 @@
+'use strict'
+// One instruction-count measurement, run by `run.js --instructions` under
+// `valgrind --tool=callgrind --dump-before=*CPUUsage*`:
+//   node bench/instr-worker.js <impl> <workload> <n1> <n2> <pairs>
+// Warms up at n2, then runs the workload at n1 and at
+// n2, `pairs` times over, calling process.cpuUsage() around each run: every
+// call makes callgrind dump and reset its counters, so dump 2 + 2k holds
+// the instructions of pair k's run at n1 and dump 3 + 2k its run at n2, and
+// (I(n2) - I(n1)) / (n2 - n1) is the cost per operation with startup and
+// per-run fixed costs cancelled. Several pairs, because a major GC lands in
+// one run or another.
+// Nothing else in the process may call process.cpuUsage(). Prints one JSON
+// line: ok, or the failure (signature mismatch, crash).
+
+const { workloads } = require('./workloads')
+
+const [implName, workloadName, n1Arg, n2Arg, pairsArg] = process.argv.slice(2)
+const impl = require('./impls/' + implName)
+const w = workloads.find((x) => x.name === workloadName)
+const sizes = [Number(n1Arg), Number(n2Arg)]
+const lockOpts = w.lockOpts || { maxPending: Infinity }
+
+function fail(kind, detail) {
+  process.stdout.write(JSON.stringify({ ok: false, failure: kind, detail: String(detail).slice(0, 300) }) + '\n')
+  process.exit(0)
+}
+process.on('uncaughtException', (err) => fail('crash', (err && err.stack) || err))
+process.on('unhandledRejection', (err) => fail('crash', (err && err.stack) || err))
+
+const same = (a, b) => JSON.stringify(a) === JSON.stringify(b)
+
+async function once(size, data) {
+  const lock = impl.create(lockOpts)
+  const signature = await w.run(lock, size, data)
+  if (!same(signature, w.expect(size))) fail('mismatch', `got ${JSON.stringify(signature)}, want ${JSON.stringify(w.expect(size))}`)
+}
+
+async function main() {
+  const data = sizes.map((n) => (w.prepare ? w.prepare(n) : undefined))
+  for (let i = 0; i < 3; i++) await once(sizes[1], data[1])
+  // Each run starts from a full GC done before its dump, with a young
+  // generation (64 MB semi-spaces, set by run.js) big enough that no collection lands
+  // inside it: what is counted is the lock's own work and its allocations,
+  // not where V8 happens to collect (which swung the figures by more than
+  // the work itself). run.js also passes --single-threaded, so no background
+  // GC or compiler thread's work spills into the next run's dump.
+  global.gc()
+  process.cpuUsage() // dump 1: startup and warm-up
+  for (let k = 0; k < Number(pairsArg); k++) {
+    await once(sizes[0], data[0])
+    global.gc()
+    process.cpuUsage() // the run at n1
+    await once(sizes[1], data[1])
+    global.gc()
+    process.cpuUsage() // the run at n2
+  }
+  process.stdout.write(JSON.stringify({ ok: true, sizes }) + '\n')
+}
+
+main().catch((err) => fail('crash', (err && err.stack) || err))
