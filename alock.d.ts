@@ -1,4 +1,4 @@
-// Types for `require('keylock/alock')`, the alock 0.0.2 face.
+// Types for `require('keyed-lock/alock')`, the alock 0.0.2 face.
 
 /**
  * Runs `callback` while holding `key`, in the one lock space this module
@@ -23,7 +23,7 @@
  *   `lock()`, and the key stays held until `done` is called.
  *
  * @example
- * import lock = require('keylock/alock')
+ * import lock = require('keyed-lock/alock')
  * lock('file:a.txt', (done) => {
  *   fs.appendFile('a.txt', line, () => done())
  * })
@@ -32,14 +32,14 @@ declare function lock(key: string | number | symbol, callback: (done: () => void
 
 declare namespace lock {
   /**
-   * keylock's addition: the same `lock(key, callback)` over one lock space
+   * keyed-lock's addition: the same `lock(key, callback)` over one lock space
    * shared by every worker thread of the process (the plain `lock` is shared
    * only within one thread). FIFO holds across threads, and a thread that
    * exits, is terminated or throws gives up what it held and what it waited
    * for. The space is opened on first use of this property.
    *
    * @example
-   * import lock = require('keylock/alock')
+   * import lock = require('keyed-lock/alock')
    * // in the main thread and in any worker:
    * lock.shared('report.csv', (done) => appendLines().finally(done))
    */

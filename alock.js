@@ -45,14 +45,14 @@ function createLock(space) {
 
 const lock = createLock(openSpace({}))
 
-// `require('keylock/alock').shared`: the same `lock(key, callback)` over one
+// `require('keyed-lock/alock').shared`: the same `lock(key, callback)` over one
 // lock space shared by every worker thread of the process. Opened on first
 // use, so a thread that never touches it pays nothing.
 let shared = null
 Object.defineProperty(lock, 'shared', {
   enumerable: true,
   get() {
-    if (shared === null) shared = createLock(openSpace({ scope: 'process', name: 'keylock/alock' }))
+    if (shared === null) shared = createLock(openSpace({ scope: 'process', name: 'keyed-lock/alock' }))
     return shared
   },
 })

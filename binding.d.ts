@@ -158,7 +158,7 @@ export declare function redisAcquire(handle: number, request: number, names: Arr
 
 /**
  * Releases every lease of the client (best effort) and closes it; its
- * waiters end with a `KEYLOCK_CLOSED` error.
+ * waiters end with a `KEYED_LOCK_CLOSED` error.
  */
 export declare function redisClose(handle: number): Promise<void>
 

@@ -1,5 +1,5 @@
-// Types for `require('keylock/exclusive-lock')`: @logdna/exclusive-lock
-// 2.0.0's API over keylock's Redis client.
+// Types for `require('keyed-lock/exclusive-lock')`: @logdna/exclusive-lock
+// 2.0.0's API over keyed-lock's Redis client.
 
 import { EventEmitter } from 'events'
 import AsyncLock = require('./index')
@@ -18,13 +18,13 @@ import AsyncLock = require('./index')
  *   of `'refreshed'`; `'refreshed'` means the extension was confirmed;
  * - with no `'error'` listener, the lock is released first and the error is
  *   then thrown as an uncaught exception (not an unhandled rejection);
- * - Redis is reached through keylock's own client: `cache_connection` only
+ * - Redis is reached through keyed-lock's own client: `cache_connection` only
  *   says where it is (an ioredis or node-redis client's options are read:
  *   address, credentials, TLS settings, or a Sentinel client's sentinels
  *   and master name; a URL string or `{url}` also work).
  *
  * @example
- * const ExclusiveLock = require('keylock/exclusive-lock')
+ * const ExclusiveLock = require('keyed-lock/exclusive-lock')
  * const lock = new ExclusiveLock({ name: 'nightly-report', cache_connection: ioredisClient })
  * lock.on('error', (err) => stopWork(err))
  * if (await lock.acquire()) {
@@ -49,13 +49,13 @@ declare class ExclusiveLock extends EventEmitter {
    *   `cache_connection` when no server address can be read from it (a URL
    *   is never quoted with its password).
    * @throws RangeError (`code: 'ERR_OUT_OF_RANGE'`) naming `lock_ttl_ms`
-   *   when it is outside 50..2147483647 (keylock's lease bounds).
+   *   when it is outside 50..2147483647 (keyed-lock's lease bounds).
    */
   constructor(opts: ExclusiveLock.ExclusiveLockOptions)
 
   /** The `log` option, or a no-op logger shaped like abstract-logging. */
   log: ExclusiveLock.Logger
-  /** The `cache_connection` option as given; keylock reads its address and never uses it. */
+  /** The `cache_connection` option as given; keyed-lock reads its address and never uses it. */
   cache_connection: ExclusiveLock.CacheConnection
   /** `name`, slugged (`/[\s\W]+/g` → `-`). */
   name: string
@@ -126,8 +126,8 @@ declare namespace ExclusiveLock {
   }
 
   /**
-   * An ioredis or node-redis client (only its options are read; keylock
-   * never sends commands through it), or keylock's `redis://…` URL string
+   * An ioredis or node-redis client (only its options are read; keyed-lock
+   * never sends commands through it), or keyed-lock's `redis://…` URL string
    * or `{url}`.
    */
   export type CacheConnection = string | { url: string } | { set(...args: any[]): unknown; [key: string]: any }
@@ -144,7 +144,7 @@ declare namespace ExclusiveLock {
     /** A logger (pino fits). Default: a no-op one. */
     log?: Logger
     /**
-     * Default 3000; give it together with `lock_refresh_ms`. keylock: from 50
+     * Default 3000; give it together with `lock_refresh_ms`. keyed-lock: from 50
      * to 2147483647 (2^31 − 1) ms, else a `RangeError` naming it.
      * @minimum 50
      * @maximum 2147483647

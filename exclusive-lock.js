@@ -1,5 +1,5 @@
 'use strict'
-// The @logdna/exclusive-lock 2.0.0 face over keylock's Redis client. The
+// The @logdna/exclusive-lock 2.0.0 face over keyed-lock's Redis client. The
 // constructor checks (messages, codes, order), defaults, slugged key,
 // fields, events and log calls are the original's; what changed is what it
 // did to Redis. A refresh extends only this instance's own lease and a
@@ -42,7 +42,7 @@ const isString = (v) => typeof v === 'string'
 
 const PROPERTIES = [
   ['name', isString, 'string'],
-  // keylock: a URL string is accepted too (the original took only a client object).
+  // keyed-lock: a URL string is accepted too (the original took only a client object).
   ['cache_connection', (v) => isObject(v) || isString(v), 'object'],
   ['log', isObject, 'object'],
   ['lock_ttl_ms', isNumber, 'number'],
@@ -75,7 +75,7 @@ function firstSchemaError(opts) {
   return null
 }
 
-// A URL string, or keylock's `{url}` options object: keylock's own ways of
+// A URL string, or keyed-lock's `{url}` options object: keyed-lock's own ways of
 // naming the server, which the original's client-object check must let through.
 const namesServerByUrl = (conn) =>
   typeof conn === 'string' || (isObject(conn) && typeof conn.set !== 'function' && typeof conn.url === 'string')
@@ -129,7 +129,7 @@ class ExclusiveLock extends EventEmitter {
       err.meta = { lock_ttl_ms, lock_refresh_ms, diff }
       throw err
     }
-    // keylock's own checks, after the original's: a ttl a lease can live
+    // keyed-lock's own checks, after the original's: a ttl a lease can live
     // with (lib/errors.js TTL_MIN_MS..TTL_MAX_MS), and where the client points.
     ttlOption('option "lock_ttl_ms"', lock_ttl_ms)
     this.#url = cacheConnectionUrl(cache_connection)
@@ -249,7 +249,7 @@ class ExclusiveLock extends EventEmitter {
     clearInterval(this.refresh_timer)
     this.refresh_timer = null
     const lease = this.#lease
-    // From here on a refresh outcome says nothing about the lock: keylock's
+    // From here on a refresh outcome says nothing about the lock: keyed-lock's
     // client may answer an extend racing this release with "gone".
     lease.releasing = true
     // A lease already reported lost is not this instance's, whatever Redis

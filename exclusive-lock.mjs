@@ -1,4 +1,4 @@
-// ESM entry for `import ExclusiveLock from 'keylock/exclusive-lock'` (and
+// ESM entry for `import ExclusiveLock from 'keyed-lock/exclusive-lock'` (and
 // `import { ExclusiveLock }`). It re-exports the CommonJS module, so both
 // module systems hand out the very same class.
 import ExclusiveLock from './exclusive-lock.js'

@@ -1,4 +1,4 @@
-// Types for `require('keylock')`, the async-lock 1.5.0 face.
+// Types for `require('keyed-lock')`, the async-lock 1.5.0 face.
 //
 // Code written against @types/async-lock 1.4.2 compiles unchanged: the same
 // `export =`, the same namespace merged with the class, the same names, the
@@ -111,7 +111,7 @@ declare namespace AsyncLock {
      * task holds waits for it, like any other.
      *
      * @example
-     * import AsyncLock = require('keylock')
+     * import AsyncLock = require('keyed-lock')
      * import * as domain from 'domain'
      *
      * const lock = new AsyncLock({ domainReentrant: true })
@@ -136,7 +136,7 @@ declare namespace AsyncLock {
      */
     skipQueue?: boolean | undefined
     /**
-     * Constructor only; keylock's addition (docs/semaphores.md). How many
+     * Constructor only; keyed-lock's addition (docs/semaphores.md). How many
      * permits each key admits: holders run together while their weights add
      * up to at most `permits`. `1` (the default) is the mutex, unchanged;
      * `Infinity` makes a read/write lock with unbounded shared holders. A
@@ -151,7 +151,7 @@ declare namespace AsyncLock {
      */
     permits?: number | undefined
     /**
-     * Per call only; keylock's addition. How many of each key's `permits`
+     * Per call only; keyed-lock's addition. How many of each key's `permits`
      * this call takes: a number (every key), or an array with one weight per
      * key, in the order of the keys. Default `1`. An integer from 1 to
      * `permits`, else `TypeError` (code `ERR_INVALID_ARG_VALUE`) naming
@@ -161,7 +161,7 @@ declare namespace AsyncLock {
      */
     weight?: number | readonly number[] | undefined
     /**
-     * Per call only; keylock's addition. Read/write lock: `'exclusive'` takes
+     * Per call only; keyed-lock's addition. Read/write lock: `'exclusive'` takes
      * every permit of each key (runs alone; not with `weight`), `'shared'`
      * takes `weight` (default 1) and needs `permits` > 1. A waiting
      * exclusive call is not overtaken by later shared ones. Anything else is
@@ -182,7 +182,7 @@ declare namespace AsyncLock {
      */
     Promise?: unknown
     /**
-     * Constructor only; keylock's addition. Which threads share this lock's
+     * Constructor only; keyed-lock's addition. Which threads share this lock's
      * keys. `'isolate'` (the default without `redis`): only this `AsyncLock`
      * instance. `'process'`: every `AsyncLock` in any worker thread of this
      * process that is created with the same `name`; FIFO holds across
@@ -195,7 +195,7 @@ declare namespace AsyncLock {
      */
     scope?: 'isolate' | 'process' | 'redis' | undefined
     /**
-     * Constructor only; keylock's addition. With `scope: 'process'`, the name
+     * Constructor only; keyed-lock's addition. With `scope: 'process'`, the name
      * of the process-wide lock space (required then: a non-empty string, or
      * the constructor throws `TypeError`, code `ERR_INVALID_ARG_VALUE`).
      * With `redis`, the namespace of this lock's keys in Redis (optional):
@@ -207,16 +207,16 @@ declare namespace AsyncLock {
      */
     name?: string | undefined
     /**
-     * Constructor only; keylock's addition. A Redis URL: enables the Redis
+     * Constructor only; keyed-lock's addition. A Redis URL: enables the Redis
      * reach (`scope: 'redis'`), where this lock's keys are shared by every
      * process that uses the same Redis, `prefix` and `name`. Forms:
      * `redis://[user:pass@]host:port[/db]`, `rediss://…` (TLS, see `tls`),
      * `redis+unix:///path/redis.sock` or `unix:///path/redis.sock`. An ACL
-     * user and password in the URL authenticate every connection keylock
-     * opens; wrong ones fail the first call (code `KEYLOCK_REDIS`, the
+     * user and password in the URL authenticate every connection keyed-lock
+     * opens; wrong ones fail the first call (code `KEYED_LOCK_REDIS`, the
      * message says `authentication failed`). Default: unset, no Redis. Not
      * contacted until the first `acquire`, `lock` or `isBusy`: an
-     * unreachable Redis fails those (code `KEYLOCK_REDIS`, the message names
+     * unreachable Redis fails those (code `KEYED_LOCK_REDIS`, the message names
      * the URL, without its password). Throws `TypeError` (code
      * `ERR_INVALID_ARG_VALUE`) for an empty or non-string value or an
      * unparsable URL.
@@ -234,37 +234,37 @@ declare namespace AsyncLock {
      */
     redis?: string | readonly string[] | RedisSentinelOptions | RedisQuorumOptions | undefined
     /**
-     * Constructor only, Redis reach; keylock's addition. TLS settings for a
+     * Constructor only, Redis reach; keyed-lock's addition. TLS settings for a
      * `rediss://` URL, in the shape of Node's `tls.connect` options (and
      * ioredis's `tls`); `true` means TLS with the default trusted roots
      * (Mozilla's, as Node's). With `tls`, a `redis://` URL is upgraded to
      * `rediss://`; a unix socket URL throws `TypeError`. A certificate the
-     * roots do not vouch for fails the first call (code `KEYLOCK_REDIS`, the
+     * roots do not vouch for fails the first call (code `KEYED_LOCK_REDIS`, the
      * message says `TLS certificate verification failed`). Throws
      * `TypeError` (code `ERR_INVALID_ARG_VALUE`) naming the field for a
-     * malformed value or a `tls.connect` option keylock does not honour.
+     * malformed value or a `tls.connect` option keyed-lock does not honour.
      */
     tls?: boolean | RedisTlsOptions | undefined
     /**
-     * Constructor only, Redis reach; keylock's addition. A grant counts
+     * Constructor only, Redis reach; keyed-lock's addition. A grant counts
      * only once `WAIT` confirms that this many replicas have it (a number,
      * or `{ replicas, timeout }` with `timeout` in ms, default 1000). If
      * fewer confirm in time, the grant is released and the acquisition
-     * rejects with an `Error` of code `KEYLOCK_REPLICAS`. Costs one EXTEND
+     * rejects with an `Error` of code `KEYED_LOCK_REPLICAS`. Costs one EXTEND
      * and one WAIT per grant. Not on a Redis Cluster (`TypeError`). Default:
      * unset, no replica acknowledgement.
      */
     waitReplicas?: number | { replicas: number; timeout?: number | undefined } | undefined
     /**
-     * Constructor only, Redis reach; keylock's addition. The prefix of every
-     * Redis key keylock writes (leases, queues, fencing counters, the grant
-     * channel). Default `'keylock'`. Processes only share locks under the
+     * Constructor only, Redis reach; keyed-lock's addition. The prefix of every
+     * Redis key keyed-lock writes (leases, queues, fencing counters, the grant
+     * channel). Default `'keyed-lock'`. Processes only share locks under the
      * same prefix. Throws `TypeError` (code `ERR_INVALID_ARG_VALUE`) unless
      * it is a non-empty string.
      */
     prefix?: string | undefined
     /**
-     * Constructor only, Redis reach; keylock's addition. How long a lease in
+     * Constructor only, Redis reach; keyed-lock's addition. How long a lease in
      * Redis lives without renewal, in milliseconds (rounded up). Default
      * `10000`. While its process lives, a watchdog on a native (tokio)
      * thread, not the JS event loop, renews every held lease every `ttl / 3`;
@@ -287,14 +287,14 @@ declare namespace AsyncLock {
 
   /**
    * The `AbortSignal` of the environment's types (`@types/node` or the DOM
-   * lib); where neither is loaded, the part of it keylock uses. Resolved
+   * lib); where neither is loaded, the part of it keyed-lock uses. Resolved
    * this way so that these declarations compile without either.
    */
   type LeaseAbortSignal = typeof globalThis extends { AbortSignal: { prototype: infer S } } ? S : AbortSignalLike
 
   /**
    * TLS settings for the Redis reach (`tls` option), the fields of Node's
-   * `tls.connect` options that keylock honours.
+   * `tls.connect` options that keyed-lock honours.
    */
   interface RedisTlsOptions {
     /** PEM CA certificate(s) that replace the default trusted roots. */
@@ -305,7 +305,7 @@ declare namespace AsyncLock {
     key?: string | Uint8Array | undefined
     /**
      * The name the server certificate must carry. Must equal the URL's host
-     * (keylock checks the certificate against the host it connects to; put
+     * (keyed-lock checks the certificate against the host it connects to; put
      * the certificate's name in the URL), else `TypeError`.
      */
     servername?: string | undefined
@@ -314,7 +314,7 @@ declare namespace AsyncLock {
   }
 
   /**
-   * A Sentinel-managed master for the `redis` option: keylock asks the
+   * A Sentinel-managed master for the `redis` option: keyed-lock asks the
    * sentinels for the master's address (`SENTINEL get-master-addr-by-name`),
    * and asks again when a command fails as a dropped connection or
    * `-READONLY`, moving to the new master after a failover.
@@ -346,7 +346,7 @@ declare namespace AsyncLock {
    * tokens (a token is the largest of the granting masters', which are
    * server times in µs: increasing across masters only as far as their
    * clocks agree). Fewer than a majority reachable rejects with code
-   * `KEYLOCK_REDIS`. `maxPending` and `skipQueue` do not apply (there is no
+   * `KEYED_LOCK_REDIS`. `maxPending` and `skipQueue` do not apply (there is no
    * queue); `isBusy(key)` answers whether a majority hold it.
    */
   interface RedisQuorumOptions {
@@ -354,7 +354,7 @@ declare namespace AsyncLock {
     quorum: readonly string[]
   }
 
-  /** What keylock reads of an `AbortSignal`, for projects whose types have none. */
+  /** What keyed-lock reads of an `AbortSignal`, for projects whose types have none. */
   interface AbortSignalLike {
     /** Whether the signal has aborted: `lock()` rejects at once, queueing nothing. */
     readonly aborted: boolean
@@ -398,7 +398,7 @@ declare namespace AsyncLock {
      */
     signal?: LeaseAbortSignal | undefined
     /**
-     * keylock's counted keys (docs/semaphores.md): the permits this lease
+     * keyed-lock's counted keys (docs/semaphores.md): the permits this lease
      * takes of each key, as `acquire`'s `weight` option. Default `1`.
      */
     weight?: number | readonly number[] | undefined
@@ -483,7 +483,7 @@ declare namespace AsyncLock {
     readonly token: number
     /**
      * What detected the loss, if anything: on the Redis reach an `Error`
-     * with code `KEYLOCK_LEASE_LOST` whose message names the Redis URL and
+     * with code `KEYED_LOCK_LEASE_LOST` whose message names the Redis URL and
      * says whether Redis refused the renewal or none could be confirmed.
      */
     readonly cause: unknown
@@ -509,7 +509,7 @@ declare namespace AsyncLock {
 
   /**
    * The context object of one traced operation, published on the
-   * `keylock:acquire` (acquire()) and `keylock:lock` (lock()) tracing
+   * `keyed-lock:acquire` (acquire()) and `keyed-lock:lock` (lock()) tracing
    * channels of `node:diagnostics_channel`: the same object for every event
    * of the operation, filled in as it goes. Built only while someone
    * subscribes. Every reach and mode publishes, in this order: `start` and
@@ -542,9 +542,9 @@ declare namespace AsyncLock {
   }
 
   /**
-   * Published on the plain `keylock:release` channel when a grant's keys
+   * Published on the plain `keyed-lock:release` channel when a grant's keys
    * are given back (fn settled, or `lease.release()`), only for operations
-   * that started while someone subscribed to a keylock channel.
+   * that started while someone subscribed to a keyed-lock channel.
    */
   interface ReleaseMessage {
     /** The operation's keys, as in its {@link TraceContext}. */
@@ -564,7 +564,7 @@ declare namespace AsyncLock {
   }
 
   /**
-   * Published on the plain `keylock:lease:lost` channel when a held lease
+   * Published on the plain `keyed-lock:lease:lost` channel when a held lease
    * is found lost (Redis only: it expired, or its key was deleted), before
    * `lease.signal` aborts.
    */
@@ -579,7 +579,7 @@ declare namespace AsyncLock {
     readonly reach: Reach
     /** The lock's `name` option, if it has one. */
     readonly name?: string
-    /** What detected the loss (an Error with code `KEYLOCK_LEASE_LOST`). */
+    /** What detected the loss (an Error with code `KEYED_LOCK_LEASE_LOST`). */
     readonly cause: unknown
   }
 
@@ -706,7 +706,7 @@ declare namespace AsyncLock {
  *   signal.
  *
  * @example
- * import AsyncLock = require('keylock')
+ * import AsyncLock = require('keyed-lock')
  * const lock = new AsyncLock({ timeout: 5000 })
  * const balance = await lock.acquire('account:42', async () => {
  *   return readModifyWrite()
@@ -772,8 +772,8 @@ declare class AsyncLock {
    *
    * On the Redis reach `fn` is never called inside `acquire()`, even for a
    * free key: the grant comes back from Redis. The promise also rejects
-   * with an `Error` with code `KEYLOCK_REDIS` naming the URL when Redis
-   * cannot be reached, and `KEYLOCK_CLOSED` after `close()`. A symbol key
+   * with an `Error` with code `KEYED_LOCK_REDIS` naming the URL when Redis
+   * cannot be reached, and `KEYED_LOCK_CLOSED` after `close()`. A symbol key
    * throws `TypeError` (code `ERR_INVALID_ARG_VALUE`). The watchdog keeps
    * the key(s) while `fn` runs; `fn` is not told if they are lost (use
    * `lock()` for a fencing token and a lost signal).
@@ -845,15 +845,15 @@ declare class AsyncLock {
    * On the Redis reach `isBusy(key)` makes one synchronous round trip to
    * Redis (blocking this thread meanwhile) and answers for every process:
    * held or waited on by anyone. It throws an `Error` with code
-   * `KEYLOCK_REDIS` when Redis cannot be reached or does not answer within 2 s
-   * (the thread waits no longer), `KEYLOCK_CLOSED` after `close()`, and `TypeError` for a
+   * `KEYED_LOCK_REDIS` when Redis cannot be reached or does not answer within 2 s
+   * (the thread waits no longer), `KEYED_LOCK_CLOSED` after `close()`, and `TypeError` for a
    * symbol. `isBusy()` without a key (and a falsy key) answers for this
    * process only, without a round trip.
    */
   isBusy(key?: AsyncLock.AsyncLockKey): boolean
 
   /**
-   * keylock's lease API: waits for `key` (or every key of an array, all at
+   * keyed-lock's lease API: waits for `key` (or every key of an array, all at
    * once) and resolves with a `Lease` that holds it until `lease.release()`.
    *
    * Leases wait in the same queues as `acquire()`: FIFO per key with
@@ -881,8 +881,8 @@ declare class AsyncLock {
    * wins (the promise resolves with the lease), one that races an abort is
    * passed on. The lease is renewed by the watchdog every `ttl / 3` and its
    * `signal` aborts with a `LockLostError` if it is lost. It also rejects
-   * with an `Error` with code `KEYLOCK_REDIS` naming the URL when Redis
-   * cannot be reached, `KEYLOCK_CLOSED` after `close()`, and a `TypeError`
+   * with an `Error` with code `KEYED_LOCK_REDIS` naming the URL when Redis
+   * cannot be reached, `KEYED_LOCK_CLOSED` after `close()`, and a `TypeError`
    * for a symbol key.
    *
    * @param key the key, or a non-empty array of keys taken together
@@ -912,9 +912,9 @@ declare class AsyncLock {
    *
    * On the Redis reach the locks of one thread with the same `redis` URL
    * and `prefix` share one connection. Closing a lock ends its own waits
-   * still pending with `KEYLOCK_CLOSED` (a grant that raced the close is
+   * still pending with `KEYED_LOCK_CLOSED` (a grant that raced the close is
    * passed straight on), and from then on its calls reject (`isBusy`
-   * throws) with `KEYLOCK_CLOSED`, even while other locks still share the
+   * throws) with `KEYED_LOCK_CLOSED`, even while other locks still share the
    * connection. Closing the last of them also releases every lease still
    * held through it (handing the keys to the next waiters) and closes the
    * connection; closing any other only gives up its share: its leases stay

@@ -3,7 +3,7 @@
 // juggling, with the same call order and messages. A call becomes a Task
 // (lib/task.js) or a lease request (lib/lease.js) on the lock's space, one
 // of the reaches behind the Space contract (lib/spaces/index.js); nothing
-// here knows which. Where keylock deliberately differs, docs/compat.md says
+// here knows which. Where keyed-lock deliberately differs, docs/compat.md says
 // so and names the test that pins it.
 
 const { openSpace } = require('./lib/spaces')
@@ -160,7 +160,7 @@ AsyncLock.prototype.isBusy = function (key) {
 }
 
 /**
- * keylock's lease API: resolves with a Lease once `key` (or every key of an
+ * keyed-lock's lease API: resolves with a Lease once `key` (or every key of an
  * array) is held, on the same queues as acquire(). See index.d.ts for the
  * contract. Never throws: bad arguments reject with a TypeError. A native
  * Promise whatever the `Promise` option (that option is async-lock's, for
@@ -207,7 +207,7 @@ const toUndefined = () => undefined
 
 /**
  * Lets go of what the lock space holds outside this thread (the Redis
- * reach's connection; its waits end with KEYLOCK_CLOSED and later calls
+ * reach's connection; its waits end with KEYED_LOCK_CLOSED and later calls
  * refuse). The in-process reaches hold nothing of the kind: it resolves at
  * once and the lock stays usable.
  */

@@ -1,4 +1,4 @@
-// ESM entry for `import AsyncLock from 'keylock'`. It re-exports the
+// ESM entry for `import AsyncLock from 'keyed-lock'`. It re-exports the
 // CommonJS module instead of being a second copy, so `import` and `require`
 // hand out the very same AsyncLock (no dual-package hazard).
 import AsyncLock from './index.js'

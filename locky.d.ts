@@ -1,5 +1,5 @@
-// Types for `require('keylock/locky')`: fast-locky 1.0.0's API over
-// keylock's Redis client.
+// Types for `require('keyed-lock/locky')`: fast-locky 1.0.0's API over
+// keyed-lock's Redis client.
 
 import { EventEmitter } from 'events'
 import AsyncLock = require('./index')
@@ -26,13 +26,13 @@ declare class LockyFormatter {
  *
  * Unlike fast-locky:
  * - every lock has a TTL: `ttl` milliseconds (kept only by `extend()`), or,
- *   with `ttl: null`, a lease of `leaseTtl` (30 s) that keylock renews while
+ *   with `ttl: null`, a lease of `leaseTtl` (30 s) that keyed-lock renews while
  *   the process runs;
  * - `unlock` and `extend` act only on locks this instance holds;
  * - a lock this instance held and lost (deleted, expired, forced away) is
  *   reported once, by this instance, as `'expire'`; there is no poller, and
  *   no instance reports another's locks;
- * - Redis is reached through keylock's own client: the `redis` option only
+ * - Redis is reached through keyed-lock's own client: the `redis` option only
  *   says where it is.
  *
  * Failed calls follow fast-locky's rule: with an `'error'` listener they
@@ -40,7 +40,7 @@ declare class LockyFormatter {
  * reject with the error.
  *
  * @example
- * const { Locky } = require('keylock/locky')
+ * const { Locky } = require('keyed-lock/locky')
  * const locky = new Locky({ redis: 'redis://127.0.0.1:6379', ttl: 10000 })
  * locky.on('lock', (resource, locker) => {})
  * locky.on('expire', (resource) => {})
@@ -49,7 +49,7 @@ declare class LockyFormatter {
 declare class Locky extends EventEmitter {
   /**
    * A Locky over the Redis that `options.redis` points to, through
-   * keylock's own connection (shared with this thread's other users of the
+   * keyed-lock's own connection (shared with this thread's other users of the
    * same URL). An unreachable Redis fails calls, through the `'error'` rule
    * above, never the constructor.
    *
@@ -60,7 +60,7 @@ declare class Locky extends EventEmitter {
    */
   constructor(options?: Locky.LockyOptions)
 
-  /** Where this instance's Redis is, and keylock's client for it. */
+  /** Where this instance's Redis is, and keyed-lock's client for it. */
   redis: { url: string | string[] | { sentinels: string[]; name: string }; client: unknown }
   /** Builds this instance's lock and set names from `name`. */
   formatter: LockyFormatter
@@ -175,7 +175,7 @@ declare namespace Locky {
    * Where Redis is: a `redis://`, `rediss://`, `redis+unix://` or `unix://`
    * URL, or an array of Redis Cluster node URLs; then-redis options; an
    * ioredis or node-redis client, single, cluster or Sentinel (only its
-   * options are read, keylock never sends commands through it: host, port,
+   * options are read, keyed-lock never sends commands through it: host, port,
    * credentials, TLS settings, or a Sentinel client's sentinels and master
    * name; a Sentinel client without a master name, or for a replica, is a
    * `TypeError`, never read as `localhost:6379`); or a function
@@ -195,7 +195,7 @@ declare namespace Locky {
     redis?: RedisOption
     /**
      * Lock TTL in milliseconds, kept only by `extend()`. `null`/`0` (default):
-     * leases renewed while the process runs. keylock: from 50 to 2147483647
+     * leases renewed while the process runs. keyed-lock: from 50 to 2147483647
      * (2^31 − 1); outside, the constructor throws a `RangeError` (code
      * `ERR_OUT_OF_RANGE`) naming `ttl`.
      * @minimum 50
@@ -207,7 +207,7 @@ declare namespace Locky {
     /** The set that tracks current locks. Default `[name:]lock:currents`. */
     set?: string
     /**
-     * keylock: the lease length when `ttl` is null, renewed every third of it
+     * keyed-lock: the lease length when `ttl` is null, renewed every third of it
      * (default 30000); from 50 to 2147483647, else a `RangeError` naming it.
      * @minimum 50
      * @maximum 2147483647

@@ -1,5 +1,5 @@
 'use strict'
-// The fast-locky 1.0.0 face (lemonde/locky's batch fork) over keylock's
+// The fast-locky 1.0.0 face (lemonde/locky's batch fork) over keyed-lock's
 // Redis client: the same constructor options, batch methods, return values,
 // events and error flow, and the same lock names. What changed is what it
 // does to Redis. Every lock is a lease with a TTL (fast-locky set none);
@@ -16,7 +16,7 @@ const { invalidArg, closedError, messages } = require('./lib/errors')
 const { ttlOption: leaseTtl } = require('./lib/validate')
 
 // With `ttl: null` fast-locky's locks never expired. Here they are leases of
-// this length that keylock's watchdog renews (every third of it) while the
+// this length that keyed-lock's watchdog renews (every third of it) while the
 // process runs, so a crashed holder frees its locks within this time.
 const DEFAULT_LEASE_TTL_MS = 30000
 
@@ -52,7 +52,7 @@ class Formatter {
 
 /**
  * null, undefined and 0 mean "no ttl" (fast-locky's `!this.ttl`); else
- * milliseconds, within keylock's lease bounds (lib/errors.js TTL_MIN_MS..TTL_MAX_MS).
+ * milliseconds, within keyed-lock's lease bounds (lib/errors.js TTL_MIN_MS..TTL_MAX_MS).
  */
 function ttlOption(ttl) {
   if (!ttl) return 0
@@ -90,7 +90,7 @@ class Locky extends EventEmitter {
    * @param {number|null} [options.ttl] lock TTL in milliseconds; null: renewed while the process runs
    * @param {string} [options.name] key namespace
    * @param {string} [options.set] name of the set that tracks current locks
-   * @param {number} [options.leaseTtl] keylock: the lease length when ttl is null (30 s)
+   * @param {number} [options.leaseTtl] keyed-lock: the lease length when ttl is null (30 s)
    */
   constructor(options) {
     super()
@@ -311,7 +311,7 @@ class Locky extends EventEmitter {
       owner: String(locker),
       force,
       // With a ttl the lock lives that long unless extend() is called (the
-      // API's contract); without one, keylock renews it.
+      // API's contract); without one, keyed-lock renews it.
       watchdog: !this.#ttl,
     })
     if (entry === null) return null
@@ -360,7 +360,7 @@ class Locky extends EventEmitter {
   }
 
   /**
-   * A ttl lease ran out unextended, or keylock found the lease gone
+   * A ttl lease ran out unextended, or keyed-lock found the lease gone
    * (deleted, expired, forced away) or could not confirm it.
    */
   #lost(entry) {
@@ -395,7 +395,7 @@ class Locky extends EventEmitter {
 
 Locky.Locky = Locky
 Locky.Formatter = Formatter
-// keylock's error for a lost lease (the AsyncLock face's, for instanceof);
+// keyed-lock's error for a lost lease (the AsyncLock face's, for instanceof);
 // Locky reports losses as 'expire', but users mixing faces share one class.
 Locky.LockLostError = require('./lib/lease').LockLostError
 

@@ -1,4 +1,4 @@
-// ESM entry for `import Locky from 'keylock/locky'` (and `import { Locky }`).
+// ESM entry for `import Locky from 'keyed-lock/locky'` (and `import { Locky }`).
 // It re-exports the CommonJS module, so both module systems hand out the
 // very same class.
 import Locky from './locky.js'

@@ -1,5 +1,5 @@
 'use strict'
-// The alock face (require('keylock/alock')), checklist 7.1 items 1-13.
+// The alock face (require('keyed-lock/alock')), checklist 7.1 items 1-13.
 // alock is not on npm; `alockOracle` below re-creates jdan/alock 0.0.2 from
 // its description (seeds.md 1.2: a module-global object of EventEmitters)
 // so each fixed behaviour can be shown failing on the original.
@@ -113,8 +113,8 @@ test('9: a non-function callback is a TypeError naming callback, thrown before t
   for (const bad of [undefined, null, 'nope', {}]) {
     assert.throws(() => lock('k9', bad), (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_VALUE' && /callback/.test(e.message))
   }
-  lock('k9', (done) => (log.push('keylock: key still usable'), done()))
-  assert.deepEqual(log, ['keylock: key still usable'])
+  lock('k9', (done) => (log.push('keyed-lock: key still usable'), done()))
+  assert.deepEqual(log, ['keyed-lock: key still usable'])
 })
 
 test('10: a callback that throws on a free key propagates out of lock(); the key stays held until done (kept)', () => {

@@ -11,7 +11,7 @@ const os = require('node:os')
 const path = require('node:path')
 
 test('bench/redis.js --quick runs every library without a failure or a violation', { timeout: 120000 }, async () => {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-bench-redis-'))
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'keyed-lock-bench-redis-'))
   try {
     const { code, stdout, stderr } = await new Promise((resolve) => {
       execFile(
@@ -27,8 +27,8 @@ test('bench/redis.js --quick runs every library without a failure or a violation
     const { uncontended, contended } = JSON.parse(fs.readFileSync(path.join(out, 'redis.json'), 'utf8'))
     for (const lib of ['floor', 'redlock', 'redlock-rd10', 'redis-semaphore']) assert.ok(uncontended[lib], `${lib} missing from (a)`)
     for (const lib of ['redlock', 'redlock-rd10', 'redis-semaphore']) assert.ok(contended[lib], `${lib} missing from (b)`)
-    // keylock runs once its Redis reach has landed; before that the bench says it skipped it.
-    if (!uncontended.keylock) assert.match(stdout, /keylock redis reach not built yet/)
+    // keyed-lock runs once its Redis reach has landed; before that the bench says it skipped it.
+    if (!uncontended['keyed-lock']) assert.match(stdout, /keyed-lock redis reach not built yet/)
     for (const runs of [...Object.values(uncontended), ...Object.values(contended)]) {
       for (const run of runs) {
         assert.ok(run.ok, run.failure)

@@ -1,5 +1,5 @@
 'use strict'
-// Smoke test of the benchmark harness: a quick run completes, keylock and
+// Smoke test of the benchmark harness: a quick run completes, keyed-lock and
 // the floor produce a number in every cell (no failure), and the results
 // land in the directory asked for, not over the committed ones. Speed is
 // never asserted (STYLE.md rule 10).
@@ -11,7 +11,7 @@ const os = require('node:os')
 const path = require('node:path')
 
 test('bench/run.js --quick runs W1, W3, W5x, W6p for every implementation', { timeout: 120000 }, () => {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-bench-'))
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'keyed-lock-bench-'))
   try {
     const stdout = execFileSync(
       process.execPath,
@@ -20,12 +20,12 @@ test('bench/run.js --quick runs W1, W3, W5x, W6p for every implementation', { ti
     )
     assert.match(stdout, /\| W1 \|/)
     const table = fs.readFileSync(path.join(out, 'table.md'), 'utf8')
-    assert.match(table, /\| workload \| n \| keylock \| async-lock \| async-mutex \| floor \|/)
+    assert.match(table, /\| workload \| n \| keyed-lock \| async-lock \| async-mutex \| floor \|/)
     assert.ok(fs.readFileSync(path.join(out, 'chart.svg'), 'utf8').startsWith('<svg'))
     const { raw, crossings } = JSON.parse(fs.readFileSync(path.join(out, 'latest.json'), 'utf8'))
     assert.deepStrictEqual(Object.keys(raw), ['W1', 'W3', 'W5x', 'W6p'])
     for (const w of ['W1', 'W3', 'W5x', 'W6p']) {
-      for (const impl of ['keylock', 'floor']) {
+      for (const impl of ['keyed-lock', 'floor']) {
         for (const run of raw[w][impl]) {
           assert.ok(run.ok, `${w} / ${impl} failed: ${run.failure} ${run.detail}`)
           assert.ok(run.samples.length > 0 && run.samples.every(Number.isFinite), `${w} / ${impl} has non-numeric samples`)
@@ -42,7 +42,7 @@ test('bench/run.js --quick runs W1, W3, W5x, W6p for every implementation', { ti
 })
 
 test('bench/run.js --instructions counts instructions per operation under callgrind', { timeout: 300000 }, () => {
-  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-bench-'))
+  const out = fs.mkdtempSync(path.join(os.tmpdir(), 'keyed-lock-bench-'))
   try {
     // One implementation, one workload, quick sizes: valgrind's start-up alone is ~10 s.
     execFileSync(
@@ -51,7 +51,7 @@ test('bench/run.js --instructions counts instructions per operation under callgr
       { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 290000 },
     )
     const table = fs.readFileSync(path.join(out, 'instructions.md'), 'utf8')
-    assert.match(table, /\| workload \| n1 → n2 \| floor \| keylock ÷ floor \|/)
+    assert.match(table, /\| workload \| n1 → n2 \| floor \| keyed-lock ÷ floor \|/)
     const { results } = JSON.parse(fs.readFileSync(path.join(out, 'instructions.json'), 'utf8'))
     const r = results.W6p.floor
     assert.ok(r.ok, `W6p / floor failed: ${r.failure} ${r.detail}`)

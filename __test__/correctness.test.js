@@ -1,12 +1,12 @@
 'use strict'
-// Where async-lock 1.5.0 is wrong and keylock is right. Each test proves the
-// keylock property; where cheap, it also measures async-lock on the same
+// Where async-lock 1.5.0 is wrong and keyed-lock is right. Each test proves the
+// keyed-lock property; where cheap, it also measures async-lock on the same
 // program and reports (t.diagnostic) rather than asserting its exact failure.
 
 const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const { execFileSync, spawnSync } = require('node:child_process')
-const { AsyncLockOracle, KeyLock, sleep, immediate, mockTimers, virtualTime, now, prng } = require('./helpers')
+const { AsyncLockOracle, KeyedLock, sleep, immediate, mockTimers, virtualTime, now, prng } = require('./helpers')
 
 /** Queues `n` callback-mode tasks that call done() synchronously behind one holder. */
 function syncChain(AsyncLock, n) {
@@ -33,8 +33,8 @@ function syncChain(AsyncLock, n) {
 
 test('1,000,000 queued callback-mode tasks that call done() synchronously all run, none lost', (t) => {
   const n = 1_000_000
-  const ours = syncChain(KeyLock, n)
-  t.diagnostic(`keylock: ${n} hand-offs in ${ours.ms.toFixed(0)} ms`)
+  const ours = syncChain(KeyedLock, n)
+  t.diagnostic(`keyed-lock: ${n} hand-offs in ${ours.ms.toFixed(0)} ms`)
   assert.deepEqual({ ran: ours.ran, settled: ours.settled, busy: ours.busy }, { ran: n, settled: n, busy: false })
   // async-lock nests every hand-off in the previous done(): the stack
   // overflows, the overflow is swallowed by its try/catch, and the rest of
@@ -45,7 +45,7 @@ test('1,000,000 queued callback-mode tasks that call done() synchronously all ru
 })
 
 test('opposite-order multi-key requests from many callers all complete', async () => {
-  const lock = new KeyLock()
+  const lock = new KeyedLock()
   const rnd = prng(7)
   const keys = ['a', 'b', 'c', 'd']
   let completed = 0
@@ -100,7 +100,7 @@ async function overlapRun(AsyncLock, callers, perCaller) {
 }
 
 test('10,000 sorted 5-of-16-key acquisitions from 100 callers: no key is ever used by two at once', async (t) => {
-  const ours = await overlapRun(KeyLock, 100, 100)
+  const ours = await overlapRun(KeyedLock, 100, 100)
   assert.deepEqual(ours, { overlaps: 0, completed: 10_000, busy: false })
   const oracle = await overlapRun(AsyncLockOracle, 100, 100)
   t.diagnostic(`async-lock on the same program: ${oracle.overlaps} overlaps, ${oracle.completed} completed`)
@@ -112,7 +112,7 @@ test('maxExecutionTime: each lease passes the key on exactly once, so holders ne
   // finish must not let anyone else in (async-lock's second release does).
   // On a virtual clock (helpers.js virtualTime), so the 50 ms window is
   // exact: no slack for a loaded machine's late timers is needed.
-  const lock = new KeyLock({ maxExecutionTime: 50 })
+  const lock = new KeyedLock({ maxExecutionTime: 50 })
   const rnd = prng(3)
   let previous = null
   const violations = []
@@ -168,14 +168,14 @@ async function reacquireInCallback(AsyncLock) {
 }
 
 test('a completion callback that re-acquires the same key twice cannot let two holders run', async (t) => {
-  assert.deepEqual(await virtualTime(t, () => reacquireInCallback(KeyLock)), { peak: 1, busy: false })
+  assert.deepEqual(await virtualTime(t, () => reacquireInCallback(KeyedLock)), { peak: 1, busy: false })
   const oracle = await virtualTime(t, () => reacquireInCallback(AsyncLockOracle))
   t.diagnostic(`async-lock: peak concurrency ${oracle.peak}`)
   assert.equal(oracle.peak, 2, 'async-lock starts the second waiter while the first runs')
 })
 
 test('a user cb that throws does not strand the queue', async () => {
-  const lock = new KeyLock()
+  const lock = new KeyedLock()
   const ran = []
   let release
   lock.acquire('k', (done) => (release = done), () => {
@@ -212,13 +212,13 @@ test('bad options and keys are TypeErrors that name what is wrong, thrown before
   const named = (what) => (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_VALUE' && e.message.includes(what)
   for (const name of ['timeout', 'maxOccupationTime', 'maxExecutionTime']) {
     for (const value of ['soon', -1, {}, [], ' ']) {
-      assert.throws(() => new KeyLock({ [name]: value }), named(`"${name}"`), `${name} = ${JSON.stringify(value)}`)
+      assert.throws(() => new KeyedLock({ [name]: value }), named(`"${name}"`), `${name} = ${JSON.stringify(value)}`)
     }
   }
-  assert.throws(() => new KeyLock({ Promise: 'yes' }), named('"Promise"'))
-  assert.throws(() => new KeyLock({ Promise: {} }), named('"Promise"'))
-  assert.throws(() => new KeyLock({ Promise: require('q') }), named('"Promise"'))
-  const lock = new KeyLock()
+  assert.throws(() => new KeyedLock({ Promise: 'yes' }), named('"Promise"'))
+  assert.throws(() => new KeyedLock({ Promise: {} }), named('"Promise"'))
+  assert.throws(() => new KeyedLock({ Promise: require('q') }), named('"Promise"'))
+  const lock = new KeyedLock()
   lock.acquire('held', (done) => setImmediate(done), () => {})
   assert.throws(() => lock.acquire('held', () => {}, { timeout: 'soon' }), named('"timeout"'))
   assert.throws(() => lock.acquire(Object.create(null), () => {}), named('key'))
@@ -231,7 +231,7 @@ test('a timed-out multi-key head never swallows a grant: the waiter behind it on
   // wall-clock guess.
   const log = []
   await virtualTime(t, async () => {
-    const lock = new KeyLock()
+    const lock = new KeyedLock()
     const t0 = now()
     lock.acquire('a', () => sleep(400))
     // Heads the queue of 'b' (free) while it waits for 'a'.
@@ -244,7 +244,7 @@ test('a timed-out multi-key head never swallows a grant: the waiter behind it on
   assert.deepEqual(log, ['b ran at 30 ms', 'async-lock timed out in queue a'])
   // Same for a queued task whose occupation time runs out.
   await virtualTime(t, async () => {
-    const lock2 = new KeyLock()
+    const lock2 = new KeyedLock()
     lock2.acquire('a', () => sleep(400))
     lock2.acquire(['a', 'b'], () => {}, { maxOccupationTime: 30 }).catch((e) => log.push(e.message))
     const t1 = now()
@@ -260,7 +260,7 @@ test('a waiter timing out in the same turn as its grant: nobody is stranded and 
   // first. Real timers only ever tried whichever order the load gave.
   mockTimers(t)
   for (const releaseFirst of [true, false]) {
-    const lock = new KeyLock()
+    const lock = new KeyedLock()
     const ran = []
     let release
     lock.acquire('k', (done) => (release = done), () => {})
@@ -293,7 +293,7 @@ test('idle keys are swept, busy keys never: many distinct keys keep exclusion an
   // next wave's new keys force sweeps; only then does a second caller ask
   // for each held key. A sweep that dropped a busy key would hand that
   // caller a fresh id, and it would run beside the holder.
-  const lock = new KeyLock({ maxPending: Infinity })
+  const lock = new KeyedLock({ maxPending: Infinity })
   const inUse = new Set()
   let violations = 0
   const body = (key, gate) => async () => {
@@ -331,7 +331,7 @@ test('a multi-key acquire that crosses the idle-key sweep keeps all its keys (bo
   // ['x', 'y'] one by one used to sweep 'x' (idle until acquired) and give
   // its id to 'y', so a later acquire('x') ran while [x, y] was held.
   for (const opts of [{}, { scope: 'process', name: 'sweep-multi-' + process.pid }]) {
-    const lock = new KeyLock(opts)
+    const lock = new KeyedLock(opts)
     for (let i = 0; i < 1023; i++) await lock.acquire('k' + i, () => {})
     let release
     const held = lock.acquire(['x', 'y'], () => new Promise((resolve) => (release = resolve)))

@@ -1,14 +1,14 @@
 'use strict'
-// Runs each scenario on async-lock 1.5.0 (the oracle) and on keylock and
+// Runs each scenario on async-lock 1.5.0 (the oracle) and on keyed-lock and
 // compares what a user can observe: the order of fn starts, callbacks and
 // promise settlements, values, exact error messages, isBusy answers.
-// Where keylock differs on purpose, the test pins both behaviours and says
+// Where keyed-lock differs on purpose, the test pins both behaviours and says
 // why (docs/compat.md lists every one).
 
 const { test, describe } = require('node:test')
 const { execFileSync } = require('node:child_process')
 const assert = require('node:assert/strict')
-const { impls, AsyncLockOracle, KeyLock, sleep, immediate, drain, virtualTime, now, prng, errText } = require('./helpers')
+const { impls, AsyncLockOracle, KeyedLock, sleep, immediate, drain, virtualTime, now, prng, errText } = require('./helpers')
 
 /**
  * Runs `scenario(AsyncLock, log)` on both libraries; the logs must be equal.
@@ -23,7 +23,7 @@ async function same(scenario, expected, t) {
     else await scenario(AsyncLock, log)
     logs.push(log)
   }
-  assert.deepEqual(logs[1], logs[0], 'keylock must log exactly what async-lock logs')
+  assert.deepEqual(logs[1], logs[0], 'keyed-lock must log exactly what async-lock logs')
   if (expected) assert.deepEqual(logs[0], expected)
   return logs[0]
 }
@@ -31,7 +31,7 @@ async function same(scenario, expected, t) {
 function runDomainScenario(which) {
   const script = `
     const domain = require('node:domain')
-    const AsyncLock = require(${JSON.stringify(which === 'keylock' ? require.resolve('..') : require.resolve('async-lock'))})
+    const AsyncLock = require(${JSON.stringify(which === 'keyed-lock' ? require.resolve('..') : require.resolve('async-lock'))})
     const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
     const log = []
     const lock = new AsyncLock({ domainReentrant: true })
@@ -382,7 +382,7 @@ describe('errors, options and introspection match async-lock', () => {
   })
 })
 
-describe('multiple keys match async-lock where keylock keeps its behaviour', () => {
+describe('multiple keys match async-lock where keyed-lock keeps its behaviour', () => {
   test('duplicates dropped by string form, nested arrays flattened, caller array untouched', () =>
     same(async (AsyncLock, log) => {
       const lock = new AsyncLock()
@@ -446,10 +446,10 @@ describe('multiple keys match async-lock where keylock keeps its behaviour', () 
 })
 
 // ---------------------------------------------------------------------------
-// Seeded random programs. Only features where keylock does not differ on
+// Seeded random programs. Only features where keyed-lock does not differ on
 // purpose: single keys, no timers racing each other (completions use
 // microtasks and setImmediate, which are ordered deterministically), and a
-// fn that finishes synchronously does nothing after done() (keylock starts
+// fn that finishes synchronously does nothing after done() (keyed-lock starts
 // the next waiter after such a fn returns rather than inside done(): see the
 // trampoline test below).
 
@@ -479,7 +479,7 @@ function makeProgram(seed) {
   // async-lock lets two tasks hold a key when a completion callback (which
   // runs inside done(), before async-lock looks at the queue again) takes
   // that key and someone queues behind it: it then starts that waiter too.
-  // keylock does not (see correctness.test.js), so keep such ops off that key.
+  // keyed-lock does not (see correctness.test.js), so keep such ops off that key.
   const forbidden = (op) => {
     const out = new Set()
     if (op.parent >= 0) for (const k of ops[op.parent].forbidden) out.add(k)
@@ -492,7 +492,7 @@ function makeProgram(seed) {
   }
   // A fn that finishes synchronously issues nothing itself: a waiter it
   // queued would be started after the delivery loop it runs in returns
-  // (keylock's trampoline) rather than inside its done().
+  // (keyed-lock's trampoline) rather than inside its done().
   for (const op of ops) if (op.parent >= 0 && ops[op.parent].finish === 'sync') op.parent = -1
   for (const op of ops) {
     op.forbidden = forbidden(op)
@@ -592,12 +592,12 @@ async function runProgram(AsyncLock, { ctor, ops }) {
   return log
 }
 
-test('200 seeded random single-key programs log identically on async-lock and keylock', async () => {
+test('200 seeded random single-key programs log identically on async-lock and keyed-lock', async () => {
   let events = 0
   for (let seed = 1; seed <= 200; seed++) {
     const program = makeProgram(seed)
     const oracle = await runProgram(AsyncLockOracle, program)
-    const ours = await runProgram(KeyLock, program)
+    const ours = await runProgram(KeyedLock, program)
     assert.deepEqual(ours, oracle, `seed ${seed}: ${JSON.stringify(program)}`)
     events += oracle.length
   }
@@ -606,7 +606,7 @@ test('200 seeded random single-key programs log identically on async-lock and ke
 })
 
 // ---------------------------------------------------------------------------
-// Deliberate differences. Each test pins keylock's behaviour and what
+// Deliberate differences. Each test pins keyed-lock's behaviour and what
 // async-lock does, so a change in either shows up here.
 
 describe('deliberate differences, pinned on both libraries', () => {
@@ -621,11 +621,11 @@ describe('deliberate differences, pinned on both libraries', () => {
     return { finished, busy: lock.isBusy() }
   }
 
-  test('[a,b] vs [b,a]: async-lock deadlocks for good, keylock completes (all-or-nothing multi-key)', async (t) => {
+  test('[a,b] vs [b,a]: async-lock deadlocks for good, keyed-lock completes (all-or-nothing multi-key)', async (t) => {
     const oracle = await virtualTime(t, () => opposite(AsyncLockOracle))
     // async-lock: ab holds a, waits for b; ba holds b, waits for a.
     assert.ok(oracle.finished.length < 3 && oracle.busy, `async-lock was expected to stall: ${JSON.stringify(oracle)}`)
-    const ours = await virtualTime(t, () => opposite(KeyLock))
+    const ours = await virtualTime(t, () => opposite(KeyedLock))
     assert.deepEqual(ours, { finished: ['ab', 'ba', 'ab2'], busy: false })
   })
 
@@ -646,15 +646,15 @@ describe('deliberate differences, pinned on both libraries', () => {
     return log
   }
 
-  test('sync done() inside a fn started by a hand-off: keylock starts the next waiter after fn returns', async () => {
+  test('sync done() inside a fn started by a hand-off: keyed-lock starts the next waiter after fn returns', async () => {
     // async-lock nests each hand-off inside the previous done(): that is
-    // what overflows the stack after a few thousand waiters. keylock runs
+    // what overflows the stack after a few thousand waiters. keyed-lock runs
     // hand-offs in a loop; a fn called from outside the library (release()
     // here) still starts its successors inside that call.
     assert.deepEqual(await trampoline(AsyncLockOracle), [
       'cb1', 'f2 start', 'cb f2', 'f3 start', 'cb f3', 'f3 after done', 'f2 after done', 'release returned',
     ])
-    assert.deepEqual(await trampoline(KeyLock), [
+    assert.deepEqual(await trampoline(KeyedLock), [
       'cb1', 'f2 start', 'cb f2', 'f2 after done', 'f3 start', 'cb f3', 'f3 after done', 'release returned',
     ])
   })
@@ -686,7 +686,7 @@ describe('deliberate differences, pinned on both libraries', () => {
       'C start (before B could be done)',
       'B done',
     ])
-    assert.deepEqual(await virtualTime(t, () => executionLease(KeyLock)), [
+    assert.deepEqual(await virtualTime(t, () => executionLease(KeyedLock)), [
       'B start',
       'A: Maximum execution time is exceeded k',
       'A fn ends late',
@@ -712,7 +712,7 @@ describe('deliberate differences, pinned on both libraries', () => {
       'waiting after timeout: 1',
       'Too many pending tasks in queue k',
     ])
-    assert.deepEqual(await virtualTime(t, () => deadWaiter(KeyLock)), ['async-lock timed out in queue k', 'waiting after timeout: 0', 'queued fine'])
+    assert.deepEqual(await virtualTime(t, () => deadWaiter(KeyedLock)), ['async-lock timed out in queue k', 'waiting after timeout: 0', 'queued fine'])
   })
 
   async function queuedOccupation(AsyncLock) {
@@ -727,13 +727,13 @@ describe('deliberate differences, pinned on both libraries', () => {
     return log
   }
 
-  test('maxOccupationTime on a queued task: keylock takes it out of the queue (async-lock leaves it queued)', async (t) => {
+  test('maxOccupationTime on a queued task: keyed-lock takes it out of the queue (async-lock leaves it queued)', async (t) => {
     assert.deepEqual(await virtualTime(t, () => queuedOccupation(AsyncLockOracle)), [
       'Maximum occupation time is exceeded in queue k, waiting=1',
       'holder done, waiting=1',
       'busy false',
     ])
-    assert.deepEqual(await virtualTime(t, () => queuedOccupation(KeyLock)), [
+    assert.deepEqual(await virtualTime(t, () => queuedOccupation(KeyedLock)), [
       'Maximum occupation time is exceeded in queue k, waiting=0',
       'holder done, waiting=0',
       'busy false',
@@ -753,7 +753,7 @@ describe('deliberate differences, pinned on both libraries', () => {
     // async-lock's refused task's timer fires at 20 ms; the key is idle by
     // then, so its `!!queues[key]` guard hides the bug in this case.
     assert.deepEqual(await virtualTime(t, () => refusedOccupation(AsyncLockOracle)), ['cb Too many pending tasks in queue k'])
-    assert.deepEqual(await virtualTime(t, () => refusedOccupation(KeyLock)), ['cb Too many pending tasks in queue k'])
+    assert.deepEqual(await virtualTime(t, () => refusedOccupation(KeyedLock)), ['cb Too many pending tasks in queue k'])
   })
 
   async function perCallNegative(AsyncLock) {
@@ -762,9 +762,9 @@ describe('deliberate differences, pinned on both libraries', () => {
     return lock.acquire('k', () => 'queued', { maxPending: -1 }).then((v) => v, (e) => e.message)
   }
 
-  test('per-call maxPending -1: async-lock refuses every waiter, keylock falls back to the instance value', async () => {
+  test('per-call maxPending -1: async-lock refuses every waiter, keyed-lock falls back to the instance value', async () => {
     assert.equal(await perCallNegative(AsyncLockOracle), 'Too many pending tasks in queue k')
-    assert.equal(await perCallNegative(KeyLock), 'queued')
+    assert.equal(await perCallNegative(KeyedLock), 'queued')
   })
 
   async function throwingCb(AsyncLock) {
@@ -785,9 +785,9 @@ describe('deliberate differences, pinned on both libraries', () => {
     return log
   }
 
-  test('a user cb that throws: propagates to the done() caller (kept); async-lock strands the waiters, keylock does not', async () => {
+  test('a user cb that throws: propagates to the done() caller (kept); async-lock strands the waiters, keyed-lock does not', async () => {
     assert.deepEqual(await throwingCb(AsyncLockOracle), ['done() threw: cb threw', 'busy true'])
-    assert.deepEqual(await throwingCb(KeyLock), ['waiter ran', 'done() threw: cb threw', 'busy false'])
+    assert.deepEqual(await throwingCb(KeyedLock), ['waiter ran', 'done() threw: cb threw', 'busy false'])
   })
 
   async function noFunction(AsyncLock) {
@@ -803,15 +803,15 @@ describe('deliberate differences, pinned on both libraries', () => {
     return log
   }
 
-  test('a non-function fn with several keys, callback mode: keylock throws before locking, async-lock calls cb', async () => {
+  test('a non-function fn with several keys, callback mode: keyed-lock throws before locking, async-lock calls cb', async () => {
     // async-lock takes 'a' first and only then finds fn missing on the
-    // inner layer; keylock checks fn up front, like the single-key case.
+    // inner layer; keyed-lock checks fn up front, like the single-key case.
     assert.deepEqual(await noFunction(AsyncLockOracle), [
       'rejects: You must pass a function to execute',
       'cb: You must pass a function to execute',
       'busy false',
     ])
-    assert.deepEqual(await noFunction(KeyLock), [
+    assert.deepEqual(await noFunction(KeyedLock), [
       'rejects: You must pass a function to execute',
       'throws: You must pass a function to execute',
       'busy false',
@@ -819,7 +819,7 @@ describe('deliberate differences, pinned on both libraries', () => {
   })
 
   test('Symbol keys: messages say Symbol(desc); keys are distinct by identity', async (t) => {
-    const lock = new KeyLock({ timeout: 10 })
+    const lock = new KeyedLock({ timeout: 10 })
     const s1 = Symbol('job')
     const s2 = Symbol('job')
     const log = []
@@ -836,9 +836,9 @@ describe('deliberate differences, pinned on both libraries', () => {
 
   test('{Promise: Q} throws a TypeError at construction naming "Promise" (async-lock breaks at acquire)', async () => {
     const Q = require('q')
-    assert.throws(() => new KeyLock({ Promise: Q }), (e) => e instanceof TypeError && /"Promise"/.test(e.message) && e.code === 'ERR_INVALID_ARG_VALUE')
-    assert.throws(() => new KeyLock({ Promise: 'yes' }), (e) => e instanceof TypeError && /"Promise"/.test(e.message))
-    assert.equal(await new KeyLock({ Promise: Q.Promise }).acquire('k', () => 'q works'), 'q works')
+    assert.throws(() => new KeyedLock({ Promise: Q }), (e) => e instanceof TypeError && /"Promise"/.test(e.message) && e.code === 'ERR_INVALID_ARG_VALUE')
+    assert.throws(() => new KeyedLock({ Promise: 'yes' }), (e) => e instanceof TypeError && /"Promise"/.test(e.message))
+    assert.equal(await new KeyedLock({ Promise: Q.Promise }).acquire('k', () => 'q works'), 'q works')
     // async-lock accepts Q: `new Q(executor)` is a promise of the executor
     // function itself, and when fn finishes async-lock hits an unhandled
     // 'deferredResolve is not a function' (child process: it would fail this one).
@@ -850,23 +850,23 @@ describe('deliberate differences, pinned on both libraries', () => {
     assert.match(out, /unhandled: deferredResolve is not a function/)
   })
 
-  test('bad time options: keylock throws TypeError ERR_INVALID_ARG_VALUE naming the option, async-lock accepts them', () => {
+  test('bad time options: keyed-lock throws TypeError ERR_INVALID_ARG_VALUE naming the option, async-lock accepts them', () => {
     for (const name of ['timeout', 'maxOccupationTime', 'maxExecutionTime']) {
       for (const value of ['soon', -1, {}]) {
         assert.doesNotThrow(() => new AsyncLockOracle({ [name]: value }))
         const check = (e) => e instanceof TypeError && e.code === 'ERR_INVALID_ARG_VALUE' && e.message.includes(`"${name}"`)
-        assert.throws(() => new KeyLock({ [name]: value }), check, `${name}: ${String(value)}`)
-        assert.throws(() => new KeyLock().acquire('k', () => {}, { [name]: value }), check)
+        assert.throws(() => new KeyedLock({ [name]: value }), check, `${name}: ${String(value)}`)
+        assert.throws(() => new KeyedLock().acquire('k', () => {}, { [name]: value }), check)
       }
-      assert.equal(new KeyLock({ [name]: '25' })[name], 25)
-      assert.equal(new KeyLock({ [name]: 0 })[name], 0)
+      assert.equal(new KeyedLock({ [name]: '25' })[name], 25)
+      assert.equal(new KeyedLock({ [name]: 0 })[name], 0)
     }
   })
 
-  test('a key whose String() throws: keylock throws a TypeError naming key, async-lock a bare TypeError', () => {
+  test('a key whose String() throws: keyed-lock throws a TypeError naming key, async-lock a bare TypeError', () => {
     const key = Object.create(null)
     assert.throws(() => new AsyncLockOracle().acquire(key, () => {}), TypeError)
-    const lock = new KeyLock()
+    const lock = new KeyedLock()
     assert.throws(() => lock.acquire(key, () => {}), (e) => e instanceof TypeError && /\bkey\b/.test(e.message))
     assert.throws(() => lock.acquire(['a', key], () => {}, () => {}), (e) => e instanceof TypeError && /\bkey\b/.test(e.message))
     assert.equal(lock.isBusy(), false)

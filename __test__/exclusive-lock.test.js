@@ -1,11 +1,11 @@
 'use strict'
-// keylock/exclusive-lock against a throwaway redis-server. The upstream
+// keyed-lock/exclusive-lock against a throwaway redis-server. The upstream
 // tap suite (logdna/exclusive-lock-node v2.0.0, test/integration/
 // {errors,exclusive-lock}.js) is ported assertion by assertion: "upstream:"
 // names the test it comes from. Where upstream broke its ioredis
-// connection's pexpire/del/multi, these tests break keylock's client the
+// connection's pexpire/del/multi, these tests break keyed-lock's client the
 // same way (patchRedisClient), since the facade no longer talks through the
-// user's connection. Tests of behaviour keylock fixes say "FIXED" and which
+// user's connection. Tests of behaviour keyed-lock fixes say "FIXED" and which
 // checklist item (seeds.md §7.2) they pin; docs/compat.md refers to them by
 // name.
 
@@ -21,7 +21,7 @@ const ExclusiveLock = require('../exclusive-lock')
 const { LockLostError } = require('../lib/lease')
 
 let server
-let ioredis // an ioredis client, as upstream passed; keylock only reads where it points
+let ioredis // an ioredis client, as upstream passed; keyed-lock only reads where it points
 const connections = []
 
 before(async () => {
@@ -457,7 +457,7 @@ test("upstream \"toString() returns our class's name\" (item 19)", () => {
   assert.equal(Object.prototype.toString.call(lock), '[object ExclusiveLock]')
 })
 
-// ------------------------------------------------------- keylock's changes
+// ------------------------------------------------------- keyed-lock's changes
 
 test('events come before the promise settles: acquired before acquire(), released before release() (items 20, 25)', async () => {
   const lock = newLock()
@@ -597,7 +597,7 @@ test('a logger with trace gets the refresh line (item 27)', async () => {
   }
 })
 
-test('cache_connection: an ioredis client is read for its address; keylock also takes a URL string or {url} (item 16)', async () => {
+test('cache_connection: an ioredis client is read for its address; keyed-lock also takes a URL string or {url} (item 16)', async () => {
   const port = new URL(server.url).port
   for (const cache_connection of [ioredis, server.url, { url: server.url }]) {
     const lock = new ExclusiveLock({ name: uniqueName(), cache_connection })
@@ -610,7 +610,7 @@ test('cache_connection: an ioredis client is read for its address; keylock also 
   const cluster = new Redis.Cluster([{ host: '127.0.0.1', port: 7000 }], { lazyConnect: true })
   connections.push(cluster)
   assert.ok(new ExclusiveLock({ name: 'a', cache_connection: cluster }))
-  // An object with .set but no readable address: keylock's TypeError, naming the option.
+  // An object with .set but no readable address: keyed-lock's TypeError, naming the option.
   assert.throws(() => new ExclusiveLock({ name: 'a', cache_connection: { set() {} } }), (err) => {
     assert.ok(err instanceof TypeError)
     assert.equal(err.code, 'ERR_INVALID_ARG_VALUE')

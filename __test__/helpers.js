@@ -2,11 +2,11 @@
 // Shared by the *.test.js files (node --test only runs files named *.test.js).
 
 const AsyncLockOracle = require('async-lock')
-const KeyLock = require('..')
+const KeyedLock = require('..')
 
 const impls = [
   ['async-lock', AsyncLockOracle],
-  ['keylock', KeyLock],
+  ['keyed-lock', KeyedLock],
 ]
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -34,7 +34,7 @@ const now = () => virtualMs
  * Runs `scenario()` on a virtual clock: setTimeout is a node:test mock timer
  * for test `t`, and the clock moves 1 ms at a time, only once everything the
  * last step started has run out (immediates and microtasks). Sleeps and
- * timers in the scenario, in keylock and in async-lock then fire in the same
+ * timers in the scenario, in keyed-lock and in async-lock then fire in the same
  * order whatever the machine's load, and now() differences are exact.
  * Resolves or rejects as the scenario does; `limit` virtual ms catches a
  * scenario that never ends.
@@ -82,4 +82,4 @@ function prng(seed) {
 
 const errText = (err) => (err ? (err instanceof Error ? err.message : String(err)) : String(err))
 
-module.exports = { AsyncLockOracle, KeyLock, impls, sleep, immediate, drain, mockTimers, virtualTime, now, prng, errText }
+module.exports = { AsyncLockOracle, KeyedLock, impls, sleep, immediate, drain, mockTimers, virtualTime, now, prng, errText }

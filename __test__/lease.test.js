@@ -11,7 +11,7 @@ const test = (name, fn) => nodeTest.test(name, { timeout: 20000 }, fn)
 const assert = require('node:assert/strict')
 const path = require('node:path')
 const { Worker } = require('node:worker_threads')
-const { KeyLock: AsyncLock, drain, mockTimers } = require('./helpers')
+const { KeyedLock: AsyncLock, drain, mockTimers } = require('./helpers')
 const { Lease, LockLostError, leaseLost } = require('../lib/lease')
 const { Stats } = require('../lib/trace')
 
@@ -222,22 +222,22 @@ function evalModule(source) {
 test('bad arguments reject with a TypeError naming them, before anything is locked', async () => {
   const lock = new AsyncLock()
   const cases = [
-    [[undefined], /keylock: key must be/],
-    [[null], /keylock: key must be/],
-    [[{}], /keylock: key must be/],
-    [[true], /keylock: key must be/],
-    [[[]], /keylock: key must be .*; got an array/],
-    [[['a', {}]], /keylock: key\[1\] must be/],
-    [[['a', ['b']]], /keylock: key\[1\] must be/],
-    [['k', 5], /keylock: options must be an object; got 5/],
-    [['k', 'fast'], /keylock: options must be an object/],
-    [['k', { timeout: -1 }], /keylock: options\.timeout must be/],
-    [['k', { timeout: '5' }], /keylock: options\.timeout must be .*; got "5"/],
-    [['k', { timeout: NaN }], /keylock: options\.timeout must be/],
-    [['k', { timeout: 2 ** 31 }], /keylock: options\.timeout must be/],
-    [['k', { signal: {} }], /keylock: options\.signal must be an AbortSignal; got an object/],
-    [['k', { signal: null }], /keylock: options\.signal must be an AbortSignal; got null/],
-    [['k', { signal: new AbortController() }], /keylock: options\.signal must be an AbortSignal/],
+    [[undefined], /keyed-lock: key must be/],
+    [[null], /keyed-lock: key must be/],
+    [[{}], /keyed-lock: key must be/],
+    [[true], /keyed-lock: key must be/],
+    [[[]], /keyed-lock: key must be .*; got an array/],
+    [[['a', {}]], /keyed-lock: key\[1\] must be/],
+    [[['a', ['b']]], /keyed-lock: key\[1\] must be/],
+    [['k', 5], /keyed-lock: options must be an object; got 5/],
+    [['k', 'fast'], /keyed-lock: options must be an object/],
+    [['k', { timeout: -1 }], /keyed-lock: options\.timeout must be/],
+    [['k', { timeout: '5' }], /keyed-lock: options\.timeout must be .*; got "5"/],
+    [['k', { timeout: NaN }], /keyed-lock: options\.timeout must be/],
+    [['k', { timeout: 2 ** 31 }], /keyed-lock: options\.timeout must be/],
+    [['k', { signal: {} }], /keyed-lock: options\.signal must be an AbortSignal; got an object/],
+    [['k', { signal: null }], /keyed-lock: options\.signal must be an AbortSignal; got null/],
+    [['k', { signal: new AbortController() }], /keyed-lock: options\.signal must be an AbortSignal/],
   ]
   for (const [args, message] of cases) {
     let result
@@ -327,7 +327,7 @@ test('LockLostError and leaseLost(): what the remote reach uses to tell a holder
   assert.equal(seen.key, 'a')
   assert.equal(seen.token, 7)
   assert.equal(seen.cause, cause)
-  assert.equal(seen.message, 'keylock: the lease on a (fencing token 7) was lost')
+  assert.equal(seen.message, 'keyed-lock: the lease on a (fencing token 7) was lost')
   assert.match(seen.stack, /^LockLostError: /)
   assert.deepEqual([await lease.release(), await lease.release(), released], [true, false, 1])
 

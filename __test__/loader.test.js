@@ -17,7 +17,7 @@ const root = path.join(__dirname, '..')
 
 /** A copy of the package's JS (what the tarball ships) without any binary. */
 function packageWithoutBinary() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-loader-'))
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keyed-lock-loader-'))
   for (const file of ['package.json', 'index.js', 'alock.js', 'binding.js']) {
     fs.copyFileSync(path.join(root, file), path.join(dir, file))
   }
@@ -48,18 +48,18 @@ function requireInChild(dir, entry) {
 function assertHelpfulError(result) {
   const suffix = platformSuffix()
   assert.equal(result.loaded, false, 'the package loaded without a binary')
-  assert.equal(result.code, 'KEYLOCK_NO_BINARY')
+  assert.equal(result.code, 'KEYED_LOCK_NO_BINARY')
   assert.equal(result.hasCause, true, 'the loader error is kept as cause')
   assert.doesNotMatch(result.message, /^Cannot find/)
   assert.ok(result.message.includes(`${process.platform}-${process.arch}`), result.message)
-  assert.ok(result.message.includes(`"keylock-${suffix}"`), result.message)
-  assert.ok(result.message.includes(`keylock.${suffix}.node`), result.message)
+  assert.ok(result.message.includes(`"keyed-lock-${suffix}"`), result.message)
+  assert.ok(result.message.includes(`keyed-lock.${suffix}.node`), result.message)
   assert.match(result.message, /build from source/)
   assert.match(result.message, /rustup\.rs/)
   assert.match(result.message, /npm install/)
 }
 
-test('without any binary, require("keylock") says what it looked for and how to build', () => {
+test('without any binary, require("keyed-lock") says what it looked for and how to build', () => {
   const dir = packageWithoutBinary()
   try {
     const result = requireInChild(dir, 'index.js')
@@ -71,7 +71,7 @@ test('without any binary, require("keylock") says what it looked for and how to 
   }
 })
 
-test('without any binary, require("keylock/alock") fails the same way', () => {
+test('without any binary, require("keyed-lock/alock") fails the same way', () => {
   const dir = packageWithoutBinary()
   try {
     assertHelpfulError(requireInChild(dir, 'alock.js'))
@@ -83,7 +83,7 @@ test('without any binary, require("keylock/alock") fails the same way', () => {
 test('a binary that exists but cannot be loaded gives the same error, with the loader reason', () => {
   const dir = packageWithoutBinary()
   try {
-    const file = `keylock.${platformSuffix()}.node`
+    const file = `keyed-lock.${platformSuffix()}.node`
     fs.writeFileSync(path.join(dir, file), 'not a shared library')
     const result = requireInChild(dir, 'index.js')
     assertHelpfulError(result)

@@ -1,8 +1,8 @@
 'use strict'
-// keylock/locky against a throwaway redis-server. The upstream mocha suite
+// keyed-lock/locky against a throwaway redis-server. The upstream mocha suite
 // (JBustin/fast-locky 1.0.0: test/formatter.js, test/redis.js,
 // test/locky.js) is ported assertion by assertion: "upstream:" names the
-// test it comes from. Tests of behaviour keylock fixes say "FIXED" and which
+// test it comes from. Tests of behaviour keyed-lock fixes say "FIXED" and which
 // checklist item (seeds.md §7.2) they pin; docs/compat.md refers to them by
 // name.
 
@@ -119,7 +119,7 @@ describe('upstream test/redis.js: where the connection comes from (item 1)', () 
     assert.equal(newLocky({ redis: 'redis+unix:///tmp/r.sock' }).redis.url, 'redis+unix:///tmp/r.sock')
   })
 
-  test('keylock: a cluster client or an array of URLs gives the cluster seed nodes', () => {
+  test('keyed-lock: a cluster client or an array of URLs gives the cluster seed nodes', () => {
     const cluster = new Redis.Cluster([{ host: '127.0.0.1', port: 7000 }, '127.0.0.1:7001'], {
       lazyConnect: true,
       redisOptions: { password: 'pw' },
@@ -162,7 +162,7 @@ describe('upstream test/locky.js: constructor (items 1-2)', () => {
   test('constructor sets a set name with passed value', () => {
     assert.equal(newLocky({ set: 'coucou', name }).set, 'coucou')
   })
-  test('keylock: a ttl that is not a number of milliseconds is a TypeError naming it', () => {
+  test('keyed-lock: a ttl that is not a number of milliseconds is a TypeError naming it', () => {
     for (const ttl of ['soon', -1, {}, true]) {
       assert.throws(() => new Locky({ redis: server.url, ttl }), (err) => err instanceof TypeError && /option "ttl"/.test(err.message))
     }
@@ -289,7 +289,7 @@ describe('upstream test/locky.js: actions', () => {
   })
 })
 
-// ------------------------------------------------------- keylock's changes
+// ------------------------------------------------------- keyed-lock's changes
 
 describe('lock()', () => {
   test('FIXED: every lock has a TTL; with a ttl it is that many milliseconds (item 5)', async () => {

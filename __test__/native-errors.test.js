@@ -1,6 +1,6 @@
 'use strict'
 // The contract between the native binding and JS (src/core/error.rs,
-// src/core/outcome.rs): every native error carries a KEYLOCK_* `code` and a
+// src/core/outcome.rs): every native error carries a KEYED_LOCK_* `code` and a
 // message without a "CODE: " prefix, the same mistake has the same code on
 // every reach, and the outcome codes JS uses come from the one Rust table.
 // These call the binding directly: the faces never make these mistakes.
@@ -29,7 +29,7 @@ function assertCoded(err, code) {
   assert.ok(err instanceof Error, String(err))
   assert.equal(err.code, code)
   assert.doesNotMatch(err.message, /^[A-Z_]+: /, 'no code in the message')
-  assert.doesNotMatch(err.message, /KEYLOCK_/)
+  assert.doesNotMatch(err.message, /KEYED_LOCK_/)
 }
 
 /** Releases key `id` through the io buffer with `call` (the isolate or the process hot path). */
@@ -40,21 +40,21 @@ function releaseOne(call, owner, id) {
   call()
 }
 
-test('releasing a key that is not held is KEYLOCK_NOT_HELD on the isolate and the process reach alike', () => {
+test('releasing a key that is not held is KEYED_LOCK_NOT_HELD on the isolate and the process reach alike', () => {
   const table = native.createTable()
   native.tableWords(table, 1)
   const isolate = thrown(() => releaseOne(native.release, table, 0))
-  assertCoded(isolate, 'KEYLOCK_NOT_HELD')
+  assertCoded(isolate, 'KEYED_LOCK_NOT_HELD')
   native.dropTable(table)
 
   const member = native.processOpen('native-errors', () => {})
   const id = native.processIntern(member, 'k')
   const processReach = thrown(() => releaseOne(native.processRelease, member, id))
-  assertCoded(processReach, 'KEYLOCK_NOT_HELD')
+  assertCoded(processReach, 'KEYED_LOCK_NOT_HELD')
   native.processUnpin(member, id)
 })
 
-test('a request with no keys is KEYLOCK_NO_KEYS on both in-process reaches', () => {
+test('a request with no keys is KEYED_LOCK_NO_KEYS on both in-process reaches', () => {
   const table = native.createTable()
   const member = native.processOpen('native-errors', () => {})
   for (const [call, owner] of [
@@ -65,28 +65,28 @@ test('a request with no keys is KEYLOCK_NO_KEYS on both in-process reaches', () 
     io[1] = -1
     io[2] = 0
     io[3] = 0
-    assertCoded(thrown(call), 'KEYLOCK_NO_KEYS')
+    assertCoded(thrown(call), 'KEYED_LOCK_NO_KEYS')
   }
   native.dropTable(table)
 })
 
-test('a broken call is KEYLOCK_INTERNAL, not a napi status', () => {
+test('a broken call is KEYED_LOCK_INTERNAL, not a napi status', () => {
   assertCoded(
     thrown(() => native.waitingOn(123456, 0)),
-    'KEYLOCK_INTERNAL',
+    'KEYED_LOCK_INTERNAL',
   )
   assertCoded(
     thrown(() => native.processBusy(123456)),
-    'KEYLOCK_INTERNAL',
+    'KEYED_LOCK_INTERNAL',
   )
 })
 
-test('a closed Redis client rejects with KEYLOCK_CLOSED', async () => {
+test('a closed Redis client rejects with KEYED_LOCK_CLOSED', async () => {
   const err = await native.redisRelease(123456, 1).then(
     () => assert.fail('expected a rejection'),
     (e) => e,
   )
-  assertCoded(err, 'KEYLOCK_CLOSED')
+  assertCoded(err, 'KEYED_LOCK_CLOSED')
 })
 
 test('the io buffer is one per thread: growing it keeps every view current', () => {

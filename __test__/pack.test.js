@@ -1,10 +1,10 @@
 'use strict'
 // What a user gets from npm: pack the main package and this platform's
 // binary package, install both tarballs into an empty project with no cargo
-// on PATH and no registry, then use keylock from CommonJS, ESM and
+// on PATH and no registry, then use keyed-lock from CommonJS, ESM and
 // TypeScript there. Also pins what the main tarball ships.
 //
-// Needs the binary built for this platform (keylock.<platform>.node at the
+// Needs the binary built for this platform (keyed-lock.<platform>.node at the
 // repository root, from `npm run build` or a CI artifact).
 
 const { test } = require('node:test')
@@ -17,8 +17,8 @@ const { platformSuffix } = require('./platform')
 
 const root = path.join(__dirname, '..')
 const suffix = platformSuffix()
-const binaryName = `keylock.${suffix}.node`
-const platformPackage = `keylock-${suffix}`
+const binaryName = `keyed-lock.${suffix}.node`
+const platformPackage = `keyed-lock-${suffix}`
 
 /** npm's own CLI script, run with this node (no shell, so it works the same on Windows). */
 function npmCli() {
@@ -149,13 +149,13 @@ test('the main tarball ships the faces, their types, lib/ and the generated load
   }
 })
 
-test('installed from the tarballs with no cargo and no registry, keylock works from CJS, ESM and TypeScript', (t) => {
+test('installed from the tarballs with no cargo and no registry, keyed-lock works from CJS, ESM and TypeScript', (t) => {
   const built = path.join(root, binaryName)
   assert.ok(fs.existsSync(built), `${binaryName} is missing: run \`npm run build\` first`)
   const npmDir = path.join(root, 'npm', suffix)
   assert.ok(fs.existsSync(path.join(npmDir, 'package.json')), `npm/${suffix} is not one of the napi.targets packages`)
 
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-pack-'))
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'keyed-lock-pack-'))
   t.after(() => fs.rmSync(work, { recursive: true, force: true }))
   const env = envWithoutCargo()
   const cargo = spawnSync('cargo', ['--version'], { env, encoding: 'utf8' })
@@ -201,7 +201,7 @@ test('installed from the tarballs with no cargo and no registry, keylock works f
   )
   t.diagnostic(`npm install: ${install.stdout.trim()}`)
   for (const line of install.stderr.trim().split('\n')) if (line) t.diagnostic(`npm install (stderr): ${line}`)
-  const installed = path.join(project, 'node_modules', 'keylock')
+  const installed = path.join(project, 'node_modules', 'keyed-lock')
   // Nothing was compiled and no install script was needed: the package has
   // no sources or build script to run, and no binary of its own.
   assert.deepEqual(
@@ -210,17 +210,17 @@ test('installed from the tarballs with no cargo and no registry, keylock works f
   )
 
   // CommonJS: the async-lock face takes a lock, the binary comes from the
-  // platform package, and keylock/alock works.
+  // platform package, and keyed-lock/alock works.
   fs.writeFileSync(
     path.join(project, 'check.js'),
     `'use strict'
 const assert = require('node:assert/strict')
-const AsyncLock = require('keylock')
-const lock = require('keylock/alock')
+const AsyncLock = require('keyed-lock')
+const lock = require('keyed-lock/alock')
 // The Redis faces load (they share the native binary) and construct without
 // connecting; their locking is tested against a real Redis elsewhere.
-const Locky = require('keylock/locky')
-const ExclusiveLock = require('keylock/exclusive-lock')
+const Locky = require('keyed-lock/locky')
+const ExclusiveLock = require('keyed-lock/exclusive-lock')
 assert.equal(Locky.Locky, Locky)
 assert.equal(ExclusiveLock.ExclusiveLock, ExclusiveLock)
 assert.equal(new ExclusiveLock({ name: 'pack test', cache_connection: 'redis://127.0.0.1:6379' }).key, 'exclusive-lock:pack-test')
@@ -256,20 +256,20 @@ Promise.all([second, shared.acquire('k', async () => 'shared'), new Promise((r) 
     path.join(project, 'check.mjs'),
     `import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'
-import AsyncLock from 'keylock'
-import lock from 'keylock/alock'
-import Locky, { Locky as NamedLocky } from 'keylock/locky'
-import ExclusiveLock, { ExclusiveLock as NamedExclusiveLock } from 'keylock/exclusive-lock'
+import AsyncLock from 'keyed-lock'
+import lock from 'keyed-lock/alock'
+import Locky, { Locky as NamedLocky } from 'keyed-lock/locky'
+import ExclusiveLock, { ExclusiveLock as NamedExclusiveLock } from 'keyed-lock/exclusive-lock'
 const require = createRequire(import.meta.url)
-assert.equal(AsyncLock, require('keylock'))
-assert.equal(lock, require('keylock/alock'))
-assert.equal(Locky, require('keylock/locky'))
+assert.equal(AsyncLock, require('keyed-lock'))
+assert.equal(lock, require('keyed-lock/alock'))
+assert.equal(Locky, require('keyed-lock/locky'))
 assert.equal(NamedLocky, Locky)
-assert.equal(ExclusiveLock, require('keylock/exclusive-lock'))
+assert.equal(ExclusiveLock, require('keyed-lock/exclusive-lock'))
 assert.equal(NamedExclusiveLock, ExclusiveLock)
 const value = await new AsyncLock().acquire(['a', 'b'], async () => 'esm value')
 let release
-require('keylock/alock')('shared', (done) => { release = done })
+require('keyed-lock/alock')('shared', (done) => { release = done })
 let ran = false
 lock('shared', (done) => { ran = true; done() })
 assert.equal(ran, false, 'the ESM alock did not see the CommonJS hold')
@@ -300,8 +300,8 @@ console.log('esm ok: ' + value)
   )
   fs.writeFileSync(
     path.join(project, 'check-types.ts'),
-    `import AsyncLock = require('keylock')
-import lock = require('keylock/alock')
+    `import AsyncLock = require('keyed-lock')
+import lock = require('keyed-lock/alock')
 const options: AsyncLock.AsyncLockOptions = { timeout: 100, maxPending: Infinity }
 const value: Promise<string> = new AsyncLock(options).acquire('k', async () => 'v')
 lock('k', (done) => done())
@@ -310,8 +310,8 @@ void value
   )
   fs.writeFileSync(
     path.join(project, 'check-types.mts'),
-    `import AsyncLock from 'keylock'
-import lock from 'keylock/alock'
+    `import AsyncLock from 'keyed-lock'
+import lock from 'keyed-lock/alock'
 const value: Promise<number> = new AsyncLock().acquire(['a', 1], () => 1)
 lock('k', (done) => done())
 void value
@@ -340,8 +340,8 @@ void value
   )
   fs.writeFileSync(
     path.join(project, 'check-redis-types.ts'),
-    `import Locky = require('keylock/locky')
-import ExclusiveLock = require('keylock/exclusive-lock')
+    `import Locky = require('keyed-lock/locky')
+import ExclusiveLock = require('keyed-lock/exclusive-lock')
 const locky: Locky = new Locky({ redis: 'redis://127.0.0.1:6379', ttl: 1000 })
 const exclusive: ExclusiveLock = new ExclusiveLock({ name: 'n', cache_connection: 'redis://127.0.0.1:6379' })
 const acquired: Promise<boolean> = exclusive.acquire()
@@ -350,8 +350,8 @@ void locky, acquired
   )
   fs.writeFileSync(
     path.join(project, 'check-redis-types.mts'),
-    `import Locky, { Locky as NamedLocky } from 'keylock/locky'
-import ExclusiveLock, { ExclusiveLock as NamedExclusiveLock } from 'keylock/exclusive-lock'
+    `import Locky, { Locky as NamedLocky } from 'keyed-lock/locky'
+import ExclusiveLock, { ExclusiveLock as NamedExclusiveLock } from 'keyed-lock/exclusive-lock'
 const locky: NamedLocky = new Locky({ ttl: null })
 const exclusive: NamedExclusiveLock = new ExclusiveLock({ name: 'n', cache_connection: 'redis://127.0.0.1:6379' })
 void locky, exclusive
@@ -383,8 +383,8 @@ void locky, exclusive
   )
   fs.writeFileSync(
     path.join(project, 'check-legacy.ts'),
-    `import * as AsyncLock from 'keylock'
-import lock = require('keylock/alock')
+    `import * as AsyncLock from 'keyed-lock'
+import lock = require('keyed-lock/alock')
 const value: Promise<string> = new AsyncLock({ Promise: null }).acquire('k', async () => 'v')
 lock('k', (done) => done())
 void value
@@ -396,7 +396,7 @@ void value
   })
 
   // And the types really are the installed ones: a wrong call is rejected.
-  fs.writeFileSync(path.join(project, 'check-types.ts'), `import AsyncLock = require('keylock')\nnew AsyncLock({ timeout: 'soon' })\n`)
+  fs.writeFileSync(path.join(project, 'check-types.ts'), `import AsyncLock = require('keyed-lock')\nnew AsyncLock({ timeout: 'soon' })\n`)
   const wrong = spawnSync(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', project], {
     cwd: project,
     env,
@@ -408,7 +408,7 @@ void value
 
 test('npm publish --dry-run passes for the main package and every platform package', (t) => {
   const manifest = require('../package.json')
-  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-publish-'))
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'keyed-lock-publish-'))
   t.after(() => fs.rmSync(work, { recursive: true, force: true }))
   const env = envWithoutCargo()
   const cache = path.join(work, 'npm-cache')

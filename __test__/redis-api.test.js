@@ -36,7 +36,7 @@ function pair(t, opts = {}) {
   const a = new AsyncLock({ redis: server.url, name, ...opts })
   const b = new AsyncLock({ redis: server.url, name, ...opts })
   t.after(() => Promise.all([a.close(), b.close()]))
-  return { name, a, b, lease: (key) => lockKey('keylock', name, key, 'l'), queue: (key) => lockKey('keylock', name, key, 'q') }
+  return { name, a, b, lease: (key) => lockKey('keyed-lock', name, key, 'l'), queue: (key) => lockKey('keyed-lock', name, key, 'q') }
 }
 
 test('fn never runs inside acquire(), even on a free key', async (t) => {
@@ -127,7 +127,7 @@ test('close() releases the leases still held and hands the keys on; the closed l
   await a.close()
   const lease = await waiting
   assert.deepEqual(lease.keys, ['k'])
-  await assert.rejects(a.lock('k'), { code: 'KEYLOCK_CLOSED' })
+  await assert.rejects(a.lock('k'), { code: 'KEYED_LOCK_CLOSED' })
   await lease.release()
 })
 
@@ -146,7 +146,7 @@ test('unix-socket URLs, both spellings, reach the same locks', async (t) => {
   await held.release()
   await waiting
   assert.deepEqual(order, ['a releases', 'b'])
-  assert.equal(await unixServer.command('EXISTS', lockKey('keylock', 'sock', 'k', 'l')), 0)
+  assert.equal(await unixServer.command('EXISTS', lockKey('keyed-lock', 'sock', 'k', 'l')), 0)
 })
 
 test('prefix: locks under different prefixes share nothing; the keys live under the prefix', async (t) => {

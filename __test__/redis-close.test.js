@@ -1,8 +1,8 @@
 'use strict'
 // close() on the Redis reach, the only reach where it takes anything away
 // (issue 17, defect 7; docs/compat.md "Redis reach", close()): a closed
-// lock's pending waits end with KEYLOCK_CLOSED (not async-lock's timeout
-// message), and every later call refuses with KEYLOCK_CLOSED, also while
+// lock's pending waits end with KEYED_LOCK_CLOSED (not async-lock's timeout
+// message), and every later call refuses with KEYED_LOCK_CLOSED, also while
 // another lock still shares its connection. The in-process reaches' close()
 // (resolves, the lock stays usable) is pinned in lease.test.js.
 
@@ -13,7 +13,7 @@ const Locky = require('../locky')
 const { startRedis } = require('../support/redis-harness')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
-const closed = { code: 'KEYLOCK_CLOSED', message: /closed/ }
+const closed = { code: 'KEYED_LOCK_CLOSED', message: /closed/ }
 
 /** How `promise` settles, observed at once (a wait that close() rejects is no unhandled rejection). */
 const outcome = (promise) =>
@@ -24,7 +24,7 @@ const outcome = (promise) =>
 
 function assertClosed(settled, what) {
   assert.ok(settled.error, `${what} was not rejected`)
-  assert.equal(settled.error.code, 'KEYLOCK_CLOSED', `${what}: ${settled.error.message}`)
+  assert.equal(settled.error.code, 'KEYED_LOCK_CLOSED', `${what}: ${settled.error.message}`)
   assert.match(settled.error.message, /closed/)
 }
 
@@ -44,7 +44,7 @@ async function holder(t, name, key) {
   return other.lock(key)
 }
 
-test('close() ends the waits still pending with KEYLOCK_CLOSED: acquire() in both modes and lock()', async (t) => {
+test('close() ends the waits still pending with KEYED_LOCK_CLOSED: acquire() in both modes and lock()', async (t) => {
   const name = freshName()
   const held = await holder(t, name, 'k')
   const lock = new AsyncLock({ redis: server.url, name })
@@ -63,7 +63,7 @@ test('close() ends the waits still pending with KEYLOCK_CLOSED: acquire() in bot
   await held.release()
 })
 
-test('a closed lock refuses every later call with KEYLOCK_CLOSED while another lock shares its connection', async (t) => {
+test('a closed lock refuses every later call with KEYED_LOCK_CLOSED while another lock shares its connection', async (t) => {
   const name = freshName()
   const a = new AsyncLock({ redis: server.url, name })
   const b = new AsyncLock({ redis: server.url, name }) // same URL and prefix: one shared connection
@@ -76,7 +76,7 @@ test('a closed lock refuses every later call with KEYLOCK_CLOSED while another l
     closed,
   )
   const cbErr = await new Promise((resolve) => a.acquire('k', (done) => done(), (err) => resolve(err)))
-  assert.equal((cbErr || {}).code, 'KEYLOCK_CLOSED')
+  assert.equal((cbErr || {}).code, 'KEYED_LOCK_CLOSED')
   await assert.rejects(a.lock('k'), closed)
   assert.throws(() => a.isBusy('k'), closed)
   assert.equal(ran, false)
@@ -103,11 +103,11 @@ test('closing one of two locks that share a connection ends only its own waits',
   assert.deepEqual(await second, { value: 'b' }, 'the other lock still gets the key')
 })
 
-test("a closed Locky's calls reject with KEYLOCK_CLOSED (message unchanged)", async () => {
+test("a closed Locky's calls reject with KEYED_LOCK_CLOSED (message unchanged)", async () => {
   const locky = new Locky({ redis: server.url, name: freshName() })
   await locky.close()
   await assert.rejects(locky.lock([{ resource: 'r', locker: 'me' }]), {
-    code: 'KEYLOCK_CLOSED',
-    message: 'keylock: this Locky was closed',
+    code: 'KEYED_LOCK_CLOSED',
+    message: 'keyed-lock: this Locky was closed',
   })
 })

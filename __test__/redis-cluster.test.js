@@ -135,7 +135,7 @@ test("a name such as '{billing}' tags every key: any keys lock together, each it
   // {billing} / {order:1} keys, and every structure of a lock on one slot.
   const keyslot = (k) => nodes[0].command('CLUSTER', 'KEYSLOT', k)
   for (const [space, key, tag] of [['{billing}', 'acct', '{billing}'], ['c', '{order:1}:items', '{order:1}'], ['', 'plain', null]]) {
-    const slots = await Promise.all(lockKeys('keylock', space, key).map(keyslot))
+    const slots = await Promise.all(lockKeys('keyed-lock', space, key).map(keyslot))
     assert.equal(new Set(slots).size, 1, `${space}/${key}: one slot for lease, meta, queue and waiters`)
     if (tag !== null) assert.equal(slots[0], await keyslot(tag))
   }
@@ -146,7 +146,7 @@ test('an ACL user on every node: each node connection authenticates; a wrong pas
   t.after(() => Promise.all(nodes.map((n) => n.command('ACL', 'DELUSER', 'clocker'))))
   const authed = nodes.map((n) => `redis://clocker:clockerSECRET@127.0.0.1:${n.port}`)
   const a = new AsyncLock({ redis: authed, name: 'acl' })
-  const b = new AsyncLock({ redis: authed, name: 'acl', prefix: 'keylock' })
+  const b = new AsyncLock({ redis: authed, name: 'acl', prefix: 'keyed-lock' })
   t.after(() => Promise.all([a.close(), b.close()]))
   // Names spread over the slots, so every master is written to, and a
   // contended hand-off on each (grants travel by PUBLISH on the nodes).
@@ -159,11 +159,11 @@ test('an ACL user on every node: each node connection authenticates; a wrong pas
     assert.ok(lease.token > held.token)
     await lease.release()
   }
-  // Every master has a connection of keylock's, logged in as the ACL user.
+  // Every master has a connection of keyed-lock's, logged in as the ACL user.
   for (const n of nodes) assert.match(await n.command('CLIENT', 'LIST'), /user=clocker/, `node ${n.port}`)
   const wrong = new AsyncLock({ redis: nodes.map((n) => `redis://clocker:wrongSECRET@127.0.0.1:${n.port}`), name: 'acl' })
   await assert.rejects(wrong.lock('x', { timeout: 3000 }), (err) => {
-    assert.equal(err.code, 'KEYLOCK_REDIS')
+    assert.equal(err.code, 'KEYED_LOCK_REDIS')
     assert.match(err.message, /authentication failed/)
     assert.ok(!err.message.includes('SECRET'))
     return true

@@ -5,8 +5,8 @@ const { RedisClient } = require('../lib/redis/client')
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-/** The Redis key that holds the lease of lock name `name` (keylock's `P:{N}` layout). */
-function leaseKey(name, prefix = 'keylock') {
+/** The Redis key that holds the lease of lock name `name` (keyed-lock's `P:{N}` layout). */
+function leaseKey(name, prefix = 'keyed-lock') {
   const keyOf = RedisClient.prototype.keyOf
   return typeof keyOf === 'function' ? keyOf.call({ prefix }, name) : `${prefix}:{${name}}`
 }
@@ -43,8 +43,8 @@ function recordEvents(emitter) {
 /**
  * Replaces methods of the shared Redis clients the facades open from now
  * on: `overrides.extend = (real, ...args) => …`. The upstream suites broke
- * their ioredis connection's pexpire/del/multi the same way; keylock's
- * facades talk through keylock's client, so that is the seam to break.
+ * their ioredis connection's pexpire/del/multi the same way; keyed-lock's
+ * facades talk through keyed-lock's client, so that is the seam to break.
  * Returns the function that restores the real client.
  */
 function patchRedisClient(overrides) {

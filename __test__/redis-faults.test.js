@@ -80,7 +80,7 @@ test('Redis killed and restarted empty: the holder learns it lost the lease, the
   const second = await waiting
   assert.ok(second.token > lease.token, `${second.token} > ${lease.token}`)
   assert.equal(await lease.release(), false, "the old holder cannot free the new holder's lock")
-  assert.ok((await server.command('GET', lockKey('keylock', 'restart', 'k', 'l'))) !== null)
+  assert.ok((await server.command('GET', lockKey('keyed-lock', 'restart', 'k', 'l'))) !== null)
   assert.equal(await second.release(), true)
 })
 
@@ -95,7 +95,7 @@ test('a connection drop mid-wait is survived: the waiter is granted once Redis i
   const waiting = waiter.acquire('k', () => order.push('waiter ran'), { timeout: 20000 })
   await sleep(200)
   // Every client connection is cut (the harness's own is skipped); the
-  // server stays up with its state. keylock's connections carry the grant
+  // server stays up with its state. keyed-lock's connections carry the grant
   // subscription, so Redis counts them as pubsub clients.
   const cut = (await server.command('CLIENT', 'KILL', 'TYPE', 'pubsub')) + (await server.command('CLIENT', 'KILL', 'TYPE', 'normal'))
   assert.ok(cut >= 1, `cut ${cut} connections: the waiter's connection was among them`)
@@ -120,7 +120,7 @@ test('an acquire timeout with Redis unreachable mid-wait rejects; it never hangs
   // message), or the re-runs failed outright (the URL): never a hang.
   await assert.rejects(waiting, (err) => {
     const timedOut = err.message === 'async-lock timed out in queue k'
-    const unreachable = err.code === 'KEYLOCK_REDIS' && err.message.includes(server.url)
+    const unreachable = err.code === 'KEYED_LOCK_REDIS' && err.message.includes(server.url)
     assert.ok(timedOut || unreachable, `${err.code}: ${err.message}`)
     return true
   })
@@ -141,7 +141,7 @@ test('a process that exits holding a lease frees it at exit, not a ttl later', a
     const started = now()
     const token = Number(execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20000 }).trim())
     assert.ok(token > 0)
-    assert.equal(await server.command('EXISTS', lockKey('keylock', 'exit', 'k', 'l')), 0, `freed at exit (${ending || 'natural end'})`)
+    assert.equal(await server.command('EXISTS', lockKey('keyed-lock', 'exit', 'k', 'l')), 0, `freed at exit (${ending || 'natural end'})`)
     assert.ok(now() - started < 20000)
   }
 })
@@ -158,7 +158,7 @@ test('a JS thread blocked for longer than the ttl keeps its lease: the watchdog 
   }
   await sleep(50) // a lost-lease report, if any, would be delivered by now
   assert.equal(lease.signal.aborted, false)
-  const pttl = await server.command('PTTL', lockKey('keylock', 'busy', 'k', 'l'))
+  const pttl = await server.command('PTTL', lockKey('keyed-lock', 'busy', 'k', 'l'))
   assert.ok(pttl > 0 && pttl <= 900, `still held, renewed: pttl ${pttl}`)
   assert.equal(await lease.release(), true)
 })
@@ -169,10 +169,10 @@ test('a lost grant message: the waiter finds its grant at its next re-check', as
   const fs = require('node:fs')
   const path = require('node:path')
   const lua = (name) => fs.readFileSync(path.join(__dirname, '..', 'src', 'redis', 'lua', name + '.lua'), 'utf8')
-  const keys = [...lockKeys('keylock', 'lost', 'k'), ticketKey('keylock')]
+  const keys = [...lockKeys('keyed-lock', 'lost', 'k'), ticketKey('keyed-lock')]
   const evalScript = (name, args) => server.command('EVAL', lua('common') + '\n' + lua(name), keys.length, ...keys, ...args)
-  // Another "process" holds the key, through the very script keylock runs.
-  assert.equal((await evalScript('acquire', ['keylock', 'other:1', 60000, 1, -1, 0, '', 3000]))[0], 0)
+  // Another "process" holds the key, through the very script keyed-lock runs.
+  assert.equal((await evalScript('acquire', ['keyed-lock', 'other:1', 60000, 1, -1, 0, '', 3000]))[0], 0)
   const lock = new AsyncLock({ redis: server.url, name: 'lost' })
   t.after(() => lock.close())
   const waiting = lock.lock('k', { timeout: 10000 })
@@ -232,6 +232,6 @@ test('isBusy(key) holds the JS thread at most 2 s when Redis does not answer, th
   }
   const waited = now() - started
   server.resume()
-  assert.ok(thrown !== null && thrown.code === 'KEYLOCK_REDIS' && thrown.message.includes(server.url), String(thrown))
+  assert.ok(thrown !== null && thrown.code === 'KEYED_LOCK_REDIS' && thrown.message.includes(server.url), String(thrown))
   assert.ok(waited >= 1500 && waited < 4000, `waited ${Math.round(waited)} ms`)
 })

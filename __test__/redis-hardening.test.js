@@ -89,7 +89,7 @@ async function waitFor(what, check, timeoutMs = 5000) {
   }
 }
 
-const queueOf = (key, space = 'n') => lockKey('keylock', space, key, 'q')
+const queueOf = (key, space = 'n') => lockKey('keyed-lock', space, key, 'q')
 const waitQueued = (s, key, count) => waitFor(`${count} waiter(s) on ${key}`, async () => (await s.command('ZCARD', queueOf(key))) === count)
 
 /** Asserts [at, end] intervals do not overlap. */
@@ -116,7 +116,7 @@ test('keys: the pairs that aliased are distinct locks, and no key reaches anothe
   // Each pair: the first is held; the second must be granted at once.
   const pairs = [
     [open({}), 'a', open({}), '{a}'],
-    [open({ prefix: 'keylock:app' }), 't', open({ prefix: 'keylock' }), 'app:{t}'],
+    [open({ prefix: 'keyed-lock:app' }), 't', open({ prefix: 'keyed-lock' }), 'app:{t}'],
     [open({ name: 'a' }), 'b:c', open({ name: 'a:b' }), 'c'],
     [open({ name: '{billing}' }), 'acct', open({ name: '{billing}' }), 'acct:q'],
     [open({ name: 'x' }), 'y', open({}), 'x:y'],
@@ -178,7 +178,7 @@ test('keys: the JS mirror used by the tests is the native encoding (docs/redis-k
     assert.ok(before === undefined || before === triple, `${before} and ${triple} share ${want}`)
     seen.set(want, triple)
   }
-  assert.equal(RedisClient.prototype.keyOf.call({ prefix: 'keylock' }, 'k', 'n'), 'keylock:{n:k}:l')
+  assert.equal(RedisClient.prototype.keyOf.call({ prefix: 'keyed-lock' }, 'k', 'n'), 'keyed-lock:{n:k}:l')
 })
 
 // ------------------------------------------------------------ defect 4 ----
@@ -364,7 +364,7 @@ test('the release of a lease that already ran out hands the key on at once', { t
     const waiting = b.lock(key, { timeout: 5000 })
     await waitFor('queued', async () => (await s.command('ZCARD', queueOf(key, 'exp'))) === 1)
     // The lease runs out (a stall, a clock step): nobody has noticed yet.
-    await s.command('PEXPIRE', lockKey('keylock', 'exp', key, 'l'), 1)
+    await s.command('PEXPIRE', lockKey('keyed-lock', 'exp', key, 'l'), 1)
     await sleep(5)
     const released = now()
     assert.equal(await held.release(), false, 'the lease had been lost')
@@ -404,6 +404,6 @@ test('a loss reported before its handler is set is not dropped', async () => {
   client.lostEarly = new Map()
   client._lost({ lease: 7, reason: 'gone' })
   const cause = await new Promise((resolve) => client.onLost(7, resolve))
-  assert.equal(cause.code, 'KEYLOCK_LEASE_LOST')
+  assert.equal(cause.code, 'KEYED_LOCK_LEASE_LOST')
   assert.equal(client.lostEarly.size, 0)
 })

@@ -1,6 +1,6 @@
 'use strict'
 // The Redis reach across real processes: every test forks children running
-// __test__/fixtures/redis-worker.js, each with its own keylock client (its
+// __test__/fixtures/redis-worker.js, each with its own keyed-lock client (its
 // own connection, grant channel and watchdog), and drives them over IPC.
 // What one process cannot show: exclusion and fencing between clients,
 // FIFO between processes, the hand-off's command count, and what a SIGKILL
@@ -27,8 +27,8 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 // Lock name 'n' with the default prefix: key 'k' lives in these Redis keys
 // (src/redis/lua/common.lua has the layout).
-const LEASE = lockKey('keylock', 'n', 'k', 'l')
-const QUEUE = lockKey('keylock', 'n', 'k', 'q')
+const LEASE = lockKey('keyed-lock', 'n', 'k', 'l')
+const QUEUE = lockKey('keyed-lock', 'n', 'k', 'q')
 
 // ------------------------------------------------------------- helpers ----
 
@@ -108,7 +108,7 @@ async function spawnWorker(label) {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
       return exited
     },
-    /** Closes its keylock client, then lets it exit. */
+    /** Closes its keyed-lock client, then lets it exit. */
     async close() {
       if (gone) return
       await w.call('close').catch(() => {})
@@ -285,13 +285,13 @@ test('two client commands per contended acquisition', { timeout: 30000 }, async 
   for (const w of ws) await w.call('warm', { key: 'k' })
   const mon = await monitor(s.port)
   try {
-    await s.command('ECHO', 'keylock-start')
+    await s.command('ECHO', 'keyed-lock-start')
     const before = await commandStats(s)
     const t0 = now()
     const results = await Promise.all(ws.map((w) => w.call('relay', { key: 'k', n: N, hold: [1, 1] })))
     const elapsed = now() - t0
     const afterStats = await commandStats(s)
-    await s.command('ECHO', 'keylock-end')
+    await s.command('ECHO', 'keyed-lock-end')
     const acquisitions = results.reduce((n, rs) => n + rs.length, 0)
     assert.equal(acquisitions, 4 * N)
     assertExclusive(
@@ -309,7 +309,7 @@ test('two client commands per contended acquisition', { timeout: 30000 }, async 
     for (const [name, calls] of afterStats) {
       if (!ignored.has(name.split('|')[0])) serverTotal += calls - (before.get(name) || 0)
     }
-    const seen = await mon.between('keylock-start', 'keylock-end')
+    const seen = await mon.between('keyed-lock-start', 'keyed-lock-end')
     const client = seen.filter((c) => c.source !== 'lua' && !ignored.has(c.command))
     const byCommand = {}
     for (const c of client) byCommand[c.command] = (byCommand[c.command] || 0) + 1
@@ -386,7 +386,7 @@ test('a SIGKILLed waiter: the next live waiter is granted when the holder releas
 
   // Released after LIVENESS: the dead waiter is reaped by the release itself.
   const k2 = 'k2'
-  const q2 = lockKey('keylock', 'n', 'k2', 'q')
+  const q2 = lockKey('keyed-lock', 'n', 'k2', 'q')
   await holder2.call('lock', { tag: 'h', key: k2 })
   dead2.call('lock', { tag: 'x', key: k2 }).catch(() => {})
   await waitQueued(s, 1, q2)

@@ -82,7 +82,7 @@ test('quorum: no two holders at once under load; one master killed, locks go on;
   assert.ok(reason instanceof AsyncLock.LockLostError, `lost: ${reason}`)
   const started = Date.now()
   await assert.rejects(locks[0].lock('k', { timeout: 1000 }), (err) => {
-    assert.equal(err.code, 'KEYLOCK_REDIS')
+    assert.equal(err.code, 'KEYED_LOCK_REDIS')
     assert.match(err.message, /only 1 of the 3 Redis masters of the quorum answered, and a lock needs 2/)
     return true
   })

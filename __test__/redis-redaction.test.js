@@ -1,6 +1,6 @@
 'use strict'
 // Issue 17, defect 2: no message, stack, `cause` or own property of any
-// error keylock gives ever contains a password, for every URL form keylock
+// error keyed-lock gives ever contains a password, for every URL form keyed-lock
 // accepts or builds, on every error path: constructor validation, Redis
 // unreachable at the first call, authentication refused, a lease lost while
 // Redis stalls, and the locky / exclusive-lock facades given URLs, options
@@ -68,7 +68,7 @@ async function rejection(promise) {
 /** The URL forms: a closed TCP port and a missing socket (unreachable), or forms that cannot be opened. */
 async function urlForms() {
   const closed = await freePort()
-  const sock = '/nonexistent-keylock-dir/r.sock'
+  const sock = '/nonexistent-keyed-lock-dir/r.sock'
   return [
     ['user:password', `redis://user:plainSECRET@127.0.0.1:${closed}`],
     ['password only', `redis://:plainSECRET@127.0.0.1:${closed}/2`],
@@ -127,9 +127,9 @@ test('Locky and ExclusiveLock given these URLs: no error shows a password', asyn
   }
 })
 
-test('facades given client objects and options (URLs keylock builds): no error shows a password', async () => {
+test('facades given client objects and options (URLs keyed-lock builds): no error shows a password', async () => {
   const closed = await freePort()
-  const sock = '/nonexistent-keylock-dir/r.sock'
+  const sock = '/nonexistent-keyed-lock-dir/r.sock'
   const io = [
     ['ioredis, host + password', new IORedis({ host: '127.0.0.1', port: closed, password: 'ioSECRET@x', lazyConnect: true })],
     ['ioredis, tls', new IORedis({ host: '127.0.0.1', port: closed, username: 'u', password: 'tlsSECRET', tls: {}, lazyConnect: true })],
@@ -223,7 +223,7 @@ test('ACL users: the right user and password serve every connection, a wrong one
   // A contended hand-off: the grant reaches the waiter as a push on its
   // authenticated connection, and the watchdog's renewals run on it too.
   const a = new AsyncLock({ redis: good, name: 'acl', ttl: 300 })
-  const b = new AsyncLock({ redis: good, name: 'acl', prefix: 'keylock' })
+  const b = new AsyncLock({ redis: good, name: 'acl', prefix: 'keyed-lock' })
   t.after(() => Promise.all([a.close(), b.close()]))
   const first = await a.lock('k', { timeout: 3000 })
   const second = b.lock('k', { timeout: 3000 })
@@ -247,7 +247,7 @@ test('ACL users: the right user and password serve every connection, a wrong one
     const err = await rejection(lock.lock('k', { timeout: 3000 }))
     await lock.close()
     assertRedacted(err, `ACL, ${form}`)
-    assert.equal(err.code, 'KEYLOCK_REDIS', form)
+    assert.equal(err.code, 'KEYED_LOCK_REDIS', form)
     assert.match(err.message, /authentication failed/, form)
   }
 })

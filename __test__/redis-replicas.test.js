@@ -2,7 +2,7 @@
 // Issue 14 point 4: `waitReplicas` makes a grant count only once WAIT sees
 // it on that many replicas. With a real replica up, grants (direct and
 // handed off) succeed and the extra latency is reported; with the replica
-// paused (SIGSTOP), the acquisition fails with KEYLOCK_REPLICAS after the
+// paused (SIGSTOP), the acquisition fails with KEYED_LOCK_REPLICAS after the
 // WAIT timeout and the lock is left free.
 
 const { test, before, after } = require('node:test')
@@ -68,7 +68,7 @@ test('waitReplicas with the replica up: grants succeed, the replica has them; th
   assert.equal(await waited.acquire('cb', () => 'ran'), 'ran')
 })
 
-test('waitReplicas with the replica paused: KEYLOCK_REPLICAS after the timeout, and the lock left free', async (t) => {
+test('waitReplicas with the replica paused: KEYED_LOCK_REPLICAS after the timeout, and the lock left free', async (t) => {
   const waited = new AsyncLock({ redis: master.url, name: 'paused', waitReplicas: { replicas: 1, timeout: 300 } })
   const plain = new AsyncLock({ redis: master.url, name: 'paused' })
   t.after(() => Promise.all([waited.close(), plain.close()]))
@@ -76,7 +76,7 @@ test('waitReplicas with the replica paused: KEYLOCK_REPLICAS after the timeout, 
   try {
     const started = performance.now()
     await assert.rejects(waited.lock('k', { timeout: 3000 }), (err) => {
-      assert.equal(err.code, 'KEYLOCK_REPLICAS')
+      assert.equal(err.code, 'KEYED_LOCK_REPLICAS')
       assert.match(err.message, /reached 0 of the 1 replica/)
       assert.match(err.message, /released/)
       return true
@@ -84,7 +84,7 @@ test('waitReplicas with the replica paused: KEYLOCK_REPLICAS after the timeout, 
     const ms = performance.now() - started
     assert.ok(ms >= 290, `waited ${ms} ms for WAIT`)
     t.diagnostic(`refused after ${ms.toFixed(0)} ms (WAIT timeout 300 ms)`)
-    await assert.rejects(waited.acquire('cb', () => 'never'), (err) => err.code === 'KEYLOCK_REPLICAS')
+    await assert.rejects(waited.acquire('cb', () => 'never'), (err) => err.code === 'KEYED_LOCK_REPLICAS')
     // Nobody holds it: a lock without waitReplicas gets it at once.
     const lease = await plain.lock('k', { timeout: 200 })
     await lease.release()

@@ -3,7 +3,7 @@
 // with a real master, one replica and three sentinels started here
 // (shortened down-after-milliseconds / failover-timeout). Four processes
 // hold and hand off one lock; the master is SIGKILLed; the sentinels promote
-// the replica and keylock follows: waiters are served on the new master,
+// the replica and keyed-lock follows: waiters are served on the new master,
 // holders whose lease did not survive get LockLostError, and fencing tokens
 // keep increasing across the failover. The kill-to-first-grant time is
 // reported.
@@ -25,7 +25,7 @@ const sentinels = []
 
 /** A redis-server in sentinel mode on a loopback port, watching `masterPort`; stopped by pid. */
 async function startSentinel(masterPort) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-sentinel-'))
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keyed-lock-sentinel-'))
   const port = await freePort()
   const conf = path.join(dir, 'sentinel.conf')
   fs.writeFileSync(
@@ -91,7 +91,7 @@ const fields = (flat) => {
   return out
 }
 
-test('Sentinel: 4 processes hand a lock off while the master is SIGKILLed; keylock follows the promotion', { timeout: 120000 }, async (t) => {
+test('Sentinel: 4 processes hand a lock off while the master is SIGKILLed; keyed-lock follows the promotion', { timeout: 120000 }, async (t) => {
   const master = await startRedis()
   const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port)] })
   t.after(() => Promise.all([master.stop(), replica.stop()]))
@@ -115,7 +115,7 @@ test('Sentinel: 4 processes hand a lock off while the master is SIGKILLed; keylo
   let evals = await evalsOnMaster()
   assert.ok(evals > 0, 'the lock ran on the master')
   // The facades follow the Sentinel settings of an ioredis or node-redis client.
-  // A real ioredis Sentinel client (never connected: keylock only reads its options).
+  // A real ioredis Sentinel client (never connected: keyed-lock only reads its options).
   const IORedis = require('ioredis')
   const ioredisSentinel = new IORedis({ sentinels: trio.map((s) => ({ host: '127.0.0.1', port: s.port })), name: 'mymaster', lazyConnect: true })
   t.after(() => ioredisSentinel.disconnect())
@@ -164,7 +164,7 @@ test('Sentinel: 4 processes hand a lock off while the master is SIGKILLed; keylo
   // A holder still in its critical section at the kill either kept its
   // lease (the replica had it: released on the new master) or got
   // LockLostError (its watchdog could not renew it within the ttl). A
-  // release already under way at the kill may fail (keylock retries it in
+  // release already under way at the kill may fail (keyed-lock retries it in
   // the background); that holder was done with the lock.
   const ended = (token) => events.filter((e) => e.token === token && e.kind !== 'grant')
   let lostCount = 0
@@ -181,7 +181,7 @@ test('Sentinel: 4 processes hand a lock off while the master is SIGKILLed; keylo
   }
   assert.equal(heldAtKill <= 1, true, 'one holder at a time')
   const errors = events.filter((e) => e.kind === 'error')
-  for (const e of errors) assert.equal(e.code, 'KEYLOCK_REDIS', e.message)
+  for (const e of errors) assert.equal(e.code, 'KEYED_LOCK_REDIS', e.message)
   t.diagnostic(
     `kill to first grant on the new master: ${firstAfter.at - killAt} ms; grants: ${ordered.length}; ` +
       `held at the kill: ${heldAtKill}, lost (LockLostError): ${lostCount}; failed acquisitions retried: ${errors.length}; tokens strictly increasing`,

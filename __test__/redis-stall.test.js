@@ -157,10 +157,10 @@ test('a Redis stall past the 5 s command timeout: failed acquires, given-up wait
   server.resume()
   const resumedAt = now()
   const failed = await noTimeout
-  assert.ok(failed instanceof Error && failed.code === 'KEYLOCK_REDIS', `rejected naming Redis: ${failed}`)
+  assert.ok(failed instanceof Error && failed.code === 'KEYED_LOCK_REDIS', `rejected naming Redis: ${failed}`)
   assert.ok((await quick) instanceof Error)
   const release = await released
-  assert.ok(release === true || release === false || release.code === 'KEYLOCK_REDIS', String(release))
+  assert.ok(release === true || release === false || release.code === 'KEYED_LOCK_REDIS', String(release))
   await takeNext('no-timeout', resumedAt, 'acquire() failed by the command timeout')
   await takeNext('quick', resumedAt, 'acquire() given up, its CANCEL retried past the command timeout')
   await takeNext('released-in-stall', resumedAt, 'released during the stall')

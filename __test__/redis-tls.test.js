@@ -28,7 +28,7 @@ const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
 /** A CA, and certificates it signs: `server` (127.0.0.1, localhost) and `client`; `other` is a CA that signed nothing here. */
 function makeCertificates(dir) {
   for (const ca of ['ca', 'other']) {
-    openssl(dir, 'req', '-x509', ...EC, '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-days', '2', '-subj', `/CN=keylock test ${ca}`,
+    openssl(dir, 'req', '-x509', ...EC, '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-days', '2', '-subj', `/CN=keyed-lock test ${ca}`,
       '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign')
   }
   const leaf = (name, ext) => {
@@ -71,7 +71,7 @@ let mtls
 let tmp
 
 before(async () => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-tls-'))
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'keyed-lock-tls-'))
   certs = makeCertificates(tmp)
   server = await startTls(certs, { authClients: false })
   mtls = await startTls(certs, { authClients: true })
@@ -138,7 +138,7 @@ test('a server certificate from another CA is refused: the error names the URL (
   const lock = new AsyncLock({ redis: url, tls: { ca: certs.other }, name: 'tls' })
   const err = await rejection(lock.lock('k', { timeout: 4000 }))
   await lock.close()
-  assert.equal(err.code, 'KEYLOCK_REDIS')
+  assert.equal(err.code, 'KEYED_LOCK_REDIS')
   assert.match(err.message, new RegExp(`rediss://default:\\*\\*\\*@127\\.0\\.0\\.1:${server.tlsPort}`))
   assert.match(err.message, /TLS certificate verification failed/)
   assert.ok(!JSON.stringify(err, Object.getOwnPropertyNames(err)).includes('SECRET'))
@@ -160,7 +160,7 @@ test('mutual TLS: a client certificate connects, none is refused by the server',
   const lock = new AsyncLock({ redis: url, tls: { ca: certs.ca }, name: 'tls', prefix: 'nocert' })
   const err = await rejection(lock.lock('k', { timeout: 4000 }))
   await lock.close()
-  assert.equal(err.code, 'KEYLOCK_REDIS')
+  assert.equal(err.code, 'KEYED_LOCK_REDIS')
   assert.match(err.message, new RegExp(`rediss://127\\.0\\.0\\.1:${mtls.tlsPort}`))
 })
 

@@ -13,26 +13,26 @@ const { forEachReach, outcome, eventually, mockClock, realSleep } = require('./h
 const EVENTS = ['start', 'end', 'asyncStart', 'asyncEnd', 'error']
 
 /**
- * Records every keylock event whose keys include `key`, as
+ * Records every keyed-lock event whose keys include `key`, as
  * [channel:event, context snapshot, context object], until the test ends.
  */
 function record(t, key) {
   const seen = []
   const mine = (message) => message.keys.includes(key)
   const subs = []
-  for (const name of ['keylock:acquire', 'keylock:lock']) {
+  for (const name of ['keyed-lock:acquire', 'keyed-lock:lock']) {
     for (const event of EVENTS) {
       const channel = `tracing:${name}:${event}`
       const fn = (ctx) => {
-        if (mine(ctx)) seen.push({ what: `${name.slice(8)}:${event}`, ctx, at: { ...ctx } })
+        if (mine(ctx)) seen.push({ what: `${name.slice('keyed-lock:'.length)}:${event}`, ctx, at: { ...ctx } })
       }
       dc.subscribe(channel, fn)
       subs.push([channel, fn])
     }
   }
-  for (const channel of ['keylock:release', 'keylock:lease:lost']) {
+  for (const channel of ['keyed-lock:release', 'keyed-lock:lease:lost']) {
     const fn = (message) => {
-      if (mine(message)) seen.push({ what: channel.slice(8), ctx: message, at: { ...message } })
+      if (mine(message)) seen.push({ what: channel.slice('keyed-lock:'.length), ctx: message, at: { ...message } })
     }
     dc.subscribe(channel, fn)
     subs.push([channel, fn])
@@ -173,7 +173,7 @@ forEachReach((reach) => {
     await holder.release()
   })
 
-  test("leases: keylock:lock from call to release; an aborted wait is outcome 'aborted'", async (t) => {
+  test("leases: keyed-lock:lock from call to release; an aborted wait is outcome 'aborted'", async (t) => {
     const lock = reach.make()
     const key = fresh()
     const rec = record(t, key)
@@ -197,7 +197,7 @@ forEachReach((reach) => {
   })
 
   if (reach.name === 'redis') {
-    test("a lost lease (its key deleted in Redis): keylock:lease:lost with key, token, reach and cause, then outcome 'lost' at release", async (t) => {
+    test("a lost lease (its key deleted in Redis): keyed-lock:lease:lost with key, token, reach and cause, then outcome 'lost' at release", async (t) => {
       const lock = reach.make({ ttl: 1000 })
       const key = fresh()
       const rec = record(t, key)
@@ -219,7 +219,7 @@ forEachReach((reach) => {
       assert.equal(lock.stats().lost, 1)
     })
   } else {
-    test('in process a lease is never lost: nothing on keylock:lease:lost', async (t) => {
+    test('in process a lease is never lost: nothing on keyed-lock:lease:lost', async (t) => {
       const lock = reach.make()
       const key = fresh()
       const rec = record(t, key)
@@ -251,8 +251,8 @@ test('examples/tracing.js runs, prints the busiest keys and the span/gauge lines
   })
   assert.match(out, /busy keys now: \d+, waiters now: \d+/)
   assert.match(out, /'hot'/)
-  assert.match(out, /span keylock\.acquire .*"keylock\.outcome":"granted"/)
-  assert.match(out, /gauge keylock_waiting \d+/)
+  assert.match(out, /span keyed-lock\.acquire .*"keyed-lock\.outcome":"granted"/)
+  assert.match(out, /gauge keyed_lock_waiting \d+/)
 })
 
 test('domainReentrant: a re-entry runs holding nothing; its trace still ends with asyncEnd, and no release is published for it', async (t) => {

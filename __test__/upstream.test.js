@@ -1,6 +1,6 @@
 'use strict'
 // The upstream async-lock test suite (rogierschouten/async-lock test/test.js,
-// 25 mocha tests) ported to node:test and run against keylock. Assertions are
+// 25 mocha tests) ported to node:test and run against keyed-lock. Assertions are
 // the upstream ones; lodash helpers are plain JS, console.log noise is gone,
 // and the two changes are commented where they are made.
 
@@ -13,7 +13,7 @@ const AsyncLock = require('..')
 const range = (n) => Array.from({ length: n }, (_, i) => i)
 const random = (max) => Math.floor(Math.random() * (max + 1))
 
-describe('AsyncLock Tests (upstream, against keylock)', () => {
+describe('AsyncLock Tests (upstream, against keyed-lock)', () => {
   it('Single key test', (t, done) => {
     const lock = new AsyncLock()
     const taskCount = 8
@@ -112,9 +112,9 @@ describe('AsyncLock Tests (upstream, against keylock)', () => {
   })
 
   it('Max occupation time test', (t, done) => {
-    // Holds on keylock as written: the occupation error comes first (1), its
+    // Holds on keyed-lock as written: the occupation error comes first (1), its
     // catch releases the lock so the waiter runs (2), the holder's own timer
-    // finds the lock already released by then (3). keylock, like async-lock,
+    // finds the lock already released by then (3). keyed-lock, like async-lock,
     // does not release on the occupation deadline itself.
     const lock = new AsyncLock({ maxOccupationTime: 10 })
     let maxOccupationTimeExceeded = false

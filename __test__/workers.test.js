@@ -324,7 +324,7 @@ test('a waiting worker stays alive until granted, then exits on its own', async 
   assert.equal(lock.isBusy(), false)
 })
 
-test("require('keylock/alock').shared is one lock for every thread", async () => {
+test("require('keyed-lock/alock').shared is one lock for every thread", async () => {
   assert.equal(typeof alock.shared, 'function')
   assert.notEqual(alock.shared, alock)
   assert.equal(alock.shared, alock.shared)

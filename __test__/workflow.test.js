@@ -140,7 +140,7 @@ test('publishing happens only on a version tag, after the tests, with provenance
   const prepublish = step(/napi prepublish -t npm/)
   const main = step(/^npm publish .*--provenance/)
   assert.ok(artifacts !== -1 && prepublish !== -1 && main !== -1, commands.join('\n'))
-  assert.ok(artifacts < prepublish && prepublish < main, 'platform packages must be published before keylock')
+  assert.ok(artifacts < prepublish && prepublish < main, 'platform packages must be published before keyed-lock')
   assert.match(commands[main], /--access public/)
   assert.match(commands[main], /--ignore-scripts/)
 })

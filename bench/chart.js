@@ -3,7 +3,7 @@
 // for W7, fewer bytes per waiter), one group of bars per workload. No
 // dependencies, so the README can embed the committed file.
 
-const COLORS = { keylock: '#d9480f', 'async-mutex': '#868e96', floor: '#1c7ed6', 'async-lock': '#2b8a3e' }
+const COLORS = { 'keyed-lock': '#d9480f', 'async-mutex': '#868e96', floor: '#1c7ed6', 'async-lock': '#2b8a3e' }
 const esc = (s) => String(s).replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
 
 function renderChart(meta, cells, impls) {

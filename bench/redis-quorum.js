@@ -13,7 +13,7 @@ const TTL_MS = 10000
 const CLIENTS = 4
 
 function open(lib, urls) {
-  if (lib === 'keylock') {
+  if (lib === 'keyed-lock') {
     const AsyncLock = require('..')
     const lock = new AsyncLock({ redis: { quorum: urls }, name: 'bench', ttl: TTL_MS })
     return {
@@ -113,7 +113,7 @@ async function main() {
   const urls = servers.map((s) => s.url)
   const rows = []
   try {
-    for (const lib of ['keylock', 'redlock']) {
+    for (const lib of ['keyed-lock', 'redlock']) {
       const un = await cell(lib, urls, { clients: 1, key: `u-${lib}`, seconds, holdMs: 0 })
       const co = await cell(lib, urls, { clients: CLIENTS, key: `c-${lib}`, seconds, holdMs: 1 })
       rows.push({ lib, un, co })
@@ -124,9 +124,9 @@ async function main() {
   }
   const f = (x) => (Number.isFinite(x) ? x.toFixed(2) : '—')
   const L = [
-    '# Quorum over 3 independent masters: keylock vs redlock 5',
+    '# Quorum over 3 independent masters: keyed-lock vs redlock 5',
     '',
-    `Three throwaway redis-server processes on loopback; ${seconds} s per cell; ttl ${TTL_MS} ms. keylock: \`redis: { quorum }\`;`,
+    `Three throwaway redis-server processes on loopback; ${seconds} s per cell; ttl ${TTL_MS} ms. keyed-lock: \`redis: { quorum }\`;`,
     'redlock 5 with one ioredis client per server, retryCount -1, retryDelay 200, retryJitter 100. Contended: 4 client processes on one key, holding it 1 ms.',
     '',
     '| library | uncontended acquire p50 / p99 ms | uncontended ops/s | contended acq/s | contended wait p50 / p99 / max ms | least / most served | violations | errors |',

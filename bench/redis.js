@@ -1,5 +1,5 @@
 'use strict'
-// keylock's Redis reach against the npm anchors (spec/redis.md §6): redlock
+// keyed-lock's Redis reach against the npm anchors (spec/redis.md §6): redlock
 // 5.0.0-beta.2 with its default retry and with retryDelay 10, and
 // redis-semaphore's Mutex, on one throwaway local redis-server.
 //
@@ -38,7 +38,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 // lease, release(lease), an exclusion probe and close(). Leases are opaque.
 
 const TTL_MS = 10000
-const NOT_BUILT = 'keylock redis reach not built yet'
+const NOT_BUILT = 'keyed-lock redis reach not built yet'
 const WAIT_MS = 10000
 
 function ioredisClient(url) {
@@ -73,14 +73,14 @@ const LIBS = {
       }
     },
   },
-  keylock: {
-    label: 'keylock',
+  'keyed-lock': {
+    label: 'keyed-lock',
     detail: "`new AsyncLock({ redis, name: 'bench', ttl: 10000 })`, `lock.lock(key, { timeout: 10000 })`",
     contended: true,
     open(url) {
       const AsyncLock = require(ROOT)
       const make = () => new AsyncLock({ redis: url, name: 'bench', ttl: TTL_MS })
-      // Only while the reach has not landed is keylock skipped; once it has,
+      // Only while the reach has not landed is keyed-lock skipped; once it has,
       // any failure here is the row's failure, never a skip. The lease API
       // (lock()) exists for the in-process reaches, so "has lock()" alone
       // does not say the redis option is honoured.
@@ -572,12 +572,12 @@ function summarize(runs, key) {
 
 function buildReport(args, meta, cellsA, cellsB, skipped) {
   const L = []
-  L.push('# keylock Redis benchmark')
+  L.push('# keyed-lock Redis benchmark')
   L.push('')
   L.push(
     `Measured ${meta.date}, ${meta.cpu} × ${meta.cores}, Node ${meta.node}, redis-server ${meta.redis} on 127.0.0.1 (one throwaway server), ` +
       `${args.rounds} round(s), libraries interleaved and rotated; every client in its own process. ` +
-      `keylock at ${meta.keylock}; versions: ${meta.versions}.`,
+      `keyed-lock at ${meta['keyed-lock']}; versions: ${meta.versions}.`,
   )
   L.push('')
   if (meta.ping) {
@@ -661,8 +661,8 @@ function buildReport(args, meta, cellsA, cellsB, skipped) {
   return L.join('\n') + '\n'
 }
 
-/** Which keylock was measured: the commit, and whether the tree had uncommitted changes. */
-function keylockRevision() {
+/** Which keyed-lock was measured: the commit, and whether the tree had uncommitted changes. */
+function keyedLockRevision() {
   try {
     return execFileSync('git', ['describe', '--always', '--dirty'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim()
   } catch {
@@ -694,7 +694,7 @@ async function main() {
     const rawB = Object.fromEntries(libsB.map((l) => [l, []]))
     const droppedAsNotBuilt = (lib, run) => {
       if (run.ok || !run.failure.startsWith(NOT_BUILT)) return false
-      const note = `${run.failure}: keylock skipped`
+      const note = `${run.failure}: keyed-lock skipped`
       console.log(note)
       skipped.push(note)
       libsA = libsA.filter((l) => l !== lib)
@@ -754,7 +754,7 @@ async function main() {
     const meta = {
       ...machine(),
       redis: redisVersion,
-      keylock: keylockRevision(),
+      'keyed-lock': keyedLockRevision(),
       ping,
       versions: ['redlock', 'redis-semaphore', 'ioredis'].map((n) => `${n} ${versionOf(n)}`).join(', '),
     }

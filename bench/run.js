@@ -5,7 +5,7 @@
 // all of them alike. Writes results/latest.json (raw samples),
 // results/table.md and results/chart.svg, prints the table.
 //
-//   node bench/run.js [--rounds N] [--only W1,W3] [--impls keylock,floor]
+//   node bench/run.js [--rounds N] [--only W1,W3] [--impls keyed-lock,floor]
 //                     [--quick] [--out DIR] [--crossings | --no-crossings]
 //                     [--time-limit SECONDS per process, default 60]
 //   node bench/run.js --instructions [--only ...] [--impls ...] [--quick] [--out DIR] [--jobs 2]
@@ -18,8 +18,8 @@ const path = require('path')
 const { workloads } = require('./workloads')
 const { renderChart } = require('./chart')
 
-const ALL_IMPLS = ['keylock', 'async-lock', 'async-mutex', 'floor']
-const INSTR_IMPLS = ['keylock', 'async-lock', 'floor']
+const ALL_IMPLS = ['keyed-lock', 'async-lock', 'async-mutex', 'floor']
+const INSTR_IMPLS = ['keyed-lock', 'async-lock', 'floor']
 const INSTR_WORKLOADS = ['W1', 'W2', 'W3', 'W3a', 'W6t', 'W6p']
 let TIME_LIMIT_MS = 60000
 
@@ -108,11 +108,11 @@ function cellText(w, s) {
 function buildTable(args, cells, meta) {
   const impls = args.impls
   const lines = []
-  lines.push(`keylock benchmark — ${meta.date}, ${meta.cpu} × ${meta.cores}, Node ${meta.node}, ${meta.rounds} round(s)${args.quick ? ', QUICK sizes' : ''}`)
+  lines.push(`keyed-lock benchmark — ${meta.date}, ${meta.cpu} × ${meta.cores}, Node ${meta.node}, ${meta.rounds} round(s)${args.quick ? ', QUICK sizes' : ''}`)
   lines.push('')
-  lines.push('Each cell: median over rounds of per-process medians (min–max over rounds), then × vs async-lock (>1 = faster, or fewer bytes for W7). Last column: keylock time (bytes for W7) ÷ floor; ≤ 1.3 is the target.')
+  lines.push('Each cell: median over rounds of per-process medians (min–max over rounds), then × vs async-lock (>1 = faster, or fewer bytes for W7). Last column: keyed-lock time (bytes for W7) ÷ floor; ≤ 1.3 is the target.')
   lines.push('')
-  lines.push(`| workload | n | ${impls.join(' | ')} | keylock ÷ floor |`)
+  lines.push(`| workload | n | ${impls.join(' | ')} | keyed-lock ÷ floor |`)
   lines.push(`|---|---:|${impls.map(() => '---').join('|')}|---:|`)
   for (const w of meta.workloads) {
     const row = cells[w.name]
@@ -123,7 +123,7 @@ function buildTable(args, cells, meta) {
       if (s && !s.failed && base && !base.failed && impl !== 'async-lock') text += ' ' + fmtRatio(base.value / s.value)
       return text
     })
-    const k = row.keylock
+    const k = row['keyed-lock']
     const f = row.floor
     const vsFloor = k && f && !k.failed && !f.failed ? (k.value / f.value).toFixed(2) : '–'
     const unit = w.memory ? ' (heap B/waiter)' : ''
@@ -244,7 +244,7 @@ function perOperation(totals, sizes) {
 
 async function instructions(args) {
   const chosen = workloads.filter((w) => (args.only ? args.only.includes(w.name) : INSTR_WORKLOADS.includes(w.name)))
-  const scratch = fs.mkdtempSync(path.join(require('os').tmpdir(), 'keylock-callgrind-'))
+  const scratch = fs.mkdtempSync(path.join(require('os').tmpdir(), 'keyed-lock-callgrind-'))
   const jobs = []
   for (const w of chosen) {
     // Sizes: the quick size (at most 10k) and half of it; halved again with --quick.
@@ -267,11 +267,11 @@ async function instructions(args) {
   fs.rmSync(scratch, { recursive: true, force: true })
   const m = machine()
   const lines = []
-  lines.push(`keylock instruction counts — ${m.date}, Node ${m.node}, valgrind --tool=callgrind${args.quick ? ', QUICK sizes' : ''}`)
+  lines.push(`keyed-lock instruction counts — ${m.date}, Node ${m.node}, valgrind --tool=callgrind${args.quick ? ', QUICK sizes' : ''}`)
   lines.push('')
-  lines.push(`Instructions per operation, (I(n2) − I(n1)) ÷ (n2 − n1) within one process (startup and fixed costs cancel), all threads: each size's least of ${INSTR_PAIRS} runs (GC and compilation only ever add), then in brackets the range of the ${INSTR_PAIRS} pairs' own differences; then × vs async-lock (>1 = fewer). Last column: keylock ÷ floor.`)
+  lines.push(`Instructions per operation, (I(n2) − I(n1)) ÷ (n2 − n1) within one process (startup and fixed costs cancel), all threads: each size's least of ${INSTR_PAIRS} runs (GC and compilation only ever add), then in brackets the range of the ${INSTR_PAIRS} pairs' own differences; then × vs async-lock (>1 = fewer). Last column: keyed-lock ÷ floor.`)
   lines.push('')
-  lines.push(`| workload | n1 → n2 | ${args.impls.join(' | ')} | keylock ÷ floor |`)
+  lines.push(`| workload | n1 → n2 | ${args.impls.join(' | ')} | keyed-lock ÷ floor |`)
   lines.push(`|---|---:|${args.impls.map(() => '---:').join('|')}|---:|`)
   const failures = []
   for (const w of chosen) {
@@ -287,7 +287,7 @@ async function instructions(args) {
       if (impl !== 'async-lock' && base && base.ok) text += ' ' + fmtRatio(base.perOp / r.perOp)
       return text
     })
-    const k = row.keylock
+    const k = row['keyed-lock']
     const f = row.floor
     const vsFloor = k && f && k.ok && f.ok ? (k.perOp / f.perOp).toFixed(2) : '–'
     const job = jobs.find((j) => j.w === w)

@@ -1,5 +1,5 @@
 'use strict'
-// Semaphore workloads (issue 13), keylock's counted keys against
+// Semaphore workloads (issue 13), keyed-lock's counted keys against
 // async-mutex's Semaphore and a plain-JS floor (impls/floor-semaphore.js):
 //
 //   S1  10k requests of weight 1 on one key, N = 8
@@ -19,7 +19,7 @@ const { FloorSemaphore } = require('./impls/floor-semaphore')
 const N = 8
 
 const impls = {
-  keylock: () => {
+  'keyed-lock': () => {
     const lock = new AsyncLock({ permits: N, maxPending: Infinity })
     return (fn, exclusive) => lock.acquire('k', fn, exclusive ? { mode: 'exclusive' } : undefined)
   },
@@ -78,7 +78,7 @@ async function main() {
   const rounds = arg('--rounds', 7)
   const n = arg('--n', 10000)
   const names = Object.keys(impls)
-  console.log(`| workload | n | ${names.join(' | ')} | keylock ÷ async-mutex | keylock ÷ floor |`)
+  console.log(`| workload | n | ${names.join(' | ')} | keyed-lock ÷ async-mutex | keyed-lock ÷ floor |`)
   console.log(`|---|---:|${names.map(() => '---:').join('|')}|---:|---:|`)
   for (const w of W) {
     const times = Object.fromEntries(names.map((k) => [k, []]))
@@ -100,7 +100,7 @@ async function main() {
     const m = Object.fromEntries(names.map((k) => [k, median(times[k])]))
     console.log(
       `| ${w.name} (${w.what}) | ${n} | ${names.map((k) => m[k].toFixed(2) + ' ms').join(' | ')} | ` +
-        `${(m.keylock / m['async-mutex']).toFixed(2)} | ${(m.keylock / m.floor).toFixed(2)} |`,
+        `${(m['keyed-lock'] / m['async-mutex']).toFixed(2)} | ${(m['keyed-lock'] / m.floor).toFixed(2)} |`,
     )
   }
 }

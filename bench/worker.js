@@ -81,7 +81,7 @@ async function waitersOnOneKey(size, measure) {
   if (!measure) return null
   return {
     heapPerWaiter,
-    // Native memory (keylock's Rust queue) is invisible to the heap figure;
+    // Native memory (keyed-lock's Rust queue) is invisible to the heap figure;
     // RSS growth catches it, with more noise.
     rssPerWaiter,
     peakRss: process.resourceUsage().maxRSS * 1024,

@@ -50,21 +50,21 @@ async function run(title, update) {
 
 async function main() {
   console.log(`${UPDATES} concurrent "+1" updates of alice's score in a slow async store\n`)
-  const keylock = new AsyncLock()
+  const keyedLock = new AsyncLock()
   const lostWithout = await run('no lock', (store) => addPoint(store, 'alice'))
-  const lostPromise = await run("keylock (async-lock API, promise)", (store) =>
-    keylock.acquire('alice', () => addPoint(store, 'alice')),
+  const lostPromise = await run("keyed-lock (async-lock API, promise)", (store) =>
+    keyedLock.acquire('alice', () => addPoint(store, 'alice')),
   )
-  const lostCallback = await run('keylock (async-lock API, callback)', (store) =>
+  const lostCallback = await run('keyed-lock (async-lock API, callback)', (store) =>
     new Promise((resolve, reject) =>
-      keylock.acquire(
+      keyedLock.acquire(
         'alice',
         (done) => addPoint(store, 'alice').then(() => done(), done),
         (err) => (err ? reject(err) : resolve()),
       ),
     ),
   )
-  const lostAlock = await run('keylock/alock (alock API)', (store) =>
+  const lostAlock = await run('keyed-lock/alock (alock API)', (store) =>
     new Promise((resolve, reject) =>
       lock('alice', (done) =>
         addPoint(store, 'alice').then(
@@ -79,7 +79,7 @@ async function main() {
     console.error('BUG: an update was lost under the lock')
     process.exitCode = 1
   } else {
-    console.log(`Without a lock ${lostWithout} of ${UPDATES} updates were lost; with keylock, none.`)
+    console.log(`Without a lock ${lostWithout} of ${UPDATES} updates were lost; with keyed-lock, none.`)
   }
   acrossProcesses()
 }

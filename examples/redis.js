@@ -3,7 +3,7 @@
 // score kept in Redis, each update a read (GET), a short wait (the work an
 // app does between the two), then a write (SET). Without a lock, updates
 // that read the same old value overwrite each other and are lost. Under
-// keylock's Redis reach every update lands, and each write carries its
+// keyed-lock's Redis reach every update lands, and each write carries its
 // lease's fencing token to a "storage" that refuses any token not greater
 // than the last one it accepted: the guard that keeps a holder that lost
 // its lease (a long GC pause, a partition) from writing stale data.
@@ -99,7 +99,7 @@ async function runProcesses(mode, url, processes, updates) {
 }
 
 /**
- * Whether keylock's Redis reach can run here. Until it lands (lib/spaces/redis.js),
+ * Whether keyed-lock's Redis reach can run here. Until it lands (lib/spaces/redis.js),
  * the example says so instead of failing; after that a failure is a failure.
  */
 async function redisReach(url) {
@@ -130,7 +130,7 @@ async function main() {
 
     const notBuilt = await redisReach(server.url)
     if (notBuilt) {
-      console.log(`\nkeylock's Redis reach is not built yet (${notBuilt}); the locked run needs it.`)
+      console.log(`\nkeyed-lock's Redis reach is not built yet (${notBuilt}); the locked run needs it.`)
       return
     }
 
@@ -138,7 +138,7 @@ async function main() {
     const reports = await runProcesses('locked', server.url, processes, updates)
     const locked = Number(await server.command('GET', SCORE))
     const lost = expected - locked
-    console.log(`keylock lock('score')    score ${locked} of ${expected}  ${lost === 0 ? 'no update lost' : `${lost} updates LOST`}`)
+    console.log(`keyed-lock lock('score')    score ${locked} of ${expected}  ${lost === 0 ? 'no update lost' : `${lost} updates LOST`}`)
 
     const tokens = reports.flatMap((r) => r.tokens)
     const refused = reports.reduce((n, r) => n + r.refused, 0)
@@ -154,7 +154,7 @@ async function main() {
       console.error('BUG: under the lock an update was lost or a fencing token did not increase')
       process.exitCode = 1
     } else {
-      console.log(`Without a lock ${expected - unlocked} of ${expected} updates were lost; with keylock, none, and every write's token beat the last.`)
+      console.log(`Without a lock ${expected - unlocked} of ${expected} updates were lost; with keyed-lock, none, and every write's token beat the last.`)
     }
   } finally {
     await server.stop()

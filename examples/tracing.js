@@ -3,14 +3,14 @@
 // `scope: 'process'` lock (one hot key, a few warm ones), while the main
 // thread prints, every half second, a table of the busiest keys from
 // `lock.stats()` next to the wait and hold times the workers saw on the
-// `keylock:*` diagnostics channels. Ends by itself after a few seconds.
+// `keyed-lock:*` diagnostics channels. Ends by itself after a few seconds.
 //
 //   node examples/tracing.js [workers=4] [seconds=3]
 //
 // diagnostics_channel is per thread: each worker subscribes in its own
 // thread and posts its figures to the main thread. At the end: how the same
 // events would feed an OpenTelemetry span and a Prometheus gauge (sketched
-// with stand-ins, since keylock has no runtime dependency on either).
+// with stand-ins, since keyed-lock has no runtime dependency on either).
 
 const dc = require('node:diagnostics_channel')
 const { Worker, isMainThread, parentPort, workerData } = require('node:worker_threads')
@@ -25,7 +25,7 @@ if (!isMainThread) {
   // Per key: how many grants, the sum and max of their waits and holds (ms).
   const seen = {}
   const entry = (key) => (seen[key] ??= { grants: 0, waitMs: 0, maxWaitMs: 0, holdMs: 0, timeouts: 0 })
-  dc.tracingChannel('keylock:acquire').subscribe({
+  dc.tracingChannel('keyed-lock:acquire').subscribe({
     start() {},
     end() {},
     asyncStart(ctx) {
@@ -112,22 +112,22 @@ if (!isMainThread) {
 
   /**
    * How the channels feed an APM or a metrics exporter. Stand-ins here; with
-   * the real packages (dev dependencies of your app, not of keylock):
+   * the real packages (dev dependencies of your app, not of keyed-lock):
    *
    *   const { trace } = require('@opentelemetry/api')
-   *   const tracer = trace.getTracer('keylock')
+   *   const tracer = trace.getTracer('keyed-lock')
    *   const spans = new WeakMap()
-   *   dc.tracingChannel('keylock:acquire').subscribe({
-   *     start(ctx) { spans.set(ctx, tracer.startSpan('keylock.acquire', { attributes: { 'keylock.keys': ctx.keys.map(String), 'keylock.reach': ctx.reach } })) },
-   *     asyncStart(ctx) { spans.get(ctx).addEvent('granted', { 'keylock.wait_ms': ctx.waitMs, 'keylock.token': ctx.token }) },
+   *   dc.tracingChannel('keyed-lock:acquire').subscribe({
+   *     start(ctx) { spans.set(ctx, tracer.startSpan('keyed-lock.acquire', { attributes: { 'keyed-lock.keys': ctx.keys.map(String), 'keyed-lock.reach': ctx.reach } })) },
+   *     asyncStart(ctx) { spans.get(ctx).addEvent('granted', { 'keyed-lock.wait_ms': ctx.waitMs, 'keyed-lock.token': ctx.token }) },
    *     error(ctx) { spans.get(ctx).recordException(ctx.error) },
-   *     asyncEnd(ctx) { spans.get(ctx).setAttribute('keylock.outcome', ctx.outcome).end() },
+   *     asyncEnd(ctx) { spans.get(ctx).setAttribute('keyed-lock.outcome', ctx.outcome).end() },
    *     end() {},
    *   })
    *
    *   const client = require('prom-client')
-   *   new client.Gauge({ name: 'keylock_waiting', help: 'waiters on the lock', collect() { this.set(lock.stats().waiting) } })
-   *   new client.Gauge({ name: 'keylock_wait_p99_ms', help: 'p99 wait', collect() { this.set(lock.stats().wait.p99) } })
+   *   new client.Gauge({ name: 'keyed_lock_waiting', help: 'waiters on the lock', collect() { this.set(lock.stats().waiting) } })
+   *   new client.Gauge({ name: 'keyed_lock_wait_p99_ms', help: 'p99 wait', collect() { this.set(lock.stats().wait.p99) } })
    */
   async function feeds() {
     const spans = new WeakMap()
@@ -135,23 +135,23 @@ if (!isMainThread) {
       startSpan: (name, { attributes }) => ({ name, attributes, events: [], end() { console.log('span', this.name, JSON.stringify(this.attributes), JSON.stringify(this.events)) } }),
     }
     const handlers = {
-      start: (ctx) => spans.set(ctx, fakeTracer.startSpan('keylock.acquire', { attributes: { 'keylock.keys': ctx.keys.map(String), 'keylock.reach': ctx.reach } })),
+      start: (ctx) => spans.set(ctx, fakeTracer.startSpan('keyed-lock.acquire', { attributes: { 'keyed-lock.keys': ctx.keys.map(String), 'keyed-lock.reach': ctx.reach } })),
       end() {},
       asyncStart: (ctx) => spans.get(ctx).events.push(['granted', { wait_ms: +ctx.waitMs.toFixed(3), token: ctx.token }]),
       error: (ctx) => spans.get(ctx).events.push(['exception', String(ctx.error)]),
       asyncEnd(ctx) {
         const span = spans.get(ctx)
-        span.attributes['keylock.outcome'] = ctx.outcome
+        span.attributes['keyed-lock.outcome'] = ctx.outcome
         span.end()
       },
     }
-    const channel = dc.tracingChannel('keylock:acquire')
+    const channel = dc.tracingChannel('keyed-lock:acquire')
     console.log('\nOne acquire() as an OpenTelemetry span would see it:')
     channel.subscribe(handlers)
     await lock.acquire('hot', () => sleep(2))
     channel.unsubscribe(handlers)
     // A Prometheus gauge's collect() would read these on every scrape.
     const { waiting, wait, acquisitions } = lock.stats()
-    console.log(`gauge keylock_waiting ${waiting}; keylock_wait_p99_ms ${wait.p99}; counter keylock_acquisitions_total ${acquisitions} (this thread's lock)`)
+    console.log(`gauge keyed_lock_waiting ${waiting}; keyed_lock_wait_p99_ms ${wait.p99}; counter keyed_lock_acquisitions_total ${acquisitions} (this thread's lock)`)
   }
 }

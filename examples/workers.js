@@ -36,7 +36,7 @@ if (!isMainThread) {
   const whole = /^w\d+ \d+ piece0 piece1 piece2 piece3$/
 
   const run = async (locked) => {
-    const file = path.join(os.tmpdir(), `keylock-workers-${process.pid}-${locked ? 'locked' : 'unlocked'}.txt`)
+    const file = path.join(os.tmpdir(), `keyed-lock-workers-${process.pid}-${locked ? 'locked' : 'unlocked'}.txt`)
     fs.writeFileSync(file, '')
     await Promise.all(
       Array.from({ length: workers }, (_, id) => {

@@ -10,20 +10,20 @@ const messages = {
   tooManyPending: (key) => 'Too many pending tasks in queue ' + keyText(key),
   occupationExceeded: (key) => 'Maximum occupation time is exceeded in queue ' + keyText(key),
   executionExceeded: (key) => 'Maximum execution time is exceeded ' + keyText(key),
-  lockLost: (key, token) => `keylock: the lease on ${keyText(key)} (fencing token ${token}) was lost`,
+  lockLost: (key, token) => `keyed-lock: the lease on ${keyText(key)} (fencing token ${token}) was lost`,
   /** an AsyncLock on the Redis reach after its close() */
-  closed: 'keylock: this lock was closed',
+  closed: 'keyed-lock: this lock was closed',
   /** a Locky after its close() (the message is pinned by docs/compat.md) */
-  lockyClosed: 'keylock: this Locky was closed',
+  lockyClosed: 'keyed-lock: this Locky was closed',
   /** the cause of a lease's loss that the Redis client's watchdog reports */
-  leaseLostCause: (reason) => 'keylock: ' + reason,
-  /** a KEYLOCK_REDIS error: `detail` names the URL (password hidden) and what failed */
-  redisAt: (detail) => 'keylock: Redis at ' + detail,
+  leaseLostCause: (reason) => 'keyed-lock: ' + reason,
+  /** a KEYED_LOCK_REDIS error: `detail` names the URL (password hidden) and what failed */
+  redisAt: (detail) => 'keyed-lock: Redis at ' + detail,
   crossSlot: (index) =>
-    `keylock: keys[${index}] hashes to another Redis Cluster slot than keys[0]; ` +
+    `keyed-lock: keys[${index}] hashes to another Redis Cluster slot than keys[0]; ` +
     'every key of one request must share a hash tag, e.g. "{order:42}:items" and "{order:42}:total"',
   /** exclusive-lock's refresh that Redis never confirmed in time */
-  refreshUnconfirmed: (key, ttl) => `keylock: no refresh of ${key} was confirmed within lock_ttl_ms (${ttl} ms)`,
+  refreshUnconfirmed: (key, ttl) => `keyed-lock: no refresh of ${key} was confirmed within lock_ttl_ms (${ttl} ms)`,
   // @logdna/exclusive-lock's constructor errors, to the character.
   exclusiveInvalid: 'Input validation failed',
   exclusiveNoConnection: 'A valid cache_connection to a cache store is required',
@@ -44,7 +44,7 @@ const describe = (value) => {
 
 /** A TypeError that names the argument or option it is about. */
 function invalidArg(name, expected, value) {
-  const err = new TypeError(`keylock: ${name} must be ${expected}; got ${describe(value)}`)
+  const err = new TypeError(`keyed-lock: ${name} must be ${expected}; got ${describe(value)}`)
   err.code = 'ERR_INVALID_ARG_VALUE'
   return err
 }
@@ -56,7 +56,7 @@ function invalidArg(name, expected, value) {
  */
 function invalidUrl(name, shown, cause) {
   const err = new TypeError(
-    `keylock: ${name} must be a Redis URL (redis://, rediss://, redis+unix:// or unix://) that can be opened; got ${shown}`,
+    `keyed-lock: ${name} must be a Redis URL (redis://, rediss://, redis+unix:// or unix://) that can be opened; got ${shown}`,
   )
   err.code = 'ERR_INVALID_ARG_VALUE'
   if (cause !== undefined) err.cause = cause
@@ -81,13 +81,13 @@ const TTL_MAX_MS = 2 ** 31 - 1
 
 /** A RangeError for a ttl that cannot work, naming the option and the bounds. */
 /**
- * A TypeError for a Sentinel client given to a facade: keylock reads where
+ * A TypeError for a Sentinel client given to a facade: keyed-lock reads where
  * a client points, and a Sentinel client's host and port are only
  * ioredis's defaults, so reading them would misroute every lock.
  */
 function redisSentinelClient(name) {
   const err = new TypeError(
-    `keylock: ${name} is a Redis Sentinel client keylock cannot follow (it needs the master's name, and the master, not a replica): ` +
+    `keyed-lock: ${name} is a Redis Sentinel client keyed-lock cannot follow (it needs the master's name, and the master, not a replica): ` +
       "its host and port are not the master's, and reading them would send the locks to whatever Redis listens there.",
   )
   err.code = 'ERR_INVALID_ARG_VALUE'
@@ -100,31 +100,31 @@ function redisSentinelClient(name) {
  */
 function replicasNotConfirmed(names, acked, wanted, timeout) {
   const err = new Error(
-    `keylock: the grant of ${names.map(keyText).join(', ')} reached ${acked} of the ${wanted} replica(s) waitReplicas asks for ` +
+    `keyed-lock: the grant of ${names.map(keyText).join(', ')} reached ${acked} of the ${wanted} replica(s) waitReplicas asks for ` +
       `within ${timeout} ms, so it was released: a failover now could lose it`,
   )
-  err.code = 'KEYLOCK_REPLICAS'
+  err.code = 'KEYED_LOCK_REPLICAS'
   return err
 }
 
 /**
  * Quorum mode: fewer masters than a majority answered, so no lock can be
- * granted (`KEYLOCK_REDIS`, as for one unreachable Redis). `cause` is one
+ * granted (`KEYED_LOCK_REDIS`, as for one unreachable Redis). `cause` is one
  * master's error, which already hides its password.
  */
 function quorumUnreachable(answered, total, majority, cause) {
   const err = new Error(
-    `keylock: only ${answered} of the ${total} Redis masters of the quorum answered, and a lock needs ${majority}` +
-      (cause && cause.message ? ` (${cause.message.replace(/^keylock: /, '')})` : ''),
+    `keyed-lock: only ${answered} of the ${total} Redis masters of the quorum answered, and a lock needs ${majority}` +
+      (cause && cause.message ? ` (${cause.message.replace(/^keyed-lock: /, '')})` : ''),
   )
-  err.code = 'KEYLOCK_REDIS'
+  err.code = 'KEYED_LOCK_REDIS'
   if (cause !== undefined) err.cause = cause
   return err
 }
 
 function ttlOutOfRange(name, value) {
   const err = new RangeError(
-    `keylock: ${name} must be from ${TTL_MIN_MS} to ${TTL_MAX_MS} milliseconds ` +
+    `keyed-lock: ${name} must be from ${TTL_MIN_MS} to ${TTL_MAX_MS} milliseconds ` +
       `(a lease must outlive a renewal round trip, and a Node timer holds at most 2^31 - 1 ms); got ${describe(value)}`,
   )
   err.code = 'ERR_OUT_OF_RANGE'
@@ -133,7 +133,7 @@ function ttlOutOfRange(name, value) {
 
 function badKey(cause) {
   const err = new TypeError(
-    'keylock: key must be a string, a number, a symbol, or a value whose String() form is a string; ' +
+    'keyed-lock: key must be a string, a number, a symbol, or a value whose String() form is a string; ' +
       `converting it threw: ${cause && cause.message}`,
   )
   err.code = 'ERR_INVALID_ARG_VALUE'
@@ -141,16 +141,16 @@ function badKey(cause) {
   return err
 }
 
-/** KEYLOCK_CLOSED: a call on (or a wait of) a lock that was closed. */
+/** KEYED_LOCK_CLOSED: a call on (or a wait of) a lock that was closed. */
 function closedError(message = messages.closed) {
   const err = new Error(message)
-  err.code = 'KEYLOCK_CLOSED'
+  err.code = 'KEYED_LOCK_CLOSED'
   return err
 }
 
-/** A bug in keylock, not in the caller's code: it says so, and what broke. */
+/** A bug in keyed-lock, not in the caller's code: it says so, and what broke. */
 function internalError(what) {
-  return new TypeError('keylock internal error: ' + what)
+  return new TypeError('keyed-lock internal error: ' + what)
 }
 
 /**
@@ -165,7 +165,7 @@ function invalidConnection(name, expected, value) {
   else if (typeof value === 'object') got = 'an object from which no host, port, socket path or url could be read'
   else if (typeof value === 'function') got = 'a function'
   else got = String(value)
-  const err = new TypeError(`keylock: ${name} must be ${expected}; got ${got}`)
+  const err = new TypeError(`keyed-lock: ${name} must be ${expected}; got ${got}`)
   err.code = 'ERR_INVALID_ARG_VALUE'
   return err
 }

@@ -1,5 +1,5 @@
 'use strict'
-// keylock's lease API on every reach: `lock.lock()` (lockLease below), the
+// keyed-lock's lease API on every reach: `lock.lock()` (lockLease below), the
 // Lease it resolves with, LockLostError, and how lock() reads its
 // arguments. A lease waits in the very queues acquire() uses, through the
 // Space contract (lib/spaces/index.js), so FIFO, all-or-nothing multi-key

@@ -24,8 +24,8 @@ module.exports = binding
 
 /**
  * The platform part of the names binding.js tries for this process, e.g.
- * 'linux-x64-gnu' for keylock.linux-x64-gnu.node and the package
- * keylock-linux-x64-gnu. It mirrors the generated loader's choice (libc on
+ * 'linux-x64-gnu' for keyed-lock.linux-x64-gnu.node and the package
+ * keyed-lock-linux-x64-gnu. It mirrors the generated loader's choice (libc on
  * Linux, toolchain on Windows) so the message names what it really looked for.
  */
 function platformSuffix() {
@@ -74,28 +74,28 @@ function attempts(err) {
 function noBinaryError(err) {
   const { platform, arch } = process
   const suffix = platformSuffix()
-  const wanted = `keylock-${suffix}`
-  const file = `keylock.${suffix}.node`
+  const wanted = `keyed-lock-${suffix}`
+  const file = `keyed-lock.${suffix}.node`
   const published = publishedPackages()
   const available = published.includes(wanted)
   const lines = [
-    `keylock: could not load its native binary for ${platform}-${arch} (${suffix}).`,
+    `keyed-lock: could not load its native binary for ${platform}-${arch} (${suffix}).`,
     available
       ? `It looked for the optional dependency "${wanted}" and for ${file} next to binding.js. ` +
         'npm skips optional dependencies when installing with --omit=optional or --no-optional, ' +
         'or with a package-lock.json made on another platform (https://github.com/npm/cli/issues/4828): ' +
         'reinstall with optional dependencies, after deleting node_modules and package-lock.json if needed.'
       : `It looked for "${wanted}" and for ${file} next to binding.js, but no prebuilt binary is published for ` +
-        `this platform (prebuilt: ${published.map((name) => name.replace('keylock-', '')).join(', ') || 'none'}).`,
-    'To build from source: install Rust (https://rustup.rs), clone the keylock repository and run `npm install` ' +
+        `this platform (prebuilt: ${published.map((name) => name.replace('keyed-lock-', '')).join(', ') || 'none'}).`,
+    'To build from source: install Rust (https://rustup.rs), clone the keyed-lock repository and run `npm install` ' +
       `in the clone (its prepare script builds ${file} with cargo); then install that directory ` +
-      '(`npm install /path/to/keylock`) or set NAPI_RS_NATIVE_LIBRARY_PATH to the built .node file.',
+      '(`npm install /path/to/keyed-lock`) or set NAPI_RS_NATIVE_LIBRARY_PATH to the built .node file.',
   ]
   const tried = attempts(err)
   if (tried.length !== 0) lines.push('Load attempts:', ...tried.map((line) => `  - ${line}`))
   else if (err && err.message) lines.push(`Loader error: ${String(err.message).split('\n')[0]}`)
   const e = new Error(lines.join('\n'))
-  e.code = 'KEYLOCK_NO_BINARY'
+  e.code = 'KEYED_LOCK_NO_BINARY'
   e.cause = err
   return e
 }

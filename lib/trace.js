@@ -15,10 +15,10 @@ const { performance } = require('node:perf_hooks')
 
 // dc.tracingChannel arrived in Node 18.19 / 19.9: without it the two
 // tracing channels are absent and only the plain ones publish.
-const acquireChannel = typeof dc.tracingChannel === 'function' ? dc.tracingChannel('keylock:acquire') : null
-const lockChannel = typeof dc.tracingChannel === 'function' ? dc.tracingChannel('keylock:lock') : null
-const releaseChannel = dc.channel('keylock:release')
-const lostChannel = dc.channel('keylock:lease:lost')
+const acquireChannel = typeof dc.tracingChannel === 'function' ? dc.tracingChannel('keyed-lock:acquire') : null
+const lockChannel = typeof dc.tracingChannel === 'function' ? dc.tracingChannel('keyed-lock:lock') : null
+const releaseChannel = dc.channel('keyed-lock:release')
+const lostChannel = dc.channel('keyed-lock:lease:lost')
 
 /** Whether a TracingChannel has any subscriber (Node 18 and 20 < 20.13 lack the combined getter). */
 function tracingSubscribed(tc) {

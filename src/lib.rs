@@ -1,4 +1,4 @@
-//! keylock: keyed FIFO locks for Node.js, one queue model with three reaches.
+//! keyed-lock: keyed FIFO locks for Node.js, one queue model with three reaches.
 //!
 //! | module | what it is | its guarantees and tests |
 //! | --- | --- | --- |

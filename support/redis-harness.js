@@ -370,7 +370,7 @@ async function startRedis({ unix = false, args = [] } = {}) {
   let lastFailure = ''
   let attempts = 0
   for (let attempt = 1; attempt <= START_ATTEMPTS; attempt++) {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keylock-redis-'))
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keyed-lock-redis-'))
     const port = unix ? null : await freePort()
     const server = new RedisServer({ dir, unix, port, extraArgs: args })
     attempts = attempt

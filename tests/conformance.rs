@@ -22,7 +22,7 @@
 
 use std::time::Duration;
 
-use keylock::core::UNLIMITED;
+use keyed_lock::core::UNLIMITED;
 
 // A crate root looks for modules beside it; the drivers live in a folder of
 // their own so that `tests/` holds one file per suite.

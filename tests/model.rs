@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
-use keylock::core::{Acquire, Cancel, Table, TicketId, CONTENDED, HELD, IDLE, UNLIMITED};
+use keyed_lock::core::{Acquire, Cancel, Table, TicketId, CONTENDED, HELD, IDLE, UNLIMITED};
 use proptest::prelude::*;
 
 const KEYS: u32 = 5;

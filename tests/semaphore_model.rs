@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 
-use keylock::core::{Acquire, Cancel, Semaphores, TicketId, SEM_CONTENDED, UNLIMITED};
+use keyed_lock::core::{Acquire, Cancel, Semaphores, TicketId, SEM_CONTENDED, UNLIMITED};
 use proptest::prelude::*;
 
 const KEYS: u32 = 4;

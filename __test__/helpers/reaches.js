@@ -149,12 +149,12 @@ class RedisReach extends Reach {
   }
   /** The Redis key of a lock's lease on `key` (docs/redis-keys.md). */
   leaseKey(lock, key) {
-    return lockKey('keylock', this.factories.get(lock).spaceName, key, 'l')
+    return lockKey('keyed-lock', this.factories.get(lock).spaceName, key, 'l')
   }
 
   /** The Redis key of a lock's queue on `key` (docs/redis-keys.md). */
   queueKey(lock, key) {
-    return lockKey('keylock', this.factories.get(lock).spaceName, key, 'q')
+    return lockKey('keyed-lock', this.factories.get(lock).spaceName, key, 'q')
   }
 
   /**

@@ -12,7 +12,7 @@ const domain = require('node:domain')
 const assert = require('node:assert/strict')
 const { forEachReach, settled, outcome } = require('../helpers/reaches')
 
-// async-lock 1.5.0's messages (differential.test.js checks keylock's
+// async-lock 1.5.0's messages (differential.test.js checks keyed-lock's
 // against async-lock's own on the isolate reach).
 const TOO_MANY = (key) => `Too many pending tasks in queue ${key}`
 const NO_FUNCTION = 'You must pass a function to execute'
@@ -320,11 +320,11 @@ forEachReach((reach) => {
     if (reach.name === 'redis') {
       // docs/compat.md#redis-reach "close()": it releases the leases still
       // held (the key goes to the next waiter), and calls after it reject
-      // with KEYLOCK_CLOSED.
+      // with KEYED_LOCK_CLOSED.
       const next = await waiting
       assert.deepEqual(next.keys, ['k'])
-      await assert.rejects(closer.lock('k'), { code: 'KEYLOCK_CLOSED' })
-      await assert.rejects(closer.acquire('k', () => {}), { code: 'KEYLOCK_CLOSED' })
+      await assert.rejects(closer.lock('k'), { code: 'KEYED_LOCK_CLOSED' })
+      await assert.rejects(closer.acquire('k', () => {}), { code: 'KEYED_LOCK_CLOSED' })
       await next.release()
     } else {
       // In process close() resolves at once, takes nothing from a holder,

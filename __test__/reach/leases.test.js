@@ -219,15 +219,15 @@ forEachReach((reach) => {
   test('bad arguments reject with a TypeError naming them, before anything is locked', async () => {
     const lock = reach.make()
     const cases = [
-      [[undefined], /keylock: key must be/],
-      [[{}], /keylock: key must be/],
-      [[[]], /keylock: key must be .*; got an array/],
-      [[['a', ['b']]], /keylock: key\[1\] must be/],
-      [['k', 5], /keylock: options must be an object; got 5/],
-      [['k', { timeout: -1 }], /keylock: options\.timeout must be/],
-      [['k', { timeout: '5' }], /keylock: options\.timeout must be .*; got "5"/],
-      [['k', { timeout: 2 ** 31 }], /keylock: options\.timeout must be/],
-      [['k', { signal: {} }], /keylock: options\.signal must be an AbortSignal; got an object/],
+      [[undefined], /keyed-lock: key must be/],
+      [[{}], /keyed-lock: key must be/],
+      [[[]], /keyed-lock: key must be .*; got an array/],
+      [[['a', ['b']]], /keyed-lock: key\[1\] must be/],
+      [['k', 5], /keyed-lock: options must be an object; got 5/],
+      [['k', { timeout: -1 }], /keyed-lock: options\.timeout must be/],
+      [['k', { timeout: '5' }], /keyed-lock: options\.timeout must be .*; got "5"/],
+      [['k', { timeout: 2 ** 31 }], /keyed-lock: options\.timeout must be/],
+      [['k', { signal: {} }], /keyed-lock: options\.signal must be an AbortSignal; got an object/],
     ]
     for (const [args, message] of cases) {
       let result

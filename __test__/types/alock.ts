@@ -1,6 +1,6 @@
-// keylock/alock, required and default-imported.
-import lock = require('keylock/alock')
-import lockDefault from 'keylock/alock'
+// keyed-lock/alock, required and default-imported.
+import lock = require('keyed-lock/alock')
+import lockDefault from 'keyed-lock/alock'
 
 const result: void = lock('key', (done) => {
   setTimeout(done, 1)

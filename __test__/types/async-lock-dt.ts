@@ -1,6 +1,6 @@
 // DefinitelyTyped's async-lock test, in spirit, in the import style that
 // works with and without esModuleInterop.
-import AsyncLock = require('keylock')
+import AsyncLock = require('keyed-lock')
 
 const lock = new AsyncLock()
 

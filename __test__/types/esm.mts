@@ -1,7 +1,7 @@
 // An ESM (.mts) consumer: `import` resolves through the "import" condition,
 // and the default export carries the class, its namespace and alock.
-import AsyncLock from 'keylock'
-import lock from 'keylock/alock'
+import AsyncLock from 'keyed-lock'
+import lock from 'keyed-lock/alock'
 
 const options: AsyncLock.AsyncLockOptions = { timeout: 10 }
 const asyncLock = new AsyncLock(options)

@@ -1,7 +1,7 @@
 // Wrong usage the types must reject: every line below is a compile error,
 // and `@ts-expect-error` fails the build if one of them stops being one.
-import AsyncLock = require('keylock')
-import lock = require('keylock/alock')
+import AsyncLock = require('keyed-lock')
+import lock = require('keyed-lock/alock')
 
 const asyncLock = new AsyncLock()
 

@@ -2,7 +2,7 @@
 // Node's, and `await using` works because @types/node declares
 // Symbol.asyncDispose (TypeScript 5.2+). ./legacy/lease.ts checks it without
 // either.
-import AsyncLock = require('keylock')
+import AsyncLock = require('keyed-lock')
 
 type Equals<A, B> = (<X>() => X extends A ? 1 : 2) extends <X>() => X extends B ? 1 : 2 ? true : false
 function assertType<T extends true>(): void {}

@@ -1,9 +1,9 @@
-// keylock/locky and keylock/exclusive-lock as fast-locky and
+// keyed-lock/locky and keyed-lock/exclusive-lock as fast-locky and
 // @logdna/exclusive-lock users write them (CommonJS, through "exports").
-import Locky = require('keylock/locky')
-import ExclusiveLock = require('keylock/exclusive-lock')
-import { Locky as NamedLocky } from 'keylock/locky'
-import { ExclusiveLock as NamedExclusiveLock } from 'keylock/exclusive-lock'
+import Locky = require('keyed-lock/locky')
+import ExclusiveLock = require('keyed-lock/exclusive-lock')
+import { Locky as NamedLocky } from 'keyed-lock/locky'
+import { ExclusiveLock as NamedExclusiveLock } from 'keyed-lock/exclusive-lock'
 
 async function locky(): Promise<void> {
   const locky: Locky = new Locky({ redis: () => ({ host: '127.0.0.1', port: 6379 }), ttl: 10000, name: 'app' })

@@ -1,7 +1,7 @@
 // The Redis reach's options as a project with @types/node sees them
 // (./legacy/redis.ts checks them without it): redis, scope 'redis', name,
 // prefix and ttl on the constructor, and what a Redis lease offers.
-import AsyncLock = require('keylock')
+import AsyncLock = require('keyed-lock')
 
 type Equals<A, B> = (<X>() => X extends A ? 1 : 2) extends <X>() => X extends B ? 1 : 2 ? true : false
 function assertType<T extends true>(): void {}

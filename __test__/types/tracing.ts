@@ -1,5 +1,5 @@
 // The tracing payloads and stats() as a TypeScript project sees them.
-import AsyncLock = require('keylock')
+import AsyncLock = require('keyed-lock')
 import dc = require('node:diagnostics_channel')
 
 const lock = new AsyncLock()
@@ -13,19 +13,19 @@ void [p99, reach, waiters]
 // @ts-expect-error: top is a number
 lock.stats({ top: '3' })
 
-dc.subscribe('tracing:keylock:acquire:asyncStart', (message) => {
+dc.subscribe('tracing:keyed-lock:acquire:asyncStart', (message) => {
   const ctx = message as AsyncLock.TraceContext
   const wait: number | undefined = ctx.waitMs
   const outcome: AsyncLock.TraceOutcome | undefined = ctx.outcome
   const mode: 'promise' | 'callback' | 'lease' = ctx.mode
   void [wait, outcome, mode]
 })
-dc.subscribe('keylock:release', (message) => {
+dc.subscribe('keyed-lock:release', (message) => {
   const release = message as AsyncLock.ReleaseMessage
   const held: number = release.holdMs
   void held
 })
-dc.subscribe('keylock:lease:lost', (message) => {
+dc.subscribe('keyed-lock:lease:lost', (message) => {
   const lost = message as AsyncLock.LeaseLostMessage
   const key: string | symbol = lost.key
   void key

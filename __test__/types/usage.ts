@@ -1,7 +1,7 @@
-// What a keylock user writes: default import (esModuleInterop), inference,
+// What a keyed-lock user writes: default import (esModuleInterop), inference,
 // callback mode, every option, the widened keys and the namespace types.
-import AsyncLock from 'keylock'
-import AsyncLockRequired = require('keylock')
+import AsyncLock from 'keyed-lock'
+import AsyncLockRequired = require('keyed-lock')
 
 type Equals<A, B> = (<X>() => X extends A ? 1 : 2) extends <X>() => X extends B ? 1 : 2 ? true : false
 function assertType<T extends true>(): void {}
@@ -71,7 +71,7 @@ lock.acquire(someKey, async () => undefined)
 
 void [busy, zero, thousand, occupation, execution]
 
-// keylock's own options: a process-wide lock space shared by worker threads.
+// keyed-lock's own options: a process-wide lock space shared by worker threads.
 new AsyncLock({ scope: 'process', name: 'uploads' })
 new AsyncLock({ scope: 'isolate' })
 

@@ -1,9 +1,9 @@
 'use strict'
 // The semaphore floor: the least a keyed, weighted, strictly FIFO semaphore
-// with keylock's promise-mode acquire(key, fn, { weight }) has to do in
+// with keyed-lock's promise-mode acquire(key, fn, { weight }) has to do in
 // plain JS. Used by bench/semaphore.js only. Per key: permits out and an
 // array queue with a head index; a waiting head blocks lighter requests
-// behind it (as keylock and async-mutex do); fn runs synchronously on a
+// behind it (as keyed-lock and async-mutex do); fn runs synchronously on a
 // grant and the release comes in the microtask after it settles.
 
 class KeyState {

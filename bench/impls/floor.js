@@ -1,6 +1,6 @@
 'use strict'
 // The floor: the least a correct keyed FIFO lock with async-lock's API and
-// timing has to do in plain JS, written for speed. keylock has to come
+// timing has to do in plain JS, written for speed. keyed-lock has to come
 // within 1.3x of it on every workload, or the native core is not paying
 // for itself.
 //

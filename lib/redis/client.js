@@ -1,5 +1,5 @@
 'use strict'
-// keylock's Redis client, as JS sees it (src/redis/mod.rs has the
+// keyed-lock's Redis client, as JS sees it (src/redis/mod.rs has the
 // guarantees): one Rust client per (url, prefix) per thread, shared by every
 // lock and facade that names them, reference-counted. The lock space of
 // `AsyncLock({ redis })` is lib/spaces/redis.js; the two Redis facades hold
@@ -58,11 +58,11 @@ function coded(message, code) {
 /** A native error as the user sees it, chosen by its `code` (src/core/error.rs). */
 function fromNative(err) {
   switch (err && err.code) {
-    case 'KEYLOCK_REDIS':
+    case 'KEYED_LOCK_REDIS':
       return coded(messages.redisAt(err.message), err.code)
-    case 'KEYLOCK_CLOSED':
-      return coded('keylock: ' + err.message, err.code)
-    case 'KEYLOCK_CROSSSLOT': {
+    case 'KEYED_LOCK_CLOSED':
+      return coded('keyed-lock: ' + err.message, err.code)
+    case 'KEYED_LOCK_CROSSSLOT': {
       const out = new TypeError(messages.crossSlot(err.keyIndex))
       out.code = 'ERR_INVALID_ARG_VALUE'
       return out
@@ -110,7 +110,7 @@ class RedisClient {
    * The client of this thread for `url` under `prefix` (one connection,
    * made on first use). Every open() needs its close().
    */
-  static open(url, { prefix = 'keylock', tls } = {}) {
+  static open(url, { prefix = 'keyed-lock', tls } = {}) {
     // `tls`: already read by lib/redis/options.js tlsOptions (or undefined);
     // an object `url` is a Sentinel-managed master (lib/redis/options.js).
     const sentinel = redisOptions.sentinelOption(url)
@@ -159,7 +159,7 @@ class RedisClient {
   _lost({ lease, reason }) {
     const handler = this.lostHandlers.get(lease)
     const cause = new Error(messages.leaseLostCause(reason))
-    cause.code = 'KEYLOCK_LEASE_LOST'
+    cause.code = 'KEYED_LOCK_LEASE_LOST'
     if (handler === undefined) {
       this.lostEarly.set(lease, cause)
       return

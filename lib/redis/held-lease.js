@@ -1,7 +1,7 @@
 'use strict'
-// The lease lifecycle both Redis facades share (keylock/locky and
-// keylock/exclusive-lock): one try-lock in Redis taken with a ttl, renewed by
-// the facade's own extend calls (or by keylock's watchdog), and given up by
+// The lease lifecycle both Redis facades share (keyed-lock/locky and
+// keyed-lock/exclusive-lock): one try-lock in Redis taken with a ttl, renewed by
+// the facade's own extend calls (or by keyed-lock's watchdog), and given up by
 // release or found lost, with one clock-drift rule for when it is surely
 // still ours. A facade keeps its own bookkeeping (which instance holds what,
 // its events); everything that talks to Redis about a lease is here.
@@ -9,11 +9,11 @@
 const { performance } = require('perf_hooks')
 
 /**
- * Every keylock Redis lock lives under one prefix, so a lock taken through
+ * Every keyed-lock Redis lock lives under one prefix, so a lock taken through
  * one face and one taken through another under the same name are the same
  * lock.
  */
-const REDIS_PREFIX = 'keylock'
+const REDIS_PREFIX = 'keyed-lock'
 
 /**
  * The client of this thread for `url` (shared and reference-counted: every
@@ -35,7 +35,7 @@ class HeldLease {
   /**
    * Takes `key` if it is free (or, with `force`, whoever holds it), without
    * waiting. Resolves the HeldLease, or null when somebody else holds it.
-   * `watchdog`: let keylock renew it every ttl/3 (otherwise it lives `ttl`
+   * `watchdog`: let keyed-lock renew it every ttl/3 (otherwise it lives `ttl`
    * unless extended).
    */
   static async take(client, key, { ttl, owner, force = false, watchdog }) {
@@ -85,7 +85,7 @@ class HeldLease {
     return this.client.release(this.id)
   }
 
-  /** `handler(cause)` runs once if keylock's watchdog finds the lease gone or cannot confirm it. */
+  /** `handler(cause)` runs once if keyed-lock's watchdog finds the lease gone or cannot confirm it. */
   onLost(handler) {
     this.client.onLost(this.id, handler)
   }

@@ -35,7 +35,7 @@ function pem(name, value, many) {
 /**
  * The TLS settings of `tls` (AsyncLock's option, or what a client object
  * carries) as the native side takes them, or undefined for no TLS options.
- * `strict`: refuse keys keylock cannot honour (AsyncLock's own option);
+ * `strict`: refuse keys keyed-lock cannot honour (AsyncLock's own option);
  * a client object's other settings are not ours to judge.
  */
 function tlsOptions(tls, name = 'option "tls"', strict = true) {
@@ -45,7 +45,7 @@ function tlsOptions(tls, name = 'option "tls"', strict = true) {
   if (strict) {
     for (const key of Object.keys(tls)) {
       if (!TLS_KEYS.has(key) && tls[key] !== undefined) {
-        throw invalidArg(`${name}.${key}`, 'unset: keylock honours only ca, cert, key, servername and rejectUnauthorized', tls[key])
+        throw invalidArg(`${name}.${key}`, 'unset: keyed-lock honours only ca, cert, key, servername and rejectUnauthorized', tls[key])
       }
     }
   }
@@ -70,7 +70,7 @@ function tlsOptions(tls, name = 'option "tls"', strict = true) {
  * The URL(s) and native options of a connection: with TLS options a
  * `redis://` URL is upgraded to `rediss://` (as ioredis does with `tls`), a
  * unix socket is refused (no TLS there), and `servername` must be the URL's
- * host (the TLS name is the host keylock connects to; put the certificate's
+ * host (the TLS name is the host keyed-lock connects to; put the certificate's
  * name in the URL). `key` identifies the settings for the per-thread client
  * cache without keeping a copy of the private key in it.
  */
@@ -100,7 +100,7 @@ function connection(urls, tls, sentinel) {
       if (host !== tls.servername) {
         throw invalidArg(
           'option "tls.servername"',
-          "the URL's host (keylock verifies the certificate for the host it connects to: put that name in the URL)",
+          "the URL's host (keyed-lock verifies the certificate for the host it connects to: put that name in the URL)",
           tls.servername,
         )
       }
@@ -147,7 +147,7 @@ function tlsFromClient(client) {
  * AsyncLock's `redis: { sentinels, name, ... }` option; undefined for any
  * other client. Such a client's host and port fields are only ioredis's
  * defaults (localhost:6379): read as a plain client it would send the locks
- * to whatever Redis listens there, so a shape keylock cannot follow (no
+ * to whatever Redis listens there, so a shape keyed-lock cannot follow (no
  * master name, or ioredis `role: 'slave'`) is refused with a TypeError
  * naming `name`, never misrouted.
  */
@@ -258,7 +258,7 @@ function waitReplicasOption(value) {
  * the one replication stream, so acknowledging it acknowledges the grant,
  * whichever connection wrote the grant: a hand-off is written by the
  * releaser's), then `WAIT replicas timeout`. Too few: the lease is released
- * and the acquisition fails with KEYLOCK_REPLICAS.
+ * and the acquisition fails with KEYED_LOCK_REPLICAS.
  */
 async function confirmReplicas(client, lease, names, ttl, wait) {
   let acked = 0

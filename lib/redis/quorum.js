@@ -1,6 +1,6 @@
 'use strict'
 // Quorum mode of the Redis reach: `redis: { quorum: [url, url, url] }`, the
-// Redlock algorithm over independent masters, each reached through keylock's
+// Redlock algorithm over independent masters, each reached through keyed-lock's
 // own per-master client (lib/redis.js RedisClient: its scripts, watchdog and
 // cleanup of given-up requests).
 //

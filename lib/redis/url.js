@@ -1,6 +1,6 @@
 'use strict'
-// The Redis facades (keylock/locky, keylock/exclusive-lock) talk to Redis
-// through keylock's own Rust client, never through the client object the
+// The Redis facades (keyed-lock/locky, keyed-lock/exclusive-lock) talk to Redis
+// through keyed-lock's own Rust client, never through the client object the
 // user hands them: fast-locky and exclusive-lock took a JS client, so all we
 // can honour is *where* that client points. This turns what those libraries
 // accepted (a URL, then-redis options, an ioredis or node-redis client) into
@@ -10,7 +10,7 @@
 const { invalidConnection: connectionError } = require('../errors')
 
 /**
- * A URL as messages show it, without its password, for every form keylock
+ * A URL as messages show it, without its password, for every form keyed-lock
  * accepts or builds: the same rules as `redact` in src/redis/error.rs (which
  * shows URLs in the native errors). It never parses, so it also hides the
  * password of a URL that does not parse, and it hides too much rather than
@@ -99,7 +99,7 @@ function buildUrl({ host, port, path, username, password, db, tls }) {
 /**
  * A Redis Cluster client: ioredis's `Cluster` (`startupNodes`, shared
  * `options.redisOptions`) or node-redis's `createCluster` (`options.rootNodes`,
- * `options.defaults`). The seed nodes' URLs, which keylock's client takes as
+ * `options.defaults`). The seed nodes' URLs, which keyed-lock's client takes as
  * an array; undefined for anything else.
  */
 function clusterUrls(client) {
@@ -211,7 +211,7 @@ const DEFAULT_URL = 'redis://127.0.0.1:6379'
 
 /**
  * fast-locky's `redis` option: a function is called once and what it
- * returns is read; a URL string (keylock: or an array of Redis Cluster
+ * returns is read; a URL string (keyed-lock: or an array of Redis Cluster
  * node URLs); then-redis options; a client object; undefined means
  * `REDIS_URL`, else 127.0.0.1:6379. Returns `{ url, client }`, where
  * `client` is the object the function returned (fast-locky owned it and
@@ -249,7 +249,7 @@ function lockyConnection(redis, env = process.env) {
 
 /**
  * exclusive-lock's `cache_connection`: an ioredis / node-redis client, or
- * (keylock's additions) a URL string or `{url}`. Throws a TypeError naming
+ * (keyed-lock's additions) a URL string or `{url}`. Throws a TypeError naming
  * the option when no server address can be read from it.
  */
 function cacheConnectionUrl(connection) {

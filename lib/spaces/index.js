@@ -51,7 +51,7 @@
 //                              without a grant: REJECTED (d = index of the full
 //                              key), TIMED_OUT (d = index of the key still
 //                              awaited) or FAILED (d = the Error, e.g. Redis
-//                              unreachable, KEYLOCK_CLOSED)
+//                              unreachable, KEYED_LOCK_CLOSED)
 //   waiter.released(result)    after releaseIdle() answered RELEASING: the
 //                              release is done (true), the grant had been lost
 //                              already (false), or it failed (an Error)
@@ -97,7 +97,7 @@
 //                       expire: Redis); a no-op elsewhere
 //   close()             Promise<void>; lets go of what the space holds outside this
 //                       thread. In-process: nothing, and the space stays usable.
-//                       Redis: pending waits end with KEYLOCK_CLOSED, later calls
+//                       Redis: pending waits end with KEYED_LOCK_CLOSED, later calls
 //                       refuse with it, and the last close of a shared connection
 //                       releases its leases.
 //   timesWaits          true where the reach ends waits itself (timeout and
@@ -109,8 +109,8 @@
 //                       is a per-process thing and the holder is a lease in Redis)
 //
 // Errors: misuse is a TypeError naming the argument (lib/errors.js); a reach's
-// own failures are Errors with a stable `err.code` (KEYLOCK_REDIS,
-// KEYLOCK_CLOSED, ...). Expected outcomes (queued, full, timed out) are values,
+// own failures are Errors with a stable `err.code` (KEYED_LOCK_REDIS,
+// KEYED_LOCK_CLOSED, ...). Expected outcomes (queued, full, timed out) are values,
 // never errors.
 
 const native = require('../native')
@@ -286,5 +286,5 @@ module.exports = {
 
 // Loaded with the contract (after its exports, which isolate.js uses): the
 // isolate reach is every lock's default, and loading it loads the addon, so
-// a missing binary fails at require('keylock') with the loader's message.
+// a missing binary fails at require('keyed-lock') with the loader's message.
 const { IsolateSpace } = require('./isolate')

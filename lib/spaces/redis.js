@@ -53,7 +53,7 @@ class RedisSpace {
     if (this.waitReplicas !== undefined && (Array.isArray(url) || quorum !== undefined)) {
       throw invalidArg('option "waitReplicas"', 'unset on a Redis Cluster or a quorum (WAIT is per node)', waitReplicas)
     }
-    const connect = { prefix: prefix === undefined ? 'keylock' : prefix, tls: redisOptions.tlsOptions(tls) }
+    const connect = { prefix: prefix === undefined ? 'keyed-lock' : prefix, tls: redisOptions.tlsOptions(tls) }
     this.client =
       quorum !== undefined ? new QuorumClient(redisOptions.quorumOption(quorum), connect) : RedisClient.open(url, connect)
     /** normalized key -> id, while this process holds or waits for it (swept as in isolate.js) */
@@ -238,7 +238,7 @@ class RedisSpace {
   }
 
   /**
-   * Ends this lock's pending waits with KEYLOCK_CLOSED and refuses every
+   * Ends this lock's pending waits with KEYED_LOCK_CLOSED and refuses every
    * later call; gives up its share of the connection (the last share
    * releases the leases still held and closes it).
    */

@@ -28,8 +28,8 @@
 //! # Errors
 //!
 //! Every error thrown or rejected here goes through [`to_napi_error`]: its
-//! `code` is the `KEYLOCK_*` string of a [`crate::core::ErrorCode`], its
-//! message carries no code. A panic becomes `KEYLOCK_INTERNAL`.
+//! `code` is the `KEYED_LOCK_*` string of a [`crate::core::ErrorCode`], its
+//! message carries no code. A panic becomes `KEYED_LOCK_INTERNAL`.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -95,13 +95,15 @@ impl std::fmt::Display for NativeError {
     match self {
       NativeError::Core(e) => e.fmt(f),
       NativeError::Space(e) => e.fmt(f),
-      NativeError::IoSlot(i) => write!(f, "keylock internal error: io slot {i} is out of range"),
-      NativeError::NoIo => write!(f, "keylock internal error: io buffer not created"),
-      NativeError::NoTable(t) => write!(f, "keylock internal error: no table {t}"),
-      NativeError::NoMember(m) => write!(f, "keylock internal error: no process member {m}"),
-      NativeError::Reentrant => write!(f, "keylock internal error: re-entrant call"),
-      NativeError::ShuttingDown => write!(f, "keylock internal error: the thread is shutting down"),
-      NativeError::Panic => write!(f, "keylock internal error: a panic in the native core"),
+      NativeError::IoSlot(i) => write!(f, "keyed-lock internal error: io slot {i} is out of range"),
+      NativeError::NoIo => write!(f, "keyed-lock internal error: io buffer not created"),
+      NativeError::NoTable(t) => write!(f, "keyed-lock internal error: no table {t}"),
+      NativeError::NoMember(m) => write!(f, "keyed-lock internal error: no process member {m}"),
+      NativeError::Reentrant => write!(f, "keyed-lock internal error: re-entrant call"),
+      NativeError::ShuttingDown => {
+        write!(f, "keyed-lock internal error: the thread is shutting down")
+      }
+      NativeError::Panic => write!(f, "keyed-lock internal error: a panic in the native core"),
     }
   }
 }
@@ -124,7 +126,7 @@ impl From<SpaceError> for NativeError {
   }
 }
 
-/// The one mapping from keylock errors to JS errors: `err.code` is the
+/// The one mapping from keyed-lock errors to JS errors: `err.code` is the
 /// error's code, `err.message` its text.
 pub(crate) fn to_napi_error(e: &dyn Coded) -> Error<Code> {
   Error::new(e.code().as_str(), e.to_string())

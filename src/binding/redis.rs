@@ -468,7 +468,7 @@ fn json_str(s: &str, out: &mut String) {
 }
 
 /// Releases every lease of the client (best effort) and closes it; its
-/// waiters end with a `KEYLOCK_CLOSED` error.
+/// waiters end with a `KEYED_LOCK_CLOSED` error.
 #[napi(catch_unwind, js_name = "redisClose")]
 pub async fn redis_close(handle: u32) -> Result<()> {
   let lock = {

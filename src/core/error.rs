@@ -1,4 +1,4 @@
-//! The one error vocabulary of keylock: a closed set of codes that every
+//! The one error vocabulary of keyed-lock: a closed set of codes that every
 //! reach reports, mapped to N-API once (`binding::to_napi_error`), where each
 //! becomes the `code` of the JS error, with the message carrying no code.
 //!
@@ -37,7 +37,7 @@ pub enum ErrorCode {
   KeyOutOfRange,
   /// A thread that is not (or no longer) a member of a process space.
   NoOwner,
-  /// A broken invariant inside keylock (a panic, a bad io layout, a call
+  /// A broken invariant inside keyed-lock (a panic, a bad io layout, a call
   /// during thread shutdown): a bug to report, never the caller's fault.
   Internal,
 }
@@ -62,18 +62,18 @@ impl ErrorCode {
   /// The stable string JS sees as `err.code`.
   pub const fn as_str(self) -> &'static str {
     match self {
-      ErrorCode::Redis => "KEYLOCK_REDIS",
-      ErrorCode::RedisUrl => "KEYLOCK_REDIS_URL",
-      ErrorCode::RedisProtocol => "KEYLOCK_REDIS_PROTOCOL",
-      ErrorCode::Closed => "KEYLOCK_CLOSED",
-      ErrorCode::CrossSlot => "KEYLOCK_CROSSSLOT",
-      ErrorCode::NoLease => "KEYLOCK_NO_LEASE",
-      ErrorCode::NotHeld => "KEYLOCK_NOT_HELD",
-      ErrorCode::NoKeys => "KEYLOCK_NO_KEYS",
-      ErrorCode::DuplicateKey => "KEYLOCK_DUPLICATE_KEY",
-      ErrorCode::KeyOutOfRange => "KEYLOCK_KEY_OUT_OF_RANGE",
-      ErrorCode::NoOwner => "KEYLOCK_NO_OWNER",
-      ErrorCode::Internal => "KEYLOCK_INTERNAL",
+      ErrorCode::Redis => "KEYED_LOCK_REDIS",
+      ErrorCode::RedisUrl => "KEYED_LOCK_REDIS_URL",
+      ErrorCode::RedisProtocol => "KEYED_LOCK_REDIS_PROTOCOL",
+      ErrorCode::Closed => "KEYED_LOCK_CLOSED",
+      ErrorCode::CrossSlot => "KEYED_LOCK_CROSSSLOT",
+      ErrorCode::NoLease => "KEYED_LOCK_NO_LEASE",
+      ErrorCode::NotHeld => "KEYED_LOCK_NOT_HELD",
+      ErrorCode::NoKeys => "KEYED_LOCK_NO_KEYS",
+      ErrorCode::DuplicateKey => "KEYED_LOCK_DUPLICATE_KEY",
+      ErrorCode::KeyOutOfRange => "KEYED_LOCK_KEY_OUT_OF_RANGE",
+      ErrorCode::NoOwner => "KEYED_LOCK_NO_OWNER",
+      ErrorCode::Internal => "KEYED_LOCK_INTERNAL",
     }
   }
 }
@@ -108,7 +108,7 @@ pub enum CoreError {
   /// `acquire` named the same key twice (it would wait for itself).
   DuplicateKey(KeyId),
   /// A weight of 0 or above a counted table's permits (the faces validate
-  /// weights first, so this is the owner's bug: `KEYLOCK_INTERNAL`).
+  /// weights first, so this is the owner's bug: `KEYED_LOCK_INTERNAL`).
   BadWeight(KeyId),
 }
 
@@ -149,7 +149,7 @@ mod tests {
   fn codes_are_distinct_and_prefixed() {
     let mut seen = std::collections::HashSet::new();
     for code in ErrorCode::ALL {
-      assert!(code.as_str().starts_with("KEYLOCK_"), "{code}");
+      assert!(code.as_str().starts_with("KEYED_LOCK_"), "{code}");
       assert!(seen.insert(code.as_str()), "{code} twice");
     }
   }
@@ -162,7 +162,7 @@ mod tests {
       CoreError::NoKeys,
       CoreError::DuplicateKey(1),
     ] {
-      assert!(!e.to_string().contains("KEYLOCK_"), "{e}");
+      assert!(!e.to_string().contains("KEYED_LOCK_"), "{e}");
     }
   }
 }

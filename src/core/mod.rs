@@ -1,4 +1,4 @@
-//! The queue model shared by every face and reach of keylock: keyed FIFO
+//! The queue model shared by every face and reach of keyed-lock: keyed FIFO
 //! queues with all-or-nothing multi-key acquisition. Pure Rust: no N-API, no
 //! tokio, no I/O.
 //!

@@ -62,7 +62,7 @@ impl Coded for RedisLockError {
 
 pub type Result<T> = std::result::Result<T, RedisLockError>;
 
-/// A URL as messages show it, without its password, for every form keylock
+/// A URL as messages show it, without its password, for every form keyed-lock
 /// accepts or builds. It never parses (it must also hide the password of a
 /// URL that does not parse), and hides too much rather than too little;
 /// `lib/redis/url.js` `redactUrl` applies the same rules in JS:

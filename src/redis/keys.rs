@@ -1,12 +1,12 @@
 //! The Redis key names of the Redis reach: an injective encoding of
 //! (prefix, space, key) into the four keys of a lock (lease, meta, queue,
-//! waiters), with the Cluster hash tag chosen by keylock, not found inside
+//! waiters), with the Cluster hash tag chosen by keyed-lock, not found inside
 //! user text. `docs/redis-keys.md` is the specification; this file
 //! implements it and its tests check it.
 //!
 //! A lock key is `P:{T}:k` or `P:{T}:k:I`, where
 //! - `P` is the prefix with `%` and `{` percent-escaped, so the first `{` of
-//!   every key is keylock's own;
+//!   every key is keyed-lock's own;
 //! - `I` (the identity) is the space with `%` and `:` escaped, a `:`, then
 //!   the key as given: the first `:` of `I` ends the space;
 //! - `k` is one letter naming the structure: `l` lease, `m` meta, `q`
@@ -155,7 +155,7 @@ fn decimal(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
 }
 
 /// The smallest decimal number whose text hashes to `slot`: a tag for the
-/// keys keylock keeps per slot. Found once for all slots (about 170,000
+/// keys keyed-lock keeps per slot. Found once for all slots (about 170,000
 /// checksums of a few bytes).
 fn tag_of_slot(slot: u16) -> u32 {
   static TABLE: std::sync::OnceLock<Vec<u32>> = std::sync::OnceLock::new();
@@ -228,18 +228,18 @@ mod tests {
   #[test]
   fn the_issue_pairs_are_distinct_locks() {
     let k = |p: &str, s: &str, key: &str| lease_key(p, s, key);
-    assert_ne!(k("keylock", "", "a"), k("keylock", "", "{a}"));
-    assert_ne!(k("keylock:app", "", "t"), k("keylock", "", "app:{t}"));
-    assert_ne!(k("keylock", "a", "b:c"), k("keylock", "a:b", "c"));
+    assert_ne!(k("keyed-lock", "", "a"), k("keyed-lock", "", "{a}"));
+    assert_ne!(k("keyed-lock:app", "", "t"), k("keyed-lock", "", "app:{t}"));
+    assert_ne!(k("keyed-lock", "a", "b:c"), k("keyed-lock", "a:b", "c"));
     assert_ne!(
-      k("keylock", "{billing}", "acct"),
-      k("keylock", "{billing}", "acct:q")
+      k("keyed-lock", "{billing}", "acct"),
+      k("keyed-lock", "{billing}", "acct:q")
     );
     for part in Part::ALL {
       for evil in ["{v}:q", "{v}:m", "{v}:w", "v}:q", "v:q", ":v"] {
         assert_ne!(
-          lock_key("keylock", "", "v", part),
-          lease_key("keylock", "", evil)
+          lock_key("keyed-lock", "", "v", part),
+          lease_key("keyed-lock", "", evil)
         );
       }
     }
@@ -247,46 +247,49 @@ mod tests {
 
   #[test]
   fn readable_examples() {
-    assert_eq!(lease_key("keylock", "", "a"), "keylock:{:a}:l");
-    assert_eq!(lease_key("keylock", "n", "k"), "keylock:{n:k}:l");
+    assert_eq!(lease_key("keyed-lock", "", "a"), "keyed-lock:{:a}:l");
+    assert_eq!(lease_key("keyed-lock", "n", "k"), "keyed-lock:{n:k}:l");
     assert_eq!(
-      lock_key("keylock", "", "{order:42}:items", Part::Queue),
-      "keylock:{order:42}:q::{order:42}:items"
+      lock_key("keyed-lock", "", "{order:42}:items", Part::Queue),
+      "keyed-lock:{order:42}:q::{order:42}:items"
     );
     assert_eq!(
-      lease_key("keylock", "{billing}", "acct"),
-      "keylock:{billing}:l:{billing}:acct"
+      lease_key("keyed-lock", "{billing}", "acct"),
+      "keyed-lock:{billing}:l:{billing}:acct"
     );
     assert_eq!(lease_key("a{b", "", "c}d"), "a%7Bb:{:c%7Dd}:l");
-    assert_eq!(ticket_key("keylock", None), "keylock:tkt");
+    assert_eq!(ticket_key("keyed-lock", None), "keyed-lock:tkt");
   }
 
   #[test]
   fn documented_cluster_tags_hold() {
     // Keys sharing a {tag} share a slot, and it is the slot of the user's
     // own keys with that tag.
-    let items = slot(&lease_key("keylock", "", "{order:42}:items"));
-    assert_eq!(items, slot(&lease_key("keylock", "", "{order:42}:total")));
+    let items = slot(&lease_key("keyed-lock", "", "{order:42}:items"));
+    assert_eq!(
+      items,
+      slot(&lease_key("keyed-lock", "", "{order:42}:total"))
+    );
     assert_eq!(items, slot("{order:42}"));
     // A name such as '{billing}' tags every key of the lock.
     assert_eq!(
-      slot(&lease_key("keylock", "{billing}", "a")),
-      slot(&lease_key("keylock", "{billing}", "zzz"))
+      slot(&lease_key("keyed-lock", "{billing}", "a")),
+      slot(&lease_key("keyed-lock", "{billing}", "zzz"))
     );
     // Every structure of a lock is in the lease's slot, and so is the
     // counter of that slot.
     for (s, k) in [("", "a"), ("n", "odd{}name"), ("", "x}y{"), ("{t}", "k")] {
-      let keys = lock_keys("keylock", s, k);
+      let keys = lock_keys("keyed-lock", s, k);
       let want = slot(&keys[0]);
       assert!(keys.iter().all(|key| slot(key) == want));
-      assert_eq!(slot(&ticket_key("keylock", Some(want))), want);
+      assert_eq!(slot(&ticket_key("keyed-lock", Some(want))), want);
     }
   }
 
   #[test]
   fn every_slot_has_a_counter_in_it() {
     for s in [0u16, 1, 866, 12182, 16383] {
-      let key = ticket_key("keylock", Some(s));
+      let key = ticket_key("keyed-lock", Some(s));
       assert_eq!(slot(&key), s, "{key}");
     }
     let mut buf = [0u8; 10];
@@ -380,7 +383,7 @@ mod tests {
       let keys = lock_keys(&prefix, &space, &key);
       let want = slot(&keys[0]);
       prop_assert!(keys.iter().all(|k| slot(k) == want));
-      // The tag keylock chose is the one Redis hashes.
+      // The tag keyed-lock chose is the one Redis hashes.
       if let Some(tag) = user_tag(&space).or_else(|| user_tag(&key)) {
         prop_assert_eq!(hash_tag(&keys[0]), tag);
       }

@@ -87,7 +87,7 @@
 //!   next holder's"; `redis-hardening.test.js` "a waiter SIGSTOPped while
 //!   it is handed the key".
 //! - **Distinct locks, distinct keys.** (prefix, space, key) is encoded
-//!   injectively, with the hash tag chosen by keylock, so no key name can
+//!   injectively, with the hash tag chosen by keyed-lock, so no key name can
 //!   reach another lock's lease, queue, meta or waiters. Tests:
 //!   `cargo test redis::keys`; `redis-hardening.test.js` "keys: …".
 //! - **Cluster.** With seed-node URLs every key of a request must share a
@@ -429,7 +429,7 @@ mod tests {
 
   #[test]
   fn bad_urls_are_refused_up_front() {
-    let made = RedisLock::new("http://nope", "keylock", Box::new(|_, _| {}));
+    let made = RedisLock::new("http://nope", "keyed-lock", Box::new(|_, _| {}));
     assert!(matches!(made, Err(RedisLockError::Url(_))));
   }
 }

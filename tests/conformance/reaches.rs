@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use keylock::core::{Acquire, Cancel, KeyId, Table, TicketId};
-use keylock::process::{Membership, ProcessKey, ProcessSpace, Waker};
-use keylock::redis::{AcquireOptions, Acquired, Mode, RedisLock, RedisLockError};
+use keyed_lock::core::{Acquire, Cancel, KeyId, Table, TicketId};
+use keyed_lock::process::{Membership, ProcessKey, ProcessSpace, Waker};
+use keyed_lock::redis::{AcquireOptions, Acquired, Mode, RedisLock, RedisLockError};
 use tokio::task::JoinHandle;
 
 use super::{max_pending, strings, Asked, Held, How, Reach};
@@ -470,7 +470,7 @@ impl RedisServer {
     };
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
-      "keylock-conformance-{}-{}",
+      "keyed-lock-conformance-{}-{}",
       std::process::id(),
       N.fetch_add(1, Ordering::Relaxed)
     ));

@@ -1,7 +1,7 @@
 // The lease API in a project whose types have neither AbortSignal nor
 // Symbol.asyncDispose (lib es2019, no @types/node): it still compiles, with
-// keylock's AbortSignalLike in place of AbortSignal and no dispose member.
-import * as AsyncLock from 'keylock'
+// keyed-lock's AbortSignalLike in place of AbortSignal and no dispose member.
+import * as AsyncLock from 'keyed-lock'
 
 async function leases(lock: AsyncLock): Promise<void> {
   const lease: AsyncLock.Lease = await lock.lock(['a', 1], { timeout: 100 })

@@ -1,8 +1,8 @@
 // DefinitelyTyped's async-lock test, in spirit, with only the module name
 // changed: code written against @types/async-lock 1.4.2 with
 // `import * as` (esModuleInterop off) must compile as it is.
-import * as AsyncLock from 'keylock'
-import lock = require('keylock/alock')
+import * as AsyncLock from 'keyed-lock'
+import lock = require('keyed-lock/alock')
 
 const asyncLock = new AsyncLock()
 

@@ -1,7 +1,7 @@
 // The Redis reach's options in a project whose types have no AbortSignal,
 // no Symbol.asyncDispose and no @types/node (lib es2019): they need nothing
 // beyond it.
-import * as AsyncLock from 'keylock'
+import * as AsyncLock from 'keyed-lock'
 
 const options: AsyncLock.AsyncLockOptions = {
   redis: 'redis://127.0.0.1:6379',
