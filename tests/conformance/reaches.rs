@@ -32,6 +32,29 @@ pub struct IsolateReach {
 #[derive(Debug)]
 pub struct Ticket(TicketId);
 
+/// An in-process acquire's outcome as the suite sees it; a queued ticket is
+/// remembered with its client and keys until its grant is taken.
+fn asked(
+  outcome: Acquire,
+  client: usize,
+  keys: &[&str],
+  tickets: &mut HashMap<TicketId, (usize, Vec<String>)>,
+) -> Asked<Ticket> {
+  match outcome {
+    Acquire::Granted => Asked::Granted(Held {
+      client,
+      keys: strings(keys),
+      lease: 0,
+      tokens: Vec::new(),
+    }),
+    Acquire::Queued(t) => {
+      tickets.insert(t, (client, strings(keys)));
+      Asked::Queued(Ticket(t))
+    }
+    Acquire::Rejected { key_index } => Asked::Rejected(key_index),
+  }
+}
+
 impl IsolateReach {
   pub fn new() -> Self {
     IsolateReach {
@@ -70,23 +93,11 @@ impl Reach for IsolateReach {
 
   async fn acquire(&mut self, client: usize, keys: &[&str], how: How) -> Asked<Ticket> {
     let ids: Vec<KeyId> = keys.iter().map(|k| self.id(k)).collect();
-    match self
+    let outcome = self
       .table
       .acquire(&ids, max_pending(how), how.skip_queue)
-      .expect("valid keys")
-    {
-      Acquire::Granted => Asked::Granted(Held {
-        client,
-        keys: strings(keys),
-        lease: 0,
-        tokens: Vec::new(),
-      }),
-      Acquire::Queued(t) => {
-        self.tickets.insert(t, (client, strings(keys)));
-        Asked::Queued(Ticket(t))
-      }
-      Acquire::Rejected { key_index } => Asked::Rejected(key_index),
-    }
+      .expect("valid keys");
+    asked(outcome, client, keys, &mut self.tickets)
   }
 
   async fn grant(&mut self, w: &mut Ticket) -> Option<Held> {
@@ -217,23 +228,11 @@ impl Reach for ProcessReach {
   async fn acquire(&mut self, client: usize, keys: &[&str], how: How) -> Asked<Ticket> {
     let ids = self.ids(client, &strings(keys));
     let owner = self.owner(client);
-    match self
+    let outcome = self
       .space
       .acquire(owner, &ids, max_pending(how), how.skip_queue)
-      .expect("valid keys")
-    {
-      Acquire::Granted => Asked::Granted(Held {
-        client,
-        keys: strings(keys),
-        lease: 0,
-        tokens: Vec::new(),
-      }),
-      Acquire::Queued(t) => {
-        self.tickets.insert(t, (client, strings(keys)));
-        Asked::Queued(Ticket(t))
-      }
-      Acquire::Rejected { key_index } => Asked::Rejected(key_index),
-    }
+      .expect("valid keys");
+    asked(outcome, client, keys, &mut self.tickets)
   }
 
   async fn grant(&mut self, w: &mut Ticket) -> Option<Held> {
