@@ -82,4 +82,15 @@ function prng(seed) {
 
 const errText = (err) => (err ? (err instanceof Error ? err.message : String(err)) : String(err))
 
-module.exports = { AsyncLockOracle, KeyedLock, impls, sleep, immediate, drain, mockTimers, virtualTime, now, prng, errText }
+/** Polls `check` (real time, for servers and processes) until it returns a truthy value; throws naming `what` after `timeoutMs`. */
+async function waitFor(what, check, timeoutMs = 5000) {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await check()
+    if (value) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(5)
+  }
+}
+
+module.exports = { waitFor, AsyncLockOracle, KeyedLock, impls, sleep, immediate, drain, mockTimers, virtualTime, now, prng, errText }

@@ -19,6 +19,7 @@ const { lockKey, lockKeys } = require('./redis-keys')
 const WORKER = path.join(__dirname, 'fixtures', 'redis-worker.js')
 const now = () => Number(process.hrtime.bigint()) / 1e6
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const { waitFor } = require('./helpers')
 
 const servers = new Set()
 const workers = new Set()
@@ -77,16 +78,6 @@ async function worker(label, url, opts = {}) {
   await w.call('open', { url, name: 'n', ttl: 10000, ...opts })
   await w.call('warm', { key: 'warm-' + label })
   return w
-}
-
-async function waitFor(what, check, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(5)
-  }
 }
 
 const queueOf = (key, space = 'n') => lockKey('keyed-lock', space, key, 'q')

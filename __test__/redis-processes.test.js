@@ -24,6 +24,7 @@ const CALL_TIMEOUT_MS = 20000
 
 const now = () => Number(process.hrtime.bigint()) / 1e6
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const { waitFor } = require('./helpers')
 
 // Lock name 'n' with the default prefix: key 'k' lives in these Redis keys
 // (src/redis/lua/common.lua has the layout).
@@ -127,16 +128,6 @@ async function spawnLocks(n, url, { ttl = 2000, label = 'w', ...rest } = {}) {
   const out = await Promise.all(Array.from({ length: n }, (_, i) => spawnWorker(`${label}${i + 1}`)))
   await Promise.all(out.map((w) => w.call('open', { url, name: 'n', ttl, ...rest })))
   return out
-}
-
-async function waitFor(what, check, timeoutMs = 5000) {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value) return value
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(5)
-  }
 }
 
 const waitQueued = (s, count, queue = QUEUE) =>
