@@ -427,6 +427,18 @@ impl RedisLock {
 mod tests {
   use super::*;
 
+  /// The claim is one number in two languages (Lua grants it, the Rust
+  /// watchdog times it): they must agree, or a waiter renews too late.
+  #[test]
+  fn the_lua_claim_is_the_rust_claim() {
+    let common = include_str!("lua/common.lua");
+    let lua_ms = common
+      .lines()
+      .find_map(|l| l.trim().strip_prefix("local CLAIM_MS = "))
+      .and_then(|v| v.trim().parse::<u128>().ok());
+    assert_eq!(lua_ms, Some(CLAIM.as_millis()));
+  }
+
   #[test]
   fn bad_urls_are_refused_up_front() {
     let made = RedisLock::new("http://nope", "keyed-lock", Box::new(|_, _| {}));
