@@ -94,7 +94,7 @@ export interface NativeSentinelOptions {
 
 /**
  * TLS settings for `rediss://` (validated and turned into buffers by
- * `lib/redis-options.js`): PEM bytes, as Node's `tls.connect` takes them.
+ * `lib/redis/options.js`): PEM bytes, as Node's `tls.connect` takes them.
  */
 export interface NativeTlsOptions {
   ca?: Buffer

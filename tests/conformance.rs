@@ -10,7 +10,8 @@
 //! - **try mode**: Redis answers `BUSY` (with the holder); in process a try
 //!   is `maxPending: 0`, refused as `REJECTED` (`try_on_a_held_key_is_refused`);
 //! - **fencing tokens** are made by Redis on the Redis reach; in process
-//!   they are made by JS (`lib/local-lease.js`), so the core grants carry none
+//!   they are made by JS (`tokens()` in `lib/spaces/isolate.js` and
+//!   `lib/spaces/process.js`), so the core grants carry none
 //!   (`tokens_strictly_increase`);
 //! - **close**: an isolate table has none (it is dropped with its lock); a
 //!   process member leaves, a Redis client closes (`close_frees_everything`).

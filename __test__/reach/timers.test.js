@@ -94,7 +94,7 @@ forEachReach((reach) => {
     // In process the message names the first key the request was still
     // waiting for (docs/compat.md, "multi-key options"). NOT DOCUMENTED for
     // the Redis reach, which names the request's first key whatever it
-    // waited for (index.js startRemote, lib/redis.js lockLease): pinned here
+    // waited for (lib/spaces/redis.js `_ended`: denied(TIMED_OUT, 0)): pinned here
     // as it is so that a change is seen; docs/compat.md should say so, or
     // the reach should name the blocking key.
     const named = reach.name === 'redis' ? 'free' : 'k'

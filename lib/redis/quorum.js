@@ -1,7 +1,7 @@
 'use strict'
 // Quorum mode of the Redis reach: `redis: { quorum: [url, url, url] }`, the
 // Redlock algorithm over independent masters, each reached through keyed-lock's
-// own per-master client (lib/redis.js RedisClient: its scripts, watchdog and
+// own per-master client (lib/redis/client.js RedisClient: its scripts, watchdog and
 // cleanup of given-up requests).
 //
 // An attempt asks every master at once, in try mode (no queue: a queue per

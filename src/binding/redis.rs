@@ -37,7 +37,7 @@ pub struct NativeLostEvent {
 }
 
 /// TLS settings for `rediss://` (validated and turned into buffers by
-/// `lib/redis-options.js`): PEM bytes, as Node's `tls.connect` takes them.
+/// `lib/redis/options.js`): PEM bytes, as Node's `tls.connect` takes them.
 #[napi(object)]
 pub struct NativeTlsOptions {
   pub ca: Option<Buffer>,
