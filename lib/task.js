@@ -81,9 +81,12 @@ class Task {
 
   /** The space handed a queued task its keys. */
   granted() {
-    if ((this.state & RESOLVED) === 0) this.lock._stats.grant(this.since)
-    if ((this.state & RESOLVED) !== 0) this.passOn()
-    else if (this.extra !== null && this.extra.domainRun !== null) this.extra.domainRun(true)
+    if ((this.state & RESOLVED) !== 0) {
+      this.passOn()
+      return
+    }
+    this.lock._stats.grant(this.since)
+    if (this.extra !== null && this.extra.domainRun !== null) this.extra.domainRun(true)
     else this.run(true)
   }
 
