@@ -219,6 +219,74 @@ test('multi-key acquisitions across threads, opposite key orders, no deadlock', 
   assert.equal(new AsyncLock({ scope: 'process', name: 'multi' }).isBusy(), false)
 })
 
+test('main thread and 4 workers relaying 3 keys: thousands of hand-offs, none lost', async () => {
+  // A wake that got lost would leave a waiter queued forever (the test's
+  // timeout fails it); a worker whose event loop ended while it still
+  // waited would exit before "done". Holds are short (some yield a turn,
+  // some release at once) so most grants cross threads.
+  const ROUNDS = 1500
+  const sab = new SharedArrayBuffer(4 * 9)
+  const body = `
+    const KEYS = ['a', 'b', 'c']
+    // cells[0..2]: holders of a, b, c now; [3] overlaps; [4] grants;
+    // [5] grants whose previous holder was another thread; [6..]: last holder of each key
+    async function relay(lock, cells, me, rounds) {
+      for (let i = 0; i < rounds; i++) {
+        const k = (i * 7 + me) % 4
+        const keys = k === 3 ? ['c', 'a'] : KEYS[k]
+        const at = (typeof keys === 'string' ? [keys] : keys).map((key) => KEYS.indexOf(key))
+        const held = () => {
+          for (const j of at) {
+            if (Atomics.add(cells, j, 1) !== 0) Atomics.add(cells, 3, 1)
+            if (Atomics.exchange(cells, 6 + j, me + 1) !== me + 1) Atomics.add(cells, 5, 1)
+          }
+          Atomics.add(cells, 4, 1)
+        }
+        const free = () => {
+          for (const j of at) Atomics.sub(cells, j, 1)
+        }
+        if (i % 3 === 0) {
+          await lock.acquire(keys, async () => {
+            held()
+            await new Promise((r) => setImmediate(r))
+            free()
+          })
+        } else {
+          await lock.acquire(keys, (done) => {
+            held()
+            free()
+            done()
+          })
+        }
+      }
+    }
+  `
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads')
+    const AsyncLock = require(${JSON.stringify(ROOT)})
+    ${body}
+    const lock = new AsyncLock({ scope: 'process', name: 'relay' })
+    relay(lock, new Int32Array(workerData.sab), workerData.me, workerData.rounds).then(() => parentPort.postMessage('done'))
+  `
+  const relay = new Function(`${body}; return relay`)()
+  const workers = Array.from({ length: 4 }, (_, i) => new Worker(code, { eval: true, workerData: { sab, me: i + 1, rounds: ROUNDS } }))
+  const finished = workers.map(
+    (w, i) =>
+      new Promise((resolve, reject) => {
+        w.once('message', resolve).once('error', reject)
+        w.once('exit', (code) => reject(new Error(`worker ${i + 1} exited (${code}) before it was done`)))
+      }),
+  )
+  const lock = new AsyncLock({ scope: 'process', name: 'relay' })
+  await Promise.all([relay(lock, new Int32Array(sab), 0, ROUNDS), ...finished])
+  const cells = new Int32Array(sab)
+  assert.equal(cells[3], 0, 'a key was held twice at once')
+  assert.equal(cells[4], 5 * ROUNDS, 'every acquisition was granted')
+  assert.ok(cells[5] >= 1000, `only ${cells[5]} grants crossed threads`)
+  assert.equal(lock.isBusy(), false)
+  await Promise.all(workers.map((w) => w.terminate()))
+})
+
 test('timeout and maxPending for a worker waiting on the main thread', async () => {
   const space = 'limits'
   const lock = new AsyncLock({ scope: 'process', name: space })
