@@ -112,6 +112,30 @@ export declare function outcomeCodes(): Record<string, number>
 /** Whether any key of the space is held or waited on, by any thread. */
 export declare function processBusy(member: number): boolean
 
+/** `[outcome, token (GRANTED) | ticket (QUEUED) | key index (REJECTED)]`. */
+export declare function processCountedAcquire(member: number, maxPending: number, skipQueue: boolean, keys: Array<number>, weights: Array<number>, now: number): Array<number>
+
+/** `[cancelled (1/0), blocking key index, [ticket, token] × g]`. */
+export declare function processCountedCancel(member: number, ticket: number, now: number): Array<number>
+
+/**
+ * Gives back this thread's weights; returns `[ticket, token] × g`, this
+ * thread's grants (others' go to their outboxes).
+ */
+export declare function processCountedRelease(member: number, keys: Array<number>, weights: Array<number>, now: number): Array<number>
+
+/**
+ * Gives back the weights on keys nobody waits for; returns `[key, weight]
+ * × c`, the others (still held).
+ */
+export declare function processCountedReleaseIdle(member: number, keys: Array<number>, weights: Array<number>): Array<number>
+
+/**
+ * Grants other threads made to this thread's waiters since the last call:
+ * `[ticket, token] × g`.
+ */
+export declare function processCountedTakeGrants(member: number): Array<number>
+
 /**
  * The key id of a string key (the same on every thread), pinned for this
  * thread until `processUnpin`.
@@ -128,9 +152,17 @@ export declare function processIsBusyId(member: number, key: number): boolean
 /**
  * Joins the process-wide space `name` for this thread; returns the member
  * index the other calls take. `wake` is called (on this thread) when
- * another thread granted one of this thread's waiters.
+ * another thread granted one of this thread's waiters. `permits` (default
+ * 1) must be the space's: a space opened with another limit throws
+ * `KEYED_LOCK_PERMITS` and joins nothing (`process_counted.rs`).
  */
-export declare function processOpen(name: string, wake: () => void): number
+export declare function processOpen(name: string, wake: () => void, permits?: number): number
+
+/**
+ * The limit of the process space `name`, or null if nobody opened it (for
+ * the message of a `permits` that disagrees).
+ */
+export declare function processPermits(name: string): number | null
 
 /**
  * Keeps this thread's event loop alive (`on`) while it has waiters, or lets

@@ -67,6 +67,10 @@ use parking_lot::Mutex;
 
 use crate::core::{Acquire, Cancel, Coded, CoreError, ErrorCode, KeyId, Table, TicketId};
 
+mod counted;
+use counted::Counted;
+pub use counted::{Grant, Token};
+
 /// A thread (in Node: one JS environment) taking part in a space.
 pub type OwnerId = u32;
 
@@ -107,6 +111,8 @@ struct KeyEntry {
 struct Waiter {
   owner: OwnerId,
   keys: Box<[KeyId]>,
+  /// A counted space's weight per key (empty in a mutex space).
+  weights: Box<[u32]>,
 }
 
 struct Owner {
@@ -116,6 +122,10 @@ struct Owner {
   /// The waker was called and the owner has not taken its grants since.
   notified: bool,
   pins: HashMap<KeyId, u32>,
+  /// A counted space's fencing token of each outbox entry (empty in a mutex space).
+  tokens: Vec<Token>,
+  /// A counted space's permits this owner holds, per key.
+  holds: HashMap<KeyId, u32>,
 }
 
 #[derive(Default)]
@@ -128,13 +138,18 @@ struct State {
   tickets: Vec<Option<Waiter>>,
   owners: Vec<Option<Owner>>,
   free_owners: Vec<OwnerId>,
-  /// Keys currently held, by anyone.
+  /// Keys currently held, by anyone (a mutex space).
   held: usize,
+  /// `Some` when the space counts permits (`permits > 1`): then this table,
+  /// not `table`, holds the queues.
+  counted: Option<Counted>,
 }
 
 /// One named, process-wide lock space.
 pub struct ProcessSpace {
   name: String,
+  /// Fixed when the space is created: 1 for a mutex space.
+  permits: u32,
   state: Mutex<State>,
 }
 
@@ -148,23 +163,44 @@ fn wake_all(wakes: Wakes) {
 }
 
 impl ProcessSpace {
-  /// The space named `name`, created on first use.
-  pub fn open(name: &str) -> Arc<ProcessSpace> {
-    static SPACES: OnceLock<Mutex<HashMap<String, Arc<ProcessSpace>>>> = OnceLock::new();
-    let mut spaces = SPACES.get_or_init(Default::default).lock();
-    spaces
-      .entry(name.to_owned())
-      .or_insert_with(|| {
-        Arc::new(ProcessSpace {
-          name: name.to_owned(),
-          state: Mutex::new(State::default()),
-        })
+  /// The space named `name`, created on first use with `permits` per key
+  /// (1: a mutex space; more: a counted one, see `counted`). A space keeps
+  /// the limit it was created with for the life of the process: opening it
+  /// with another is [`SpaceError::Permits`], and joins nothing.
+  pub fn open(name: &str, permits: u32) -> Result<Arc<ProcessSpace>, SpaceError> {
+    let mut spaces = spaces().lock();
+    let permits = permits.clamp(1, crate::core::MAX_PERMITS);
+    let space = spaces.entry(name.to_owned()).or_insert_with(|| {
+      Arc::new(ProcessSpace {
+        name: name.to_owned(),
+        permits,
+        state: Mutex::new(State {
+          counted: (permits > 1).then(|| Counted::new(permits)),
+          ..State::default()
+        }),
       })
-      .clone()
+    });
+    if space.permits != permits {
+      return Err(SpaceError::Permits {
+        have: space.permits,
+        want: permits,
+      });
+    }
+    Ok(space.clone())
+  }
+
+  /// The limit of the space named `name`, if it was opened.
+  pub fn permits_of(name: &str) -> Option<u32> {
+    spaces().lock().get(name).map(|s| s.permits)
   }
 
   pub fn name(&self) -> &str {
     &self.name
+  }
+
+  /// Permits per key: 1 for a mutex space.
+  pub fn permits(&self) -> u32 {
+    self.permits
   }
 
   /// Adds an owner; `waker` is how it learns of grants made by others.
@@ -175,6 +211,8 @@ impl ProcessSpace {
       outbox: Vec::new(),
       notified: false,
       pins: HashMap::new(),
+      tokens: Vec::new(),
+      holds: HashMap::new(),
     };
     match s.free_owners.pop() {
       Some(id) => {
@@ -266,8 +304,7 @@ impl ProcessSpace {
     s.check_owner(owner)?;
     s.check_keys(keys)?;
     s.check_held(owner, keys)?;
-    let (idle, busy): (Vec<KeyId>, Vec<KeyId>) =
-      keys.iter().partition(|&&k| s.table.waiting_on(k) == 0);
+    let (idle, busy): (Vec<KeyId>, Vec<KeyId>) = keys.iter().partition(|&&k| s.waiting_on(k) == 0);
     contended.extend(busy);
     let mut none = Vec::new();
     s.table.release(&idle, &mut none)?;
@@ -310,18 +347,21 @@ impl ProcessSpace {
   /// Whether `key` is held or waited on, by anyone.
   pub fn is_busy(&self, key: &ProcessKey) -> bool {
     let s = self.state.lock();
-    s.ids.get(key).is_some_and(|&k| s.table.is_busy(k))
+    s.ids.get(key).is_some_and(|&k| s.key_busy(k))
   }
 
   /// As `is_busy`, by id.
   pub fn is_busy_id(&self, key: KeyId) -> bool {
-    self.state.lock().table.is_busy(key)
+    self.state.lock().key_busy(key)
   }
 
   /// Whether any key is held or waited on.
   pub fn busy(&self) -> bool {
     let s = self.state.lock();
-    s.held > 0 || s.table.waiting() > 0
+    match &s.counted {
+      Some(c) => c.busy(),
+      None => s.held > 0 || s.table.waiting() > 0,
+    }
   }
 
   /// Every busy key with its number of live waiters.
@@ -333,9 +373,7 @@ impl ProcessSpace {
       .filter_map(|(k, e)| {
         let k = k as KeyId;
         let name = e.name.as_ref()?;
-        s.table
-          .is_busy(k)
-          .then(|| (k, name.clone(), s.table.waiting_on(k)))
+        s.key_busy(k).then(|| (k, name.clone(), s.waiting_on(k)))
       })
       .collect()
   }
@@ -378,6 +416,11 @@ impl Drop for Membership {
   }
 }
 
+fn spaces() -> &'static Mutex<HashMap<String, Arc<ProcessSpace>>> {
+  static SPACES: OnceLock<Mutex<HashMap<String, Arc<ProcessSpace>>>> = OnceLock::new();
+  SPACES.get_or_init(Default::default)
+}
+
 /// Misuse of a process space by its caller. Never the result of a race.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpaceError {
@@ -387,6 +430,14 @@ pub enum SpaceError {
   NoKey(KeyId),
   /// A release of a key this owner does not hold.
   NotHeld(KeyId),
+  /// The space was opened with another limit (`have`) than `want`.
+  Permits {
+    have: u32,
+    want: u32,
+  },
+  /// A mutex call on a counted space or a counted call on a mutex space
+  /// (the binding's bug: each JS space makes only its own kind of call).
+  WrongKind,
   Core(CoreError),
 }
 
@@ -402,6 +453,11 @@ impl std::fmt::Display for SpaceError {
       SpaceError::NoOwner(o) => write!(f, "owner {o} is not in the lock space"),
       SpaceError::NoKey(k) => write!(f, "key id {k} is not interned"),
       SpaceError::NotHeld(k) => write!(f, "key id {k} is not held by this thread"),
+      SpaceError::Permits { have, want } => write!(
+        f,
+        "the lock space was opened with {have} permits per key, not {want}"
+      ),
+      SpaceError::WrongKind => write!(f, "a call of the other kind of lock space"),
       SpaceError::Core(e) => e.fmt(f),
     }
   }
@@ -416,6 +472,8 @@ impl Coded for SpaceError {
       // The isolate table says the same for an id it never saw.
       SpaceError::NoKey(_) => ErrorCode::KeyOutOfRange,
       SpaceError::NotHeld(_) => ErrorCode::NotHeld,
+      SpaceError::Permits { .. } => ErrorCode::Permits,
+      SpaceError::WrongKind => ErrorCode::Internal,
       SpaceError::Core(e) => e.code(),
     }
   }
@@ -444,7 +502,12 @@ impl State {
             (self.keys.len() - 1) as KeyId
           }
         };
-        self.table.reserve_keys(k as usize + 1);
+        match &mut self.counted {
+          Some(c) => c.reserve_keys(k as usize + 1),
+          None => {
+            self.table.reserve_keys(k as usize + 1);
+          }
+        }
         self.keys[k as usize].name = Some(key.clone());
         self.ids.insert(key, k);
         k
@@ -474,10 +537,11 @@ impl State {
 
   /// Frees the id of a key nobody pins and nobody holds or waits on.
   fn maybe_free(&mut self, k: KeyId) {
+    let busy = self.key_busy(k);
     let Some(e) = self.keys.get_mut(k as usize) else {
       return;
     };
-    if e.pins > 0 || e.name.is_none() || self.table.is_busy(k) {
+    if e.pins > 0 || e.name.is_none() || busy {
       return;
     }
     if let Some(name) = e.name.take() {
@@ -514,6 +578,9 @@ impl State {
   ) -> Result<Acquire, SpaceError> {
     self.check_owner(owner)?;
     self.check_keys(keys)?;
+    if self.counted.is_some() {
+      return Err(SpaceError::WrongKind);
+    }
     let outcome = self.table.acquire(keys, max_pending, skip_queue)?;
     match outcome {
       Acquire::Granted => self.hold(owner, keys),
@@ -525,6 +592,7 @@ impl State {
         self.tickets[t] = Some(Waiter {
           owner,
           keys: keys.into(),
+          weights: Box::default(),
         });
       }
       Acquire::Rejected { .. } => {}
@@ -617,6 +685,23 @@ impl State {
     if self.check_owner(owner).is_err() {
       return;
     }
+    if self.counted.is_some() {
+      self.give_up_counted(owner, wakes);
+    } else {
+      self.give_up(owner, wakes);
+    }
+    let Some(o) = self.owners[owner as usize].take() else {
+      return;
+    };
+    self.free_owners.push(owner);
+    for (k, n) in o.pins {
+      self.keys[k as usize].pins -= n;
+      self.maybe_free(k);
+    }
+  }
+
+  /// A mutex space's part of `leave`: the owner's tickets and holds.
+  fn give_up(&mut self, owner: OwnerId, wakes: &mut Wakes) {
     // Its tickets first: a cancel may grant another of its own tickets (a
     // multi-key head leaving), which then counts as a hold released below.
     let mut own = Vec::new();
@@ -633,13 +718,21 @@ impl State {
     if !held.is_empty() {
       let _ = self.release(owner, &held, &mut own, wakes);
     }
-    let Some(o) = self.owners[owner as usize].take() else {
-      return;
-    };
-    self.free_owners.push(owner);
-    for (k, n) in o.pins {
-      self.keys[k as usize].pins -= n;
-      self.maybe_free(k);
+  }
+
+  /// Held or waited on, whichever kind of table the space has.
+  fn key_busy(&self, k: KeyId) -> bool {
+    match &self.counted {
+      Some(c) => c.table.is_busy(k),
+      None => self.table.is_busy(k),
+    }
+  }
+
+  /// Live waiters on `k`, whichever kind of table the space has.
+  fn waiting_on(&self, k: KeyId) -> u32 {
+    match &self.counted {
+      Some(c) => c.table.waiting_on(k),
+      None => self.table.waiting_on(k),
     }
   }
 }
