@@ -112,14 +112,21 @@ export declare function outcomeCodes(): Record<string, number>
 /** Whether any key of the space is held or waited on, by any thread. */
 export declare function processBusy(member: number): boolean
 
-/** `[outcome, token (GRANTED) | ticket (QUEUED) | key index (REJECTED)]`. */
-export declare function processCountedAcquire(member: number, maxPending: number, skipQueue: boolean, keys: Array<number>, weights: Array<number>, now: number): Array<number>
-
-/** `[cancelled (1/0), blocking key index, [ticket, token] × g]`. */
-export declare function processCountedCancel(member: number, ticket: number, now: number): Array<number>
+/**
+ * `[outcome, token (GRANTED) | tag (QUEUED) | key index (REJECTED)]`.
+ * `tag` is this thread's name for the waiter if it waits (one not waiting
+ * now): grants and cancels name it, never the table's ticket.
+ */
+export declare function processCountedAcquire(member: number, tag: number, maxPending: number, skipQueue: boolean, keys: Array<number>, weights: Array<number>, now: number): Array<number>
 
 /**
- * Gives back this thread's weights; returns `[ticket, token] × g`, this
+ * Takes the waiter `tag` out: `[cancelled (1/0), blocking key index,
+ * [tag, token] × g]`.
+ */
+export declare function processCountedCancel(member: number, tag: number, now: number): Array<number>
+
+/**
+ * Gives back this thread's weights; returns `[tag, token] × g`, this
  * thread's grants (others' go to their outboxes).
  */
 export declare function processCountedRelease(member: number, keys: Array<number>, weights: Array<number>, now: number): Array<number>
@@ -132,7 +139,7 @@ export declare function processCountedReleaseIdle(member: number, keys: Array<nu
 
 /**
  * Grants other threads made to this thread's waiters since the last call:
- * `[ticket, token] × g`.
+ * `[tag, token] × g`.
  */
 export declare function processCountedTakeGrants(member: number): Array<number>
 

@@ -69,7 +69,7 @@ use crate::core::{Acquire, Cancel, Coded, CoreError, ErrorCode, KeyId, Table, Ti
 
 mod counted;
 use counted::Counted;
-pub use counted::{Grant, Token};
+pub use counted::{Grant, Tag, Token};
 
 /// A thread (in Node: one JS environment) taking part in a space.
 pub type OwnerId = u32;
@@ -113,6 +113,8 @@ struct Waiter {
   keys: Box<[KeyId]>,
   /// A counted space's weight per key (empty in a mutex space).
   weights: Box<[u32]>,
+  /// A counted space's name for the waiter in its owner (`counted`).
+  tag: counted::Tag,
 }
 
 struct Owner {
@@ -435,6 +437,8 @@ pub enum SpaceError {
     have: u32,
     want: u32,
   },
+  /// A counted acquire named a tag of its owner that is waiting already.
+  TagInUse(u32),
   /// A mutex call on a counted space or a counted call on a mutex space
   /// (the binding's bug: each JS space makes only its own kind of call).
   WrongKind,
@@ -458,6 +462,7 @@ impl std::fmt::Display for SpaceError {
         "the lock space was opened with {have} permits per key, not {want}"
       ),
       SpaceError::WrongKind => write!(f, "a call of the other kind of lock space"),
+      SpaceError::TagInUse(t) => write!(f, "waiter tag {t} is waiting already"),
       SpaceError::Core(e) => e.fmt(f),
     }
   }
@@ -473,7 +478,7 @@ impl Coded for SpaceError {
       SpaceError::NoKey(_) => ErrorCode::KeyOutOfRange,
       SpaceError::NotHeld(_) => ErrorCode::NotHeld,
       SpaceError::Permits { .. } => ErrorCode::Permits,
-      SpaceError::WrongKind => ErrorCode::Internal,
+      SpaceError::WrongKind | SpaceError::TagInUse(_) => ErrorCode::Internal,
       SpaceError::Core(e) => e.code(),
     }
   }
@@ -593,6 +598,7 @@ impl State {
           owner,
           keys: keys.into(),
           weights: Box::default(),
+          tag: 0,
         });
       }
       Acquire::Rejected { .. } => {}

@@ -35,8 +35,8 @@ fn clock(now: f64) -> u64 {
 }
 
 fn push_grants(out: &mut Vec<f64>, grants: &[Grant]) {
-  for &(ticket, token) in grants {
-    out.push(f64::from(ticket));
+  for &(tag, token) in grants {
+    out.push(f64::from(tag));
     out.push(token as f64);
   }
 }
@@ -48,10 +48,13 @@ pub fn process_permits(name: String) -> Option<u32> {
   ProcessSpace::permits_of(&name)
 }
 
-/// `[outcome, token (GRANTED) | ticket (QUEUED) | key index (REJECTED)]`.
+/// `[outcome, token (GRANTED) | tag (QUEUED) | key index (REJECTED)]`.
+/// `tag` is this thread's name for the waiter if it waits (one not waiting
+/// now): grants and cancels name it, never the table's ticket.
 #[napi(catch_unwind, js_name = "processCountedAcquire")]
 pub fn process_counted_acquire(
   member: u32,
+  tag: u32,
   max_pending: i32,
   skip_queue: bool,
   keys: Vec<u32>,
@@ -67,10 +70,10 @@ pub fn process_counted_acquire(
   with_member(member, |m| {
     let (acquired, token) =
       m.space
-        .acquire_counted(m.owner, &r, max_pending, skip_queue, clock(now))?;
+        .acquire_counted(m.owner, tag, &r, max_pending, skip_queue, clock(now))?;
     Ok(match acquired {
       Acquire::Granted => vec![f64::from(Outcome::Granted.code()), token as f64],
-      Acquire::Queued(t) => vec![f64::from(Outcome::Queued.code()), f64::from(t)],
+      Acquire::Queued(_) => vec![f64::from(Outcome::Queued.code()), f64::from(tag)],
       Acquire::Rejected { key_index } => {
         vec![f64::from(Outcome::Rejected.code()), key_index as f64]
       }
@@ -78,7 +81,7 @@ pub fn process_counted_acquire(
   })
 }
 
-/// Gives back this thread's weights; returns `[ticket, token] × g`, this
+/// Gives back this thread's weights; returns `[tag, token] × g`, this
 /// thread's grants (others' go to their outboxes).
 #[napi(catch_unwind, js_name = "processCountedRelease")]
 pub fn process_counted_release(
@@ -114,14 +117,13 @@ pub fn process_counted_release_idle(
   })
 }
 
-/// `[cancelled (1/0), blocking key index, [ticket, token] × g]`.
+/// Takes the waiter `tag` out: `[cancelled (1/0), blocking key index,
+/// [tag, token] × g]`.
 #[napi(catch_unwind, js_name = "processCountedCancel")]
-pub fn process_counted_cancel(member: u32, ticket: u32, now: f64) -> Result<Vec<f64>, Code> {
+pub fn process_counted_cancel(member: u32, tag: u32, now: f64) -> Result<Vec<f64>, Code> {
   with_member(member, |m| {
     let mut mine = Vec::new();
-    let (cancel, blocking) = m
-      .space
-      .cancel_counted(m.owner, ticket, clock(now), &mut mine);
+    let (cancel, blocking) = m.space.cancel_counted(m.owner, tag, clock(now), &mut mine);
     let mut out = vec![
       f64::from(u8::from(cancel == Cancel::Cancelled)),
       blocking.map_or(-1.0, |i| i as f64),
@@ -132,7 +134,7 @@ pub fn process_counted_cancel(member: u32, ticket: u32, now: f64) -> Result<Vec<
 }
 
 /// Grants other threads made to this thread's waiters since the last call:
-/// `[ticket, token] × g`.
+/// `[tag, token] × g`.
 #[napi(catch_unwind, js_name = "processCountedTakeGrants")]
 pub fn process_counted_take_grants(member: u32) -> Result<Vec<f64>, Code> {
   with_member(member, |m| {

@@ -13,6 +13,14 @@
 //!   owner's holds are a weight per key ([`Owner::holds`](super::Owner))
 //!   instead of the key's one holder. A release names keys and weights; an
 //!   owner may give back at most what it holds (else `NotHeld`).
+//! - **A waiter is named by its owner's tag, not by the table's ticket.**
+//!   The table frees a ticket's slot at its grant and hands it to the next
+//!   waiter, while the grant may still sit in its owner's outbox: the same
+//!   owner, queueing again before it takes that grant, could be given the
+//!   same ticket and could no longer tell its two waiters apart (nor cancel
+//!   the right one). So the owner names each waiter with a tag it frees only
+//!   once it has the grant or the cancel in hand; outboxes, grants and
+//!   cancels speak tags.
 //! - **Fencing tokens are made here, under the space's mutex, one per
 //!   grant.** The mutex space lets each thread read the clock after its
 //!   grant (only one holder at a time, so the key's next grant comes after
@@ -38,6 +46,8 @@
 //! increasing per grant (`counted_tokens_increase_per_grant`), and a space
 //! opened with another limit refused (`counted_permits_must_agree`).
 
+use std::collections::HashMap;
+
 use super::{
   wake_all, Acquire, Cancel, KeyId, OwnerId, ProcessSpace, SpaceError, State, TicketId, Waiter,
   Wakes,
@@ -48,8 +58,11 @@ use crate::core::Semaphores;
 /// strictly increasing per space.
 pub type Token = u64;
 
-/// A grant of a counted space: the ticket and its fencing token.
-pub type Grant = (TicketId, Token);
+/// An owner's name for one of its waiters (see the module docs).
+pub type Tag = u32;
+
+/// A grant of a counted space: the waiter's tag and its fencing token.
+pub type Grant = (Tag, Token);
 
 /// What a counted space keeps beside the mutex space's state.
 pub(super) struct Counted {
@@ -57,6 +70,8 @@ pub(super) struct Counted {
   /// Permits out over every key (the space is busy while it is not 0).
   out: u64,
   last_token: Token,
+  /// The table ticket of every waiting tag.
+  waiting: HashMap<(OwnerId, Tag), TicketId>,
 }
 
 impl Counted {
@@ -65,6 +80,7 @@ impl Counted {
       table: Semaphores::new(permits),
       out: 0,
       last_token: 0,
+      waiting: HashMap::new(),
     }
   }
 
@@ -84,12 +100,14 @@ impl Counted {
 
 impl ProcessSpace {
   /// [`Semaphores::acquire`] on behalf of `owner`: `request` is its keys
-  /// (interned, distinct) with a weight each. A grant at once comes with its
-  /// token (made from `now`, the caller's clock in µs); otherwise the token
-  /// is 0.
+  /// (interned, distinct) with a weight each; `tag` names the waiter if it
+  /// has to wait (a tag of `owner` not waiting now). A grant at once comes
+  /// with its token (made from `now`, the caller's clock in µs); otherwise
+  /// the token is 0.
   pub fn acquire_counted(
     &self,
     owner: OwnerId,
+    tag: Tag,
     request: &[(KeyId, u32)],
     max_pending: u32,
     skip_queue: bool,
@@ -98,7 +116,7 @@ impl ProcessSpace {
     self
       .state
       .lock()
-      .acquire_counted(owner, request, max_pending, skip_queue, now)
+      .acquire_counted(owner, tag, request, max_pending, skip_queue, now)
   }
 
   /// Gives back `owner`'s weights on `request`'s keys. Grants to `owner` are
@@ -139,18 +157,19 @@ impl ProcessSpace {
     Ok(())
   }
 
-  /// As [`ProcessSpace::cancel`], with grants and their tokens.
+  /// As [`ProcessSpace::cancel`], for the waiter `tag` of `owner`, with
+  /// grants and their tokens.
   pub fn cancel_counted(
     &self,
     owner: OwnerId,
-    ticket: TicketId,
+    tag: Tag,
     now: Token,
     mine: &mut Vec<Grant>,
   ) -> (Cancel, Option<usize>) {
     let mut wakes = Wakes::new();
     let result = {
       let mut s = self.state.lock();
-      s.cancel_counted(owner, ticket, now, mine, &mut wakes)
+      s.cancel_counted(owner, tag, now, mine, &mut wakes)
     };
     wake_all(wakes);
     result
@@ -201,6 +220,7 @@ impl State {
   fn acquire_counted(
     &mut self,
     owner: OwnerId,
+    tag: Tag,
     request: &[(KeyId, u32)],
     max_pending: u32,
     skip_queue: bool,
@@ -209,6 +229,9 @@ impl State {
     self.check_owner(owner)?;
     self.check_request(request)?;
     let c = self.counted_mut()?;
+    if c.waiting.contains_key(&(owner, tag)) {
+      return Err(SpaceError::TagInUse(tag));
+    }
     let outcome = c.table.acquire(request, max_pending, skip_queue)?;
     let mut token = 0;
     match outcome {
@@ -217,6 +240,7 @@ impl State {
         self.hold_counted(owner, request.iter().copied());
       }
       Acquire::Queued(t) => {
+        c.waiting.insert((owner, tag), t);
         let t = t as usize;
         if self.tickets.len() <= t {
           self.tickets.resize_with(t + 1, || None);
@@ -225,6 +249,7 @@ impl State {
           owner,
           keys: request.iter().map(|&(k, _)| k).collect(),
           weights: request.iter().map(|&(_, w)| w).collect(),
+          tag,
         });
       }
       Acquire::Rejected { .. } => {}
@@ -321,21 +346,22 @@ impl State {
   fn cancel_counted(
     &mut self,
     owner: OwnerId,
-    ticket: TicketId,
+    tag: Tag,
     now: Token,
     mine: &mut Vec<Grant>,
     wakes: &mut Wakes,
   ) -> (Cancel, Option<usize>) {
-    match self.tickets.get(ticket as usize) {
-      Some(Some(w)) if w.owner == owner => {}
-      _ => return (Cancel::NotWaiting, None),
-    }
     let Some(c) = &mut self.counted else {
+      return (Cancel::NotWaiting, None);
+    };
+    // Not waiting: granted, its grant on its way to the owner, and it stands.
+    let Some(ticket) = c.waiting.remove(&(owner, tag)) else {
       return (Cancel::NotWaiting, None);
     };
     let blocking = c.table.blocking_index(ticket);
     let mut grants = Vec::new();
     let outcome = c.table.cancel(ticket, &mut grants);
+    debug_assert_eq!(outcome, Cancel::Cancelled, "a waiting tag's ticket waits");
     if outcome == Cancel::Cancelled {
       if let Some(w) = self.tickets[ticket as usize].take() {
         self.route_counted(&grants, owner, now, mine, wakes);
@@ -364,15 +390,16 @@ impl State {
       let Some(c) = &mut self.counted else {
         return;
       };
+      c.waiting.remove(&(w.owner, w.tag));
       let token = c.token(now);
       self.hold_counted(
         w.owner,
         w.keys.iter().copied().zip(w.weights.iter().copied()),
       );
       if w.owner == caller {
-        mine.push((t, token));
+        mine.push((w.tag, token));
       } else if let Some(Some(o)) = self.owners.get_mut(w.owner as usize) {
-        o.outbox.push(t);
+        o.outbox.push(w.tag);
         o.tokens.push(token);
         if !o.notified {
           o.notified = true;
@@ -392,11 +419,17 @@ impl State {
     // Its tickets first: a cancel may grant another of its own tickets,
     // which then counts as a hold given back below.
     let mut own = Vec::new();
-    let tickets: Vec<TicketId> = (0..self.tickets.len() as TicketId)
-      .filter(|&t| matches!(&self.tickets[t as usize], Some(w) if w.owner == owner))
-      .collect();
-    for t in tickets {
-      self.cancel_counted(owner, t, now, &mut own, wakes);
+    let tags: Vec<Tag> = match &self.counted {
+      Some(c) => c
+        .waiting
+        .keys()
+        .filter(|&&(o, _)| o == owner)
+        .map(|&(_, tag)| tag)
+        .collect(),
+      None => return,
+    };
+    for tag in tags {
+      self.cancel_counted(owner, tag, now, &mut own, wakes);
     }
     let holds: Vec<(KeyId, u32)> = match self.owners.get(owner as usize) {
       Some(Some(o)) => o.holds.iter().map(|(&k, &w)| (k, w)).collect(),

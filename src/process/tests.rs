@@ -441,13 +441,20 @@ fn leaving_owner_cancels_its_waiters_and_drops_undelivered_grants() {
 // ---------------------------------------------------------------------------
 // Counted spaces (`process::counted`).
 
+/// A waiter tag no other request of these tests uses.
+fn tag() -> Tag {
+  static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+  N.fetch_add(1, Ordering::Relaxed)
+}
+
 /// Acquires with weights, blocking the thread until granted; returns the
 /// grant's token.
 fn lock_counted(m: &Membership, waker: &CountingWaker, request: &[(KeyId, u32)]) -> Token {
   let s = m.space();
-  match s.acquire_counted(m.owner(), request, UNLIMITED, false, 0) {
+  let t = tag();
+  match s.acquire_counted(m.owner(), t, request, UNLIMITED, false, 0) {
     Ok((Acquire::Granted, token)) => token,
-    Ok((Acquire::Queued(t), _)) => loop {
+    Ok((Acquire::Queued(_), _)) => loop {
       let mut got = Vec::new();
       s.take_counted_grants(m.owner(), &mut got);
       if let Some(&(_, token)) = got.iter().find(|g| g.0 == t) {
@@ -467,9 +474,11 @@ fn unlock_counted(m: &Membership, request: &[(KeyId, u32)]) {
   assert!(mine.is_empty(), "these threads queue one request at a time");
 }
 
-fn queued_counted(s: &ProcessSpace, owner: OwnerId, request: &[(KeyId, u32)]) -> TicketId {
-  match s.acquire_counted(owner, request, UNLIMITED, false, 0) {
-    Ok((Acquire::Queued(t), _)) => t,
+/// Queues a request that must wait; returns its tag.
+fn queued_counted(s: &ProcessSpace, owner: OwnerId, request: &[(KeyId, u32)]) -> Tag {
+  let tag = tag();
+  match s.acquire_counted(owner, tag, request, UNLIMITED, false, 0) {
+    Ok((Acquire::Queued(_), _)) => tag,
     other => panic!("expected a queued ticket, got {other:?}"),
   }
 }
@@ -511,7 +520,7 @@ fn counted_permits_must_agree() {
   let b = mutex.join(w);
   let j = key(&mutex, b, "j");
   assert_eq!(
-    mutex.acquire_counted(b, &[(j, 1)], UNLIMITED, false, 0),
+    mutex.acquire_counted(b, tag(), &[(j, 1)], UNLIMITED, false, 0),
     Err(SpaceError::WrongKind)
   );
 }
@@ -525,12 +534,12 @@ fn counted_weights_shared_by_owners_and_misuse_is_an_error() {
   let k = key(&s, a, "k");
   key(&s, b, "k");
   let (g, ta) = s
-    .acquire_counted(a, &[(k, 3)], UNLIMITED, false, 10)
+    .acquire_counted(a, tag(), &[(k, 3)], UNLIMITED, false, 10)
     .expect("valid");
   assert_eq!(g, Acquire::Granted);
   assert_eq!(ta, 10, "the caller's clock, above every earlier token");
   let (g, tb) = s
-    .acquire_counted(b, &[(k, 1)], UNLIMITED, false, 10)
+    .acquire_counted(b, tag(), &[(k, 1)], UNLIMITED, false, 10)
     .expect("valid");
   assert_eq!(g, Acquire::Granted);
   assert_eq!(tb, 11, "same microsecond: still a larger token");
@@ -569,7 +578,7 @@ fn counted_fifo_with_weights_and_release_idle() {
   key(&s, b, "k");
   key(&s, b, "j");
   assert_eq!(
-    s.acquire_counted(a, &[(k, 2), (j, 1)], UNLIMITED, false, 0)
+    s.acquire_counted(a, tag(), &[(k, 2), (j, 1)], UNLIMITED, false, 0)
       .map(|r| r.0),
     Ok(Acquire::Granted)
   );
@@ -611,7 +620,7 @@ fn counted_cancelled_head_wakes_other_threads() {
   let c = s.join(wc.clone());
   let k = key(&s, a, "k");
   assert_eq!(
-    s.acquire_counted(a, &[(k, 2)], UNLIMITED, false, 0)
+    s.acquire_counted(a, tag(), &[(k, 2)], UNLIMITED, false, 0)
       .map(|r| r.0),
     Ok(Acquire::Granted)
   );
@@ -661,19 +670,20 @@ fn counted_leaving_owner_gives_back_its_weights() {
     key(&s, m.owner(), "j");
   }
   assert_eq!(
-    s.acquire_counted(b.owner(), &[(k, 2)], UNLIMITED, false, 0)
+    s.acquire_counted(b.owner(), tag(), &[(k, 2)], UNLIMITED, false, 0)
       .map(|r| r.0),
     Ok(Acquire::Granted)
   );
   assert_eq!(
-    s.acquire_counted(a.owner(), &[(k, 1)], UNLIMITED, false, 0)
+    s.acquire_counted(a.owner(), tag(), &[(k, 1)], UNLIMITED, false, 0)
       .map(|r| r.0),
     Ok(Acquire::Granted)
   );
   // c waits on k (3: everything) then b waits on j behind nothing but k's
   // multi-key request; b's second grant goes to its outbox, never taken.
   let tc = queued_counted(&s, c.owner(), &[(k, 3)]);
-  let Ok((Acquire::Granted, _)) = s.acquire_counted(b.owner(), &[(j, 3)], UNLIMITED, false, 0)
+  let Ok((Acquire::Granted, _)) =
+    s.acquire_counted(b.owner(), tag(), &[(j, 3)], UNLIMITED, false, 0)
   else {
     panic!("j is free")
   };
@@ -780,7 +790,7 @@ fn counted_fifo_with_weights_across_threads() {
   let main = s.membership(main_waker);
   let k = key(&s, main.owner(), "k");
   assert_eq!(
-    s.acquire_counted(main.owner(), &[(k, 3)], UNLIMITED, false, 0)
+    s.acquire_counted(main.owner(), tag(), &[(k, 3)], UNLIMITED, false, 0)
       .map(|r| r.0),
     Ok(Acquire::Granted)
   );
@@ -837,5 +847,54 @@ fn counted_fifo_with_weights_across_threads() {
   for t in threads {
     t.join().expect("no panic");
   }
+  assert!(!s.busy());
+}
+
+#[test]
+fn counted_waiters_are_named_by_tags_so_a_reused_ticket_cannot_confuse_them() {
+  let s = fresh_counted("tags", 2);
+  let w: Arc<dyn Waker> = Arc::new(CountingWaker::default());
+  let a = s.join(w.clone());
+  let b = s.join(w);
+  let k = key(&s, a, "k");
+  key(&s, b, "k");
+  assert_eq!(
+    s.acquire_counted(b, 100, &[(k, 2)], UNLIMITED, false, 0)
+      .map(|r| r.0),
+    Ok(Acquire::Granted)
+  );
+  assert_eq!(
+    s.acquire_counted(a, 1, &[(k, 2)], UNLIMITED, false, 0)
+      .map(|r| r.0),
+    Ok(Acquire::Queued(0))
+  );
+  assert_eq!(
+    s.acquire_counted(a, 1, &[(k, 1)], UNLIMITED, false, 0),
+    Err(SpaceError::TagInUse(1)),
+    "a tag names one waiter at a time"
+  );
+  // b's release grants a's waiter 1 into a's outbox and frees its ticket...
+  let mut mine = Vec::new();
+  s.release_counted(b, &[(k, 2)], 0, &mut mine).expect("held");
+  // ...which the table hands to a's next waiter, before a took the grant.
+  assert_eq!(
+    s.acquire_counted(a, 2, &[(k, 1)], UNLIMITED, false, 0)
+      .map(|r| r.0),
+    Ok(Acquire::Queued(0)),
+    "the same ticket, reused"
+  );
+  assert_eq!(
+    s.cancel_counted(a, 1, 0, &mut mine),
+    (Cancel::NotWaiting, None),
+    "waiter 1 was granted: its cancel does not take waiter 2 out"
+  );
+  let mut got = Vec::new();
+  s.take_counted_grants(a, &mut got);
+  assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1]);
+  assert_eq!(
+    s.cancel_counted(a, 2, 0, &mut mine),
+    (Cancel::Cancelled, Some(0))
+  );
+  s.release_counted(a, &[(k, 2)], 0, &mut mine).expect("held");
   assert!(!s.busy());
 }
