@@ -113,11 +113,11 @@ export declare function outcomeCodes(): Record<string, number>
 export declare function processBusy(member: number): boolean
 
 /**
- * `[outcome, token (GRANTED) | tag (QUEUED) | key index (REJECTED)]`.
- * `tag` is this thread's name for the waiter if it waits (one not waiting
- * now): grants and cancels name it, never the table's ticket.
+ * `[outcome, token (GRANTED) | ticket (QUEUED) | key index (REJECTED)]`;
+ * the ticket is a tag, as in a mutex space (`crate::process`, *Tickets
+ * are tags*).
  */
-export declare function processCountedAcquire(member: number, tag: number, maxPending: number, skipQueue: boolean, keys: Array<number>, weights: Array<number>, now: number): Array<number>
+export declare function processCountedAcquire(member: number, maxPending: number, skipQueue: boolean, keys: Array<number>, weights: Array<number>, now: number): Array<number>
 
 /**
  * Takes the waiter `tag` out: `[cancelled (1/0), blocking key index,

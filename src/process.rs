@@ -2,8 +2,9 @@
 //! (every `worker_thread` and the main thread) that opens the same name.
 //! Pure Rust, no N-API: `binding::process` is the thin layer over it.
 //!
-//! A [`ProcessSpace`] is one core [`Table`] behind a `parking_lot::Mutex`,
-//! plus what the table does not know: which thread (an *owner*, see
+//! A [`ProcessSpace`] is one core [`Table`] (or, for a space opened with
+//! `permits > 1`, a counted `Semaphores`: see `counted`) behind a
+//! `parking_lot::Mutex`, plus what the table does not know: which thread (an *owner*, see
 //! [`ProcessSpace::join`]) holds each key and owns each waiting ticket, and
 //! the key names. Key strings are interned here, not in JS, because a key id
 //! must mean the same key on every thread.
@@ -45,6 +46,18 @@
 //! grants relative to each other (each runs on its own event loop), and the
 //! moment a woken thread runs its grant (whenever its event loop gets to it).
 //!
+//! # Tickets are tags
+//!
+//! The ticket an owner is given for a waiter (and finds in its grants, and
+//! cancels by) is a *tag* of the space, not the table's ticket: the table
+//! frees a ticket's slot when it grants it and hands the slot to the next
+//! waiter at once, while the grant may still sit in its owner's outbox. An
+//! owner that queued again before taking that grant could be given the same
+//! ticket, and would then start the wrong waiter (and the right one never),
+//! or cancel the wrong one. A tag is freed only once its owner has the
+//! grant in hand (taken from its outbox, or returned by its own call) or
+//! the waiter was cancelled (`tests::a_granted_ticket_is_not_reused_before_its_owner_takes_it`).
+//!
 //! # Cancellation
 //!
 //! [`ProcessSpace::cancel`] by a ticket's owner either takes it out of every
@@ -69,10 +82,17 @@ use crate::core::{Acquire, Cancel, Coded, CoreError, ErrorCode, KeyId, Table, Ti
 
 mod counted;
 use counted::Counted;
-pub use counted::{Grant, Tag, Token};
+pub use counted::{Grant, Token};
 
 /// A thread (in Node: one JS environment) taking part in a space.
 pub type OwnerId = u32;
+
+/// What an owner knows a waiter by (see *Tickets are tags*): the ticket of
+/// [`Acquire::Queued`], of grants and of [`ProcessSpace::cancel`].
+pub type Tag = u32;
+
+/// `State::tags` of a tag that is not waiting.
+const NOT_WAITING: TicketId = TicketId::MAX;
 
 const NO_OWNER: OwnerId = OwnerId::MAX;
 
@@ -113,8 +133,8 @@ struct Waiter {
   keys: Box<[KeyId]>,
   /// A counted space's weight per key (empty in a mutex space).
   weights: Box<[u32]>,
-  /// A counted space's name for the waiter in its owner (`counted`).
-  tag: counted::Tag,
+  /// What the owner knows it by.
+  tag: Tag,
 }
 
 struct Owner {
@@ -138,6 +158,10 @@ struct State {
   free_keys: Vec<KeyId>,
   /// Indexed by ticket: who waits and for what.
   tickets: Vec<Option<Waiter>>,
+  /// Indexed by tag: the table ticket of a waiting tag, or [`NOT_WAITING`]
+  /// (granted, not yet taken by its owner; or free).
+  tags: Vec<TicketId>,
+  free_tags: Vec<Tag>,
   owners: Vec<Option<Owner>>,
   free_owners: Vec<OwnerId>,
   /// Keys currently held, by anyone (a mutex space).
@@ -319,19 +343,20 @@ impl ProcessSpace {
     Ok(())
   }
 
-  /// Takes a waiting ticket of `owner` out of its queues. Also returns the
-  /// position, in the ticket's keys, of the first key it was still waiting
-  /// for (`None` when it was not waiting). Grants as `release` does.
+  /// Takes a waiting ticket (tag) of `owner` out of its queues. Also
+  /// returns the position, in the ticket's keys, of the first key it was
+  /// still waiting for (`None` when it was not waiting). Grants as `release`
+  /// does.
   pub fn cancel(
     &self,
     owner: OwnerId,
-    ticket: TicketId,
+    tag: Tag,
     mine: &mut Vec<TicketId>,
   ) -> (Cancel, Option<usize>) {
     let mut wakes = Wakes::new();
     let result = {
       let mut s = self.state.lock();
-      s.cancel(owner, ticket, mine, &mut wakes)
+      s.cancel(owner, tag, mine, &mut wakes)
     };
     wake_all(wakes);
     result
@@ -340,7 +365,12 @@ impl ProcessSpace {
   /// Moves the grants waiting in `owner`'s outbox to `out`, in grant order.
   pub fn take_grants(&self, owner: OwnerId, out: &mut Vec<TicketId>) {
     let mut s = self.state.lock();
-    if let Some(Some(o)) = s.owners.get_mut(owner as usize) {
+    let State {
+      owners, free_tags, ..
+    } = &mut *s;
+    if let Some(Some(o)) = owners.get_mut(owner as usize) {
+      // In the owner's hands now: the tags may name new waiters.
+      free_tags.extend_from_slice(&o.outbox);
       out.append(&mut o.outbox);
       o.notified = false;
     }
@@ -437,8 +467,6 @@ pub enum SpaceError {
     have: u32,
     want: u32,
   },
-  /// A counted acquire named a tag of its owner that is waiting already.
-  TagInUse(u32),
   /// A mutex call on a counted space or a counted call on a mutex space
   /// (the binding's bug: each JS space makes only its own kind of call).
   WrongKind,
@@ -462,7 +490,6 @@ impl std::fmt::Display for SpaceError {
         "the lock space was opened with {have} permits per key, not {want}"
       ),
       SpaceError::WrongKind => write!(f, "a call of the other kind of lock space"),
-      SpaceError::TagInUse(t) => write!(f, "waiter tag {t} is waiting already"),
       SpaceError::Core(e) => e.fmt(f),
     }
   }
@@ -478,7 +505,7 @@ impl Coded for SpaceError {
       SpaceError::NoKey(_) => ErrorCode::KeyOutOfRange,
       SpaceError::NotHeld(_) => ErrorCode::NotHeld,
       SpaceError::Permits { .. } => ErrorCode::Permits,
-      SpaceError::WrongKind | SpaceError::TagInUse(_) => ErrorCode::Internal,
+      SpaceError::WrongKind => ErrorCode::Internal,
       SpaceError::Core(e) => e.code(),
     }
   }
@@ -587,23 +614,67 @@ impl State {
       return Err(SpaceError::WrongKind);
     }
     let outcome = self.table.acquire(keys, max_pending, skip_queue)?;
-    match outcome {
-      Acquire::Granted => self.hold(owner, keys),
-      Acquire::Queued(t) => {
-        let t = t as usize;
-        if self.tickets.len() <= t {
-          self.tickets.resize_with(t + 1, || None);
-        }
-        self.tickets[t] = Some(Waiter {
-          owner,
-          keys: keys.into(),
-          weights: Box::default(),
-          tag: 0,
-        });
+    Ok(match outcome {
+      Acquire::Granted => {
+        self.hold(owner, keys);
+        outcome
       }
-      Acquire::Rejected { .. } => {}
+      Acquire::Queued(t) => Acquire::Queued(self.enqueue(t, owner, keys.into(), Box::default())),
+      Acquire::Rejected { .. } => outcome,
+    })
+  }
+
+  /// Records the waiter of table ticket `t`; returns its tag.
+  fn enqueue(
+    &mut self,
+    t: TicketId,
+    owner: OwnerId,
+    keys: Box<[KeyId]>,
+    weights: Box<[u32]>,
+  ) -> Tag {
+    let tag = match self.free_tags.pop() {
+      Some(tag) => tag,
+      None => {
+        self.tags.push(NOT_WAITING);
+        (self.tags.len() - 1) as Tag
+      }
+    };
+    self.tags[tag as usize] = t;
+    let t = t as usize;
+    if self.tickets.len() <= t {
+      self.tickets.resize_with(t + 1, || None);
     }
-    Ok(outcome)
+    self.tickets[t] = Some(Waiter {
+      owner,
+      keys,
+      weights,
+      tag,
+    });
+    tag
+  }
+
+  /// The table ticket of `owner`'s waiting `tag`.
+  fn waiting_ticket(&self, owner: OwnerId, tag: Tag) -> Option<TicketId> {
+    let t = *self.tags.get(tag as usize)?;
+    match self.tickets.get(t as usize) {
+      Some(Some(w)) if w.owner == owner && w.tag == tag => Some(t),
+      _ => None,
+    }
+  }
+
+  /// Table ticket `t` was granted: takes its waiter out, its tag no longer
+  /// waiting (still taken until its owner has the grant).
+  fn granted_waiter(&mut self, t: TicketId) -> Option<Waiter> {
+    let w = self.tickets.get_mut(t as usize).and_then(Option::take)?;
+    self.tags[w.tag as usize] = NOT_WAITING;
+    Some(w)
+  }
+
+  /// Table ticket `t` was cancelled: takes its waiter out and frees its tag.
+  fn cancelled_waiter(&mut self, t: TicketId) -> Option<Waiter> {
+    let w = self.granted_waiter(t)?;
+    self.free_tags.push(w.tag);
+    Some(w)
   }
 
   fn hold(&mut self, owner: OwnerId, keys: &[KeyId]) {
@@ -639,19 +710,18 @@ impl State {
   fn cancel(
     &mut self,
     owner: OwnerId,
-    ticket: TicketId,
+    tag: Tag,
     mine: &mut Vec<TicketId>,
     wakes: &mut Wakes,
   ) -> (Cancel, Option<usize>) {
-    match self.tickets.get(ticket as usize) {
-      Some(Some(w)) if w.owner == owner => {}
-      _ => return (Cancel::NotWaiting, None),
-    }
+    let Some(ticket) = self.waiting_ticket(owner, tag) else {
+      return (Cancel::NotWaiting, None);
+    };
     let blocking = self.table.blocking_index(ticket);
     let mut grants = Vec::new();
     let outcome = self.table.cancel(ticket, &mut grants);
     if outcome == Cancel::Cancelled {
-      if let Some(w) = self.tickets[ticket as usize].take() {
+      if let Some(w) = self.cancelled_waiter(ticket) {
         self.route(&grants, owner, mine, wakes);
         for &k in w.keys.iter() {
           self.maybe_free(k);
@@ -671,14 +741,16 @@ impl State {
     wakes: &mut Wakes,
   ) {
     for &t in grants {
-      let Some(w) = self.tickets.get_mut(t as usize).and_then(Option::take) else {
+      let Some(w) = self.granted_waiter(t) else {
         continue;
       };
       self.hold(w.owner, &w.keys);
       if w.owner == caller {
-        mine.push(t);
+        // Returned by this very call: in the owner's hands.
+        mine.push(w.tag);
+        self.free_tags.push(w.tag);
       } else if let Some(Some(o)) = self.owners.get_mut(w.owner as usize) {
-        o.outbox.push(t);
+        o.outbox.push(w.tag);
         if !o.notified {
           o.notified = true;
           wakes.push(o.waker.clone());
@@ -700,6 +772,8 @@ impl State {
       return;
     };
     self.free_owners.push(owner);
+    // Grants it never took: their holds went back above.
+    self.free_tags.extend_from_slice(&o.outbox);
     for (k, n) in o.pins {
       self.keys[k as usize].pins -= n;
       self.maybe_free(k);
@@ -711,11 +785,8 @@ impl State {
     // Its tickets first: a cancel may grant another of its own tickets (a
     // multi-key head leaving), which then counts as a hold released below.
     let mut own = Vec::new();
-    let tickets: Vec<TicketId> = (0..self.tickets.len() as TicketId)
-      .filter(|&t| matches!(&self.tickets[t as usize], Some(w) if w.owner == owner))
-      .collect();
-    for t in tickets {
-      self.cancel(owner, t, &mut own, wakes);
+    for tag in self.waiting_tags(owner) {
+      self.cancel(owner, tag, &mut own, wakes);
     }
     // It waits for nothing now, so releasing its keys only grants others.
     let held: Vec<KeyId> = (0..self.keys.len() as KeyId)
@@ -724,6 +795,17 @@ impl State {
     if !held.is_empty() {
       let _ = self.release(owner, &held, &mut own, wakes);
     }
+  }
+
+  /// The tags of `owner`'s waiters.
+  fn waiting_tags(&self, owner: OwnerId) -> Vec<Tag> {
+    self
+      .tickets
+      .iter()
+      .flatten()
+      .filter(|w| w.owner == owner)
+      .map(|w| w.tag)
+      .collect()
   }
 
   /// Held or waited on, whichever kind of table the space has.

@@ -341,18 +341,12 @@ function weightAt(waiter, i) {
  * - every grant comes with its fencing token, made in Rust under the mutex
  *   from this thread's clock (`now`), because two shared holders granted at
  *   once on two threads could read the same microsecond: the token is kept
- *   on the waiter (`grantToken`) until tokens() reads it;
- * - a waiter's `ticket` is a tag this thread picks and frees only once it
- *   holds the waiter's grant or cancel: the table reuses a ticket as soon as
- *   it is granted, while the grant may still wait in this thread's outbox
- *   (src/process/counted.rs).
+ *   on the waiter (`grantToken`) until tokens() reads it.
  */
 class CountedProcessSpace extends ProcessSpace {
   constructor(name, permits) {
     super(name, permits)
     this.permits = permits
-    this.freeTags = []
-    this.nextTag = 0
   }
 
   acquireOne(id, maxPending, skipQueue, waiter) {
@@ -367,17 +361,15 @@ class CountedProcessSpace extends ProcessSpace {
 
   /** `ids` is the request's id or its own array of ids (kept for cancel). */
   _acquireCounted(waiter, ids, keys, weights, maxPending, skipQueue) {
-    const tag = this.freeTags.length !== 0 ? this.freeTags.pop() : this.nextTag++
-    const out = native.processCountedAcquire(this.member, tag, maxPending, !!skipQueue, keys, weights, micros())
+    const out = native.processCountedAcquire(this.member, maxPending, !!skipQueue, keys, weights, micros())
     const outcome = out[0]
-    if (outcome !== QUEUED) this.freeTags.push(tag)
     if (outcome === REJECTED) {
       this.rejectedIndex = out[1]
       return outcome
     }
     for (let i = 0; i < keys.length; i++) this.local[keys[i]]++
     if (outcome === GRANTED) waiter.grantToken = out[1]
-    else this._queued(waiter, tag, ids)
+    else this._queued(waiter, out[1], ids)
     return outcome
   }
 
@@ -428,22 +420,19 @@ class CountedProcessSpace extends ProcessSpace {
     waiter.ticket = -1
     if (typeof ids === 'number') this.local[ids]--
     else for (let i = 0; i < ids.length; i++) this.local[ids[i]]--
-    this.freeTags.push(ticket)
     const granted = this._countedGrants(out, 2)
     this._settled(1)
     return granted
   }
 
-  /** [tag, token, ...] from `at` → this thread's waiters, each with its token. */
+  /** [ticket, token, ...] from `at` → this thread's waiters, each with its token. */
   _countedGrants(pairs, at) {
     const n = (pairs.length - at) >> 1
     if (n === 0) return EMPTY
     const out = new Array(n)
     for (let i = 0; i < n; i++) {
-      const tag = pairs[at + 2 * i]
-      const w = (out[i] = this._take(tag))
+      const w = (out[i] = this._take(pairs[at + 2 * i]))
       w.grantToken = pairs[at + 2 * i + 1]
-      this.freeTags.push(tag)
     }
     this._settled(n)
     return out

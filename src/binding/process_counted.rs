@@ -48,13 +48,12 @@ pub fn process_permits(name: String) -> Option<u32> {
   ProcessSpace::permits_of(&name)
 }
 
-/// `[outcome, token (GRANTED) | tag (QUEUED) | key index (REJECTED)]`.
-/// `tag` is this thread's name for the waiter if it waits (one not waiting
-/// now): grants and cancels name it, never the table's ticket.
+/// `[outcome, token (GRANTED) | ticket (QUEUED) | key index (REJECTED)]`;
+/// the ticket is a tag, as in a mutex space (`crate::process`, *Tickets
+/// are tags*).
 #[napi(catch_unwind, js_name = "processCountedAcquire")]
 pub fn process_counted_acquire(
   member: u32,
-  tag: u32,
   max_pending: i32,
   skip_queue: bool,
   keys: Vec<u32>,
@@ -70,10 +69,10 @@ pub fn process_counted_acquire(
   with_member(member, |m| {
     let (acquired, token) =
       m.space
-        .acquire_counted(m.owner, tag, &r, max_pending, skip_queue, clock(now))?;
+        .acquire_counted(m.owner, &r, max_pending, skip_queue, clock(now))?;
     Ok(match acquired {
       Acquire::Granted => vec![f64::from(Outcome::Granted.code()), token as f64],
-      Acquire::Queued(_) => vec![f64::from(Outcome::Queued.code()), f64::from(tag)],
+      Acquire::Queued(tag) => vec![f64::from(Outcome::Queued.code()), f64::from(tag)],
       Acquire::Rejected { key_index } => {
         vec![f64::from(Outcome::Rejected.code()), key_index as f64]
       }

@@ -13,14 +13,6 @@
 //!   owner's holds are a weight per key ([`Owner::holds`](super::Owner))
 //!   instead of the key's one holder. A release names keys and weights; an
 //!   owner may give back at most what it holds (else `NotHeld`).
-//! - **A waiter is named by its owner's tag, not by the table's ticket.**
-//!   The table frees a ticket's slot at its grant and hands it to the next
-//!   waiter, while the grant may still sit in its owner's outbox: the same
-//!   owner, queueing again before it takes that grant, could be given the
-//!   same ticket and could no longer tell its two waiters apart (nor cancel
-//!   the right one). So the owner names each waiter with a tag it frees only
-//!   once it has the grant or the cancel in hand; outboxes, grants and
-//!   cancels speak tags.
 //! - **Fencing tokens are made here, under the space's mutex, one per
 //!   grant.** The mutex space lets each thread read the clock after its
 //!   grant (only one holder at a time, so the key's next grant comes after
@@ -46,20 +38,14 @@
 //! increasing per grant (`counted_tokens_increase_per_grant`), and a space
 //! opened with another limit refused (`counted_permits_must_agree`).
 
-use std::collections::HashMap;
-
 use super::{
-  wake_all, Acquire, Cancel, KeyId, OwnerId, ProcessSpace, SpaceError, State, TicketId, Waiter,
-  Wakes,
+  wake_all, Acquire, Cancel, KeyId, OwnerId, ProcessSpace, SpaceError, State, Tag, TicketId, Wakes,
 };
 use crate::core::Semaphores;
 
 /// A fencing token: microseconds of the process's monotonic clock, made
 /// strictly increasing per space.
 pub type Token = u64;
-
-/// An owner's name for one of its waiters (see the module docs).
-pub type Tag = u32;
 
 /// A grant of a counted space: the waiter's tag and its fencing token.
 pub type Grant = (Tag, Token);
@@ -70,8 +56,6 @@ pub(super) struct Counted {
   /// Permits out over every key (the space is busy while it is not 0).
   out: u64,
   last_token: Token,
-  /// The table ticket of every waiting tag.
-  waiting: HashMap<(OwnerId, Tag), TicketId>,
 }
 
 impl Counted {
@@ -80,7 +64,6 @@ impl Counted {
       table: Semaphores::new(permits),
       out: 0,
       last_token: 0,
-      waiting: HashMap::new(),
     }
   }
 
@@ -100,14 +83,12 @@ impl Counted {
 
 impl ProcessSpace {
   /// [`Semaphores::acquire`] on behalf of `owner`: `request` is its keys
-  /// (interned, distinct) with a weight each; `tag` names the waiter if it
-  /// has to wait (a tag of `owner` not waiting now). A grant at once comes
-  /// with its token (made from `now`, the caller's clock in µs); otherwise
-  /// the token is 0.
+  /// (interned, distinct) with a weight each. A grant at once comes with its
+  /// token (made from `now`, the caller's clock in µs); otherwise the token
+  /// is 0. A waiter's ticket is a tag, as in a mutex space.
   pub fn acquire_counted(
     &self,
     owner: OwnerId,
-    tag: Tag,
     request: &[(KeyId, u32)],
     max_pending: u32,
     skip_queue: bool,
@@ -116,7 +97,7 @@ impl ProcessSpace {
     self
       .state
       .lock()
-      .acquire_counted(owner, tag, request, max_pending, skip_queue, now)
+      .acquire_counted(owner, request, max_pending, skip_queue, now)
   }
 
   /// Gives back `owner`'s weights on `request`'s keys. Grants to `owner` are
@@ -179,7 +160,12 @@ impl ProcessSpace {
   /// `out`, in grant order.
   pub fn take_counted_grants(&self, owner: OwnerId, out: &mut Vec<Grant>) {
     let mut s = self.state.lock();
-    if let Some(Some(o)) = s.owners.get_mut(owner as usize) {
+    let State {
+      owners, free_tags, ..
+    } = &mut *s;
+    if let Some(Some(o)) = owners.get_mut(owner as usize) {
+      // In the owner's hands now: the tags may name new waiters.
+      free_tags.extend_from_slice(&o.outbox);
       out.extend(o.outbox.drain(..).zip(o.tokens.drain(..)));
       o.notified = false;
     }
@@ -220,7 +206,6 @@ impl State {
   fn acquire_counted(
     &mut self,
     owner: OwnerId,
-    tag: Tag,
     request: &[(KeyId, u32)],
     max_pending: u32,
     skip_queue: bool,
@@ -229,32 +214,20 @@ impl State {
     self.check_owner(owner)?;
     self.check_request(request)?;
     let c = self.counted_mut()?;
-    if c.waiting.contains_key(&(owner, tag)) {
-      return Err(SpaceError::TagInUse(tag));
-    }
     let outcome = c.table.acquire(request, max_pending, skip_queue)?;
-    let mut token = 0;
-    match outcome {
+    Ok(match outcome {
       Acquire::Granted => {
-        token = c.token(now);
+        let token = c.token(now);
         self.hold_counted(owner, request.iter().copied());
+        (outcome, token)
       }
       Acquire::Queued(t) => {
-        c.waiting.insert((owner, tag), t);
-        let t = t as usize;
-        if self.tickets.len() <= t {
-          self.tickets.resize_with(t + 1, || None);
-        }
-        self.tickets[t] = Some(Waiter {
-          owner,
-          keys: request.iter().map(|&(k, _)| k).collect(),
-          weights: request.iter().map(|&(_, w)| w).collect(),
-          tag,
-        });
+        let keys = request.iter().map(|&(k, _)| k).collect();
+        let weights = request.iter().map(|&(_, w)| w).collect();
+        (Acquire::Queued(self.enqueue(t, owner, keys, weights)), 0)
       }
-      Acquire::Rejected { .. } => {}
-    }
-    Ok((outcome, token))
+      Acquire::Rejected { .. } => (outcome, 0),
+    })
   }
 
   fn hold_counted(&mut self, owner: OwnerId, request: impl Iterator<Item = (KeyId, u32)>) {
@@ -351,19 +324,18 @@ impl State {
     mine: &mut Vec<Grant>,
     wakes: &mut Wakes,
   ) -> (Cancel, Option<usize>) {
-    let Some(c) = &mut self.counted else {
+    // Not waiting: granted, its grant on its way to the owner, and it stands.
+    let Some(ticket) = self.waiting_ticket(owner, tag) else {
       return (Cancel::NotWaiting, None);
     };
-    // Not waiting: granted, its grant on its way to the owner, and it stands.
-    let Some(ticket) = c.waiting.remove(&(owner, tag)) else {
+    let Some(c) = &mut self.counted else {
       return (Cancel::NotWaiting, None);
     };
     let blocking = c.table.blocking_index(ticket);
     let mut grants = Vec::new();
     let outcome = c.table.cancel(ticket, &mut grants);
-    debug_assert_eq!(outcome, Cancel::Cancelled, "a waiting tag's ticket waits");
     if outcome == Cancel::Cancelled {
-      if let Some(w) = self.tickets[ticket as usize].take() {
+      if let Some(w) = self.cancelled_waiter(ticket) {
         self.route_counted(&grants, owner, now, mine, wakes);
         for &k in w.keys.iter() {
           self.maybe_free(k);
@@ -384,20 +356,21 @@ impl State {
     wakes: &mut Wakes,
   ) {
     for &t in grants {
-      let Some(w) = self.tickets.get_mut(t as usize).and_then(Option::take) else {
+      let Some(w) = self.granted_waiter(t) else {
         continue;
       };
       let Some(c) = &mut self.counted else {
         return;
       };
-      c.waiting.remove(&(w.owner, w.tag));
       let token = c.token(now);
       self.hold_counted(
         w.owner,
         w.keys.iter().copied().zip(w.weights.iter().copied()),
       );
       if w.owner == caller {
+        // Returned by this very call: in the owner's hands.
         mine.push((w.tag, token));
+        self.free_tags.push(w.tag);
       } else if let Some(Some(o)) = self.owners.get_mut(w.owner as usize) {
         o.outbox.push(w.tag);
         o.tokens.push(token);
@@ -419,16 +392,7 @@ impl State {
     // Its tickets first: a cancel may grant another of its own tickets,
     // which then counts as a hold given back below.
     let mut own = Vec::new();
-    let tags: Vec<Tag> = match &self.counted {
-      Some(c) => c
-        .waiting
-        .keys()
-        .filter(|&&(o, _)| o == owner)
-        .map(|&(_, tag)| tag)
-        .collect(),
-      None => return,
-    };
-    for tag in tags {
+    for tag in self.waiting_tags(owner) {
       self.cancel_counted(owner, tag, now, &mut own, wakes);
     }
     let holds: Vec<(KeyId, u32)> = match self.owners.get(owner as usize) {

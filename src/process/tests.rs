@@ -441,20 +441,13 @@ fn leaving_owner_cancels_its_waiters_and_drops_undelivered_grants() {
 // ---------------------------------------------------------------------------
 // Counted spaces (`process::counted`).
 
-/// A waiter tag no other request of these tests uses.
-fn tag() -> Tag {
-  static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-  N.fetch_add(1, Ordering::Relaxed)
-}
-
 /// Acquires with weights, blocking the thread until granted; returns the
 /// grant's token.
 fn lock_counted(m: &Membership, waker: &CountingWaker, request: &[(KeyId, u32)]) -> Token {
   let s = m.space();
-  let t = tag();
-  match s.acquire_counted(m.owner(), t, request, UNLIMITED, false, 0) {
+  match s.acquire_counted(m.owner(), request, UNLIMITED, false, 0) {
     Ok((Acquire::Granted, token)) => token,
-    Ok((Acquire::Queued(_), _)) => loop {
+    Ok((Acquire::Queued(t), _)) => loop {
       let mut got = Vec::new();
       s.take_counted_grants(m.owner(), &mut got);
       if let Some(&(_, token)) = got.iter().find(|g| g.0 == t) {
@@ -476,9 +469,8 @@ fn unlock_counted(m: &Membership, request: &[(KeyId, u32)]) {
 
 /// Queues a request that must wait; returns its tag.
 fn queued_counted(s: &ProcessSpace, owner: OwnerId, request: &[(KeyId, u32)]) -> Tag {
-  let tag = tag();
-  match s.acquire_counted(owner, tag, request, UNLIMITED, false, 0) {
-    Ok((Acquire::Queued(_), _)) => tag,
+  match s.acquire_counted(owner, request, UNLIMITED, false, 0) {
+    Ok((Acquire::Queued(tag), _)) => tag,
     other => panic!("expected a queued ticket, got {other:?}"),
   }
 }
@@ -520,7 +512,7 @@ fn counted_permits_must_agree() {
   let b = mutex.join(w);
   let j = key(&mutex, b, "j");
   assert_eq!(
-    mutex.acquire_counted(b, tag(), &[(j, 1)], UNLIMITED, false, 0),
+    mutex.acquire_counted(b, &[(j, 1)], UNLIMITED, false, 0),
     Err(SpaceError::WrongKind)
   );
 }
@@ -534,12 +526,12 @@ fn counted_weights_shared_by_owners_and_misuse_is_an_error() {
   let k = key(&s, a, "k");
   key(&s, b, "k");
   let (g, ta) = s
-    .acquire_counted(a, tag(), &[(k, 3)], UNLIMITED, false, 10)
+    .acquire_counted(a, &[(k, 3)], UNLIMITED, false, 10)
     .expect("valid");
   assert_eq!(g, Acquire::Granted);
   assert_eq!(ta, 10, "the caller's clock, above every earlier token");
   let (g, tb) = s
-    .acquire_counted(b, tag(), &[(k, 1)], UNLIMITED, false, 10)
+    .acquire_counted(b, &[(k, 1)], UNLIMITED, false, 10)
     .expect("valid");
   assert_eq!(g, Acquire::Granted);
   assert_eq!(tb, 11, "same microsecond: still a larger token");
@@ -578,7 +570,7 @@ fn counted_fifo_with_weights_and_release_idle() {
   key(&s, b, "k");
   key(&s, b, "j");
   assert_eq!(
-    s.acquire_counted(a, tag(), &[(k, 2), (j, 1)], UNLIMITED, false, 0)
+    s.acquire_counted(a, &[(k, 2), (j, 1)], UNLIMITED, false, 0)
       .map(|r| r.0),
     Ok(Acquire::Granted)
   );
@@ -620,7 +612,7 @@ fn counted_cancelled_head_wakes_other_threads() {
   let c = s.join(wc.clone());
   let k = key(&s, a, "k");
   assert_eq!(
-    s.acquire_counted(a, tag(), &[(k, 2)], UNLIMITED, false, 0)
+    s.acquire_counted(a, &[(k, 2)], UNLIMITED, false, 0)
       .map(|r| r.0),
     Ok(Acquire::Granted)
   );
@@ -670,20 +662,19 @@ fn counted_leaving_owner_gives_back_its_weights() {
     key(&s, m.owner(), "j");
   }
   assert_eq!(
-    s.acquire_counted(b.owner(), tag(), &[(k, 2)], UNLIMITED, false, 0)
+    s.acquire_counted(b.owner(), &[(k, 2)], UNLIMITED, false, 0)
       .map(|r| r.0),
     Ok(Acquire::Granted)
   );
   assert_eq!(
-    s.acquire_counted(a.owner(), tag(), &[(k, 1)], UNLIMITED, false, 0)
+    s.acquire_counted(a.owner(), &[(k, 1)], UNLIMITED, false, 0)
       .map(|r| r.0),
     Ok(Acquire::Granted)
   );
   // c waits on k (3: everything) then b waits on j behind nothing but k's
   // multi-key request; b's second grant goes to its outbox, never taken.
   let tc = queued_counted(&s, c.owner(), &[(k, 3)]);
-  let Ok((Acquire::Granted, _)) =
-    s.acquire_counted(b.owner(), tag(), &[(j, 3)], UNLIMITED, false, 0)
+  let Ok((Acquire::Granted, _)) = s.acquire_counted(b.owner(), &[(j, 3)], UNLIMITED, false, 0)
   else {
     panic!("j is free")
   };
@@ -790,7 +781,7 @@ fn counted_fifo_with_weights_across_threads() {
   let main = s.membership(main_waker);
   let k = key(&s, main.owner(), "k");
   assert_eq!(
-    s.acquire_counted(main.owner(), tag(), &[(k, 3)], UNLIMITED, false, 0)
+    s.acquire_counted(main.owner(), &[(k, 3)], UNLIMITED, false, 0)
       .map(|r| r.0),
     Ok(Acquire::Granted)
   );
@@ -851,7 +842,43 @@ fn counted_fifo_with_weights_across_threads() {
 }
 
 #[test]
-fn counted_waiters_are_named_by_tags_so_a_reused_ticket_cannot_confuse_them() {
+fn a_granted_ticket_is_not_reused_before_its_owner_takes_it() {
+  let s = fresh("tags");
+  let w: Arc<dyn Waker> = Arc::new(CountingWaker::default());
+  let a = s.join(w.clone());
+  let b = s.join(w);
+  let k = key(&s, a, "k");
+  let j = key(&s, a, "j");
+  key(&s, b, "k");
+  assert_eq!(s.acquire(b, &[k], UNLIMITED, false), Ok(Acquire::Granted));
+  let Ok(Acquire::Queued(first)) = s.acquire(a, &[k], UNLIMITED, false) else {
+    panic!("waits")
+  };
+  // b's release grants a's waiter into a's outbox; the table frees its
+  // ticket and hands it to a's next waiter, before a took the grant.
+  let mut mine = Vec::new();
+  s.release(b, &[k], &mut mine).expect("held");
+  assert_eq!(s.acquire(b, &[j], UNLIMITED, false), Ok(Acquire::Granted));
+  let Ok(Acquire::Queued(second)) = s.acquire(a, &[j], UNLIMITED, false) else {
+    panic!("waits")
+  };
+  assert_ne!(first, second, "two waiters of a, two tickets");
+  assert_eq!(
+    s.cancel(a, first, &mut mine),
+    (Cancel::NotWaiting, None),
+    "the first was granted: cancelling it does not take the second out"
+  );
+  let mut got = Vec::new();
+  s.take_grants(a, &mut got);
+  assert_eq!(got, vec![first]);
+  assert_eq!(s.cancel(a, second, &mut mine), (Cancel::Cancelled, Some(0)));
+  s.release(a, &[k], &mut mine).expect("a holds k");
+  s.release(b, &[j], &mut mine).expect("b holds j");
+  assert!(!s.busy());
+}
+
+#[test]
+fn counted_a_granted_ticket_is_not_reused_before_its_owner_takes_it() {
   let s = fresh_counted("tags", 2);
   let w: Arc<dyn Waker> = Arc::new(CountingWaker::default());
   let a = s.join(w.clone());
@@ -859,40 +886,25 @@ fn counted_waiters_are_named_by_tags_so_a_reused_ticket_cannot_confuse_them() {
   let k = key(&s, a, "k");
   key(&s, b, "k");
   assert_eq!(
-    s.acquire_counted(b, 100, &[(k, 2)], UNLIMITED, false, 0)
+    s.acquire_counted(b, &[(k, 2)], UNLIMITED, false, 0)
       .map(|r| r.0),
     Ok(Acquire::Granted)
   );
-  assert_eq!(
-    s.acquire_counted(a, 1, &[(k, 2)], UNLIMITED, false, 0)
-      .map(|r| r.0),
-    Ok(Acquire::Queued(0))
-  );
-  assert_eq!(
-    s.acquire_counted(a, 1, &[(k, 1)], UNLIMITED, false, 0),
-    Err(SpaceError::TagInUse(1)),
-    "a tag names one waiter at a time"
-  );
-  // b's release grants a's waiter 1 into a's outbox and frees its ticket...
+  let first = queued_counted(&s, a, &[(k, 2)]);
   let mut mine = Vec::new();
   s.release_counted(b, &[(k, 2)], 0, &mut mine).expect("held");
-  // ...which the table hands to a's next waiter, before a took the grant.
+  let second = queued_counted(&s, a, &[(k, 1)]);
+  assert_ne!(first, second, "two waiters of a, two tickets");
   assert_eq!(
-    s.acquire_counted(a, 2, &[(k, 1)], UNLIMITED, false, 0)
-      .map(|r| r.0),
-    Ok(Acquire::Queued(0)),
-    "the same ticket, reused"
-  );
-  assert_eq!(
-    s.cancel_counted(a, 1, 0, &mut mine),
+    s.cancel_counted(a, first, 0, &mut mine),
     (Cancel::NotWaiting, None),
-    "waiter 1 was granted: its cancel does not take waiter 2 out"
+    "the first was granted: cancelling it does not take the second out"
   );
   let mut got = Vec::new();
   s.take_counted_grants(a, &mut got);
-  assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![1]);
+  assert_eq!(got.iter().map(|g| g.0).collect::<Vec<_>>(), vec![first]);
   assert_eq!(
-    s.cancel_counted(a, 2, 0, &mut mine),
+    s.cancel_counted(a, second, 0, &mut mine),
     (Cancel::Cancelled, Some(0))
   );
   s.release_counted(a, &[(k, 2)], 0, &mut mine).expect("held");
