@@ -50,6 +50,9 @@ pub type Token = u64;
 /// A grant of a counted space: the waiter's tag and its fencing token.
 pub type Grant = (Tag, Token);
 
+/// A key and a weight of it.
+type Hold = (KeyId, u32);
+
 /// What a counted space keeps beside the mutex space's state.
 pub(super) struct Counted {
   pub(super) table: Semaphores,
@@ -129,7 +132,7 @@ impl ProcessSpace {
   ) -> Result<(), SpaceError> {
     let mut s = self.state.lock();
     s.check_counted_release(owner, request)?;
-    let (idle, busy): (Vec<(KeyId, u32)>, Vec<(KeyId, u32)>) =
+    let (idle, busy): (Vec<Hold>, Vec<Hold>) =
       request.iter().partition(|&&(k, _)| s.waiting_on(k) == 0);
     contended.extend(busy);
     let mut none = Vec::new();
