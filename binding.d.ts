@@ -113,29 +113,42 @@ export declare function outcomeCodes(): Record<string, number>
 export declare function processBusy(member: number): boolean
 
 /**
- * `[outcome, token (GRANTED) | ticket (QUEUED) | key index (REJECTED)]`;
- * the ticket is a tag, as in a mutex space (`crate::process`, *Tickets
- * are tags*).
+ * Answers `value * 4 + outcome`: the outcome (`GRANTED`, `QUEUED` or
+ * `REJECTED`) and its value, the token (GRANTED), the ticket (QUEUED: a
+ * tag, as in a mutex space, see `crate::process`, *Tickets are tags*) or
+ * the full key's index (REJECTED). Exact: tokens stay far below 2^51.
  */
-export declare function processCountedAcquire(member: number, maxPending: number, skipQueue: boolean, keys: Array<number>, weights: Array<number>, now: number): Array<number>
+export declare function processCountedAcquire(member: number, maxPending: number, skipQueue: boolean, n: number, req: Uint32Array): number
+
+/**
+ * [`process_counted_acquire`] for one key: the common request, without
+ * the typed array.
+ */
+export declare function processCountedAcquireOne(member: number, maxPending: number, skipQueue: boolean, key: number, weight: number): number
 
 /**
  * Takes the waiter `tag` out: `[cancelled (1/0), blocking key index,
  * [tag, token] × g]`.
  */
-export declare function processCountedCancel(member: number, tag: number, now: number): Array<number>
+export declare function processCountedCancel(member: number, tag: number): Array<number>
 
 /**
  * Gives back this thread's weights; returns `[tag, token] × g`, this
- * thread's grants (others' go to their outboxes).
+ * thread's grants (others' go to their outboxes), or null for none.
  */
-export declare function processCountedRelease(member: number, keys: Array<number>, weights: Array<number>, now: number): Array<number>
+export declare function processCountedRelease(member: number, n: number, req: Uint32Array): Array<number> | null
 
 /**
  * Gives back the weights on keys nobody waits for; returns `[key, weight]
- * × c`, the others (still held).
+ * × c`, the others (still held), or null when there are none.
  */
-export declare function processCountedReleaseIdle(member: number, keys: Array<number>, weights: Array<number>): Array<number>
+export declare function processCountedReleaseIdle(member: number, n: number, req: Uint32Array): Array<number> | null
+
+/**
+ * [`process_counted_release_idle`] for one key: whether it has waiters
+ * (then it is still held, for a later release).
+ */
+export declare function processCountedReleaseIdleOne(member: number, key: number, weight: number): boolean
 
 /**
  * Grants other threads made to this thread's waiters since the last call:

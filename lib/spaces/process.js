@@ -321,6 +321,32 @@ class ProcessSpace {
   }
 }
 
+/**
+ * A counted request for the native calls: `n` keys, then their `n` weights
+ * (src/binding/process_counted.rs). One per thread, grown as needed: a
+ * typed array crosses in one step where a JS array crosses element by element.
+ */
+let request = new Uint32Array(64)
+
+/** Outcome codes fit below this in processCountedAcquire's answer (value * 4 + outcome). */
+const OUTCOME_SPAN = 4
+
+/** Writes `waiter`'s request for `ids` (an id or an array) into `request`; returns its key count. */
+function writeCounted(ids, waiter) {
+  const n = typeof ids === 'number' ? 1 : ids.length
+  if (2 * n > request.length) request = new Uint32Array(2 * 2 * n)
+  if (n === 1) {
+    request[0] = typeof ids === 'number' ? ids : ids[0]
+    request[1] = weightAt(waiter, 0)
+    return 1
+  }
+  for (let i = 0; i < n; i++) {
+    request[i] = ids[i]
+    request[n + i] = weightAt(waiter, i)
+  }
+  return n
+}
+
 /** The `waiter.weight` of a request's key `i` (see lib/spaces/counted.js). */
 function weightAt(waiter, i) {
   const w = waiter.weight
@@ -336,12 +362,12 @@ function weightAt(waiter, i) {
  *   the isolate reach), and releaseIdle's keys with waiters travel as
  *   [id, weight, ...] pairs so the hand-off after the caller's cb needs no
  *   waiter;
- * - calls take arrays instead of the io buffer (one release may grant more
- *   waiters than the buffer's layouts hold);
- * - every grant comes with its fencing token, made in Rust under the mutex
- *   from this thread's clock (`now`), because two shared holders granted at
- *   once on two threads could read the same microsecond: the token is kept
- *   on the waiter (`grantToken`) until tokens() reads it.
+ * - calls take a Uint32Array request instead of the io buffer (one release
+ *   may grant more waiters than the buffer's layouts hold);
+ * - every grant comes with its fencing token, made in Rust under the mutex,
+ *   because two shared holders granted at once on two threads could read
+ *   the same microsecond: the token is kept on the waiter (`grantToken`)
+ *   until tokens() reads it.
  */
 class CountedProcessSpace extends ProcessSpace {
   constructor(name, permits) {
@@ -350,26 +376,30 @@ class CountedProcessSpace extends ProcessSpace {
   }
 
   acquireOne(id, maxPending, skipQueue, waiter) {
-    return this._acquireCounted(waiter, id, [id], [weightAt(waiter, 0)], maxPending, skipQueue)
+    // One key, the common request: scalars cross cheaper than a typed array.
+    return this._acquired(waiter, id, native.processCountedAcquireOne(this.member, maxPending, !!skipQueue, id, weightAt(waiter, 0)))
   }
 
   acquireMany(ids, maxPending, skipQueue, waiter) {
-    const weights = new Array(ids.length)
-    for (let i = 0; i < ids.length; i++) weights[i] = weightAt(waiter, i)
-    return this._acquireCounted(waiter, ids.slice(), ids, weights, maxPending, skipQueue)
+    const n = writeCounted(ids, waiter)
+    return this._acquired(waiter, ids.slice(), native.processCountedAcquire(this.member, maxPending, !!skipQueue, n, request))
   }
 
-  /** `ids` is the request's id or its own array of ids (kept for cancel). */
-  _acquireCounted(waiter, ids, keys, weights, maxPending, skipQueue) {
-    const out = native.processCountedAcquire(this.member, maxPending, !!skipQueue, keys, weights, micros())
-    const outcome = out[0]
+  /**
+   * Reads processCountedAcquire's answer (value * 4 + outcome); `ids` is
+   * the request's id or its own array of ids (kept for cancel).
+   */
+  _acquired(waiter, ids, answer) {
+    const outcome = answer % OUTCOME_SPAN
+    const value = (answer - outcome) / OUTCOME_SPAN
     if (outcome === REJECTED) {
-      this.rejectedIndex = out[1]
+      this.rejectedIndex = value
       return outcome
     }
-    for (let i = 0; i < keys.length; i++) this.local[keys[i]]++
-    if (outcome === GRANTED) waiter.grantToken = out[1]
-    else this._queued(waiter, out[1], ids)
+    if (typeof ids === 'number') this.local[ids]++
+    else for (let i = 0; i < ids.length; i++) this.local[ids[i]]++
+    if (outcome === GRANTED) waiter.grantToken = value
+    else this._queued(waiter, value, ids)
     return outcome
   }
 
@@ -378,12 +408,18 @@ class CountedProcessSpace extends ProcessSpace {
    * with the others as [id, weight, ...] in `contended` (still held).
    */
   releaseIdle(ids, waiter) {
-    const keys = typeof ids === 'number' ? [ids] : ids
-    const weights = new Array(keys.length)
-    for (let i = 0; i < keys.length; i++) weights[i] = weightAt(waiter, i)
-    const contended = native.processCountedReleaseIdle(this.member, keys, weights)
-    for (let i = 0; i < keys.length; i++) this.local[keys[i]]--
-    if (contended.length === 0) return RELEASED
+    if (typeof ids === 'number') {
+      const weight = weightAt(waiter, 0)
+      if (!native.processCountedReleaseIdleOne(this.member, ids, weight)) {
+        this.local[ids]--
+        return RELEASED
+      }
+      this.contended = [ids, weight]
+      return HANDOFF
+    }
+    const contended = native.processCountedReleaseIdle(this.member, writeCounted(ids, waiter), request)
+    for (let i = 0; i < ids.length; i++) this.local[ids[i]]--
+    if (contended === null) return RELEASED
     // Still held: counted again until releaseMany gives them back.
     for (let i = 0; i < contended.length; i += 2) this.local[contended[i]]++
     this.contended = contended
@@ -398,20 +434,19 @@ class CountedProcessSpace extends ProcessSpace {
   /** Releases [id, weight, ...] pairs; returns this thread's waiters they go to (not started yet). */
   releaseMany(pairs) {
     const n = pairs.length >> 1
-    const keys = new Array(n)
-    const weights = new Array(n)
+    if (2 * n > request.length) request = new Uint32Array(2 * 2 * n)
     for (let i = 0; i < n; i++) {
-      keys[i] = pairs[2 * i]
-      weights[i] = pairs[2 * i + 1]
+      request[i] = pairs[2 * i]
+      request[n + i] = pairs[2 * i + 1]
     }
-    const grants = native.processCountedRelease(this.member, keys, weights, micros())
-    for (let i = 0; i < n; i++) this.local[keys[i]]--
-    return this._countedGrants(grants, 0)
+    const grants = native.processCountedRelease(this.member, n, request)
+    for (let i = 0; i < n; i++) this.local[pairs[2 * i]]--
+    return grants === null ? EMPTY : this._countedGrants(grants, 0)
   }
 
   cancel(waiter) {
     const ticket = waiter.ticket
-    const out = native.processCountedCancel(this.member, ticket, micros())
+    const out = native.processCountedCancel(this.member, ticket)
     if (out[0] === 0) return null
     this.blockingIndex = out[1]
     this.waiters[ticket] = undefined

@@ -18,8 +18,8 @@
 //!   grant (only one holder at a time, so the key's next grant comes after
 //!   the release, which comes after that read); two shared holders granted
 //!   at once on two threads could read the same microsecond. So the caller
-//!   passes its clock reading `now` (µs, the clock JS reads for the other
-//!   in-process reaches) and a grant's token is `max(now, last + 1)`:
+//!   passes its clock reading `now` (µs of one process-wide monotonic
+//!   clock: the binding's) and a grant's token is `max(now, last + 1)`:
 //!   strictly increasing across every grant of the space, so per key.
 //!   Grants to the caller come back with their tokens; grants to other
 //!   owners wait in their outbox with theirs ([`Owner::tokens`](super::Owner)).
