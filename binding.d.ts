@@ -113,6 +113,50 @@ export declare function outcomeCodes(): Record<string, number>
 export declare function processBusy(member: number): boolean
 
 /**
+ * Answers `value * 4 + outcome`: the outcome (`GRANTED`, `QUEUED` or
+ * `REJECTED`) and its value, the token (GRANTED), the ticket (QUEUED: a
+ * tag, as in a mutex space, see `crate::process`, *Tickets are tags*) or
+ * the full key's index (REJECTED). Exact: tokens stay far below 2^51.
+ */
+export declare function processCountedAcquire(member: number, maxPending: number, skipQueue: boolean, n: number, req: Uint32Array): number
+
+/**
+ * [`process_counted_acquire`] for one key: the common request, without
+ * the typed array.
+ */
+export declare function processCountedAcquireOne(member: number, maxPending: number, skipQueue: boolean, key: number, weight: number): number
+
+/**
+ * Takes the waiter `tag` out: `[cancelled (1/0), blocking key index,
+ * [tag, token] × g]`.
+ */
+export declare function processCountedCancel(member: number, tag: number): Array<number>
+
+/**
+ * Gives back this thread's weights; returns `[tag, token] × g`, this
+ * thread's grants (others' go to their outboxes), or null for none.
+ */
+export declare function processCountedRelease(member: number, n: number, req: Uint32Array): Array<number> | null
+
+/**
+ * Gives back the weights on keys nobody waits for; returns `[key, weight]
+ * × c`, the others (still held), or null when there are none.
+ */
+export declare function processCountedReleaseIdle(member: number, n: number, req: Uint32Array): Array<number> | null
+
+/**
+ * [`process_counted_release_idle`] for one key: whether it has waiters
+ * (then it is still held, for a later release).
+ */
+export declare function processCountedReleaseIdleOne(member: number, key: number, weight: number): boolean
+
+/**
+ * Grants other threads made to this thread's waiters since the last call:
+ * `[tag, token] × g`.
+ */
+export declare function processCountedTakeGrants(member: number): Array<number>
+
+/**
  * The key id of a string key (the same on every thread), pinned for this
  * thread until `processUnpin`.
  */
@@ -128,9 +172,17 @@ export declare function processIsBusyId(member: number, key: number): boolean
 /**
  * Joins the process-wide space `name` for this thread; returns the member
  * index the other calls take. `wake` is called (on this thread) when
- * another thread granted one of this thread's waiters.
+ * another thread granted one of this thread's waiters. `permits` (default
+ * 1) must be the space's: a space opened with another limit throws
+ * `KEYED_LOCK_PERMITS` and joins nothing (`process_counted.rs`).
  */
-export declare function processOpen(name: string, wake: () => void): number
+export declare function processOpen(name: string, wake: () => void, permits?: number): number
+
+/**
+ * The limit of the process space `name`, or null if nobody opened it (for
+ * the message of a `permits` that disagrees).
+ */
+export declare function processPermits(name: string): number | null
 
 /**
  * Keeps this thread's event loop alive (`on`) while it has waiters, or lets

@@ -141,9 +141,11 @@ declare namespace AsyncLock {
      * up to at most `permits`. `1` (the default) is the mutex, unchanged;
      * `Infinity` makes a read/write lock with unbounded shared holders. A
      * positive integer or `Infinity`, else `TypeError` (code
-     * `ERR_INVALID_ARG_VALUE`) naming `permits`. Isolate reach only for now:
-     * above 1 with `scope: 'process'` or `redis` is a `TypeError` ("not
-     * supported ... yet").
+     * `ERR_INVALID_ARG_VALUE`) naming `permits`. With `scope: 'process'` the
+     * permits are shared by every thread that names the space, and every
+     * thread must open it with the same `permits` (else a `TypeError` naming
+     * `permits`). Above 1 with `redis` is a `TypeError` ("not supported ...
+     * yet").
      *
      * @example
      * const lock = new AsyncLock({ permits: 3 })

@@ -142,6 +142,44 @@ test('mutual exclusion across 6 workers (SharedArrayBuffer counter)', async () =
   await Promise.all(exits)
 })
 
+test('4 workers × 40 concurrent callers with timeouts: never two holders of a key, never a release of a key not held', async () => {
+  // Several waiters per thread: a thread queues again while a grant of its
+  // own waits in its outbox. The table reuses a granted ticket at once, so
+  // if the thread were told table tickets it would start the wrong waiter
+  // (src/process.rs, "Tickets are tags").
+  const sab = new SharedArrayBuffer(20)
+  const code = `
+    const { parentPort, workerData } = require('node:worker_threads')
+    const AsyncLock = require(${JSON.stringify(ROOT)})
+    const lock = new AsyncLock({ scope: 'process', name: 'many-callers', maxPending: Infinity })
+    const cells = new Int32Array(workerData.sab) // a, b, c holders; [3] overlaps; [4] calls that ran
+    let s = workerData.n + 1
+    const random = () => (s = (s * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff
+    async function caller() {
+      for (let i = 0; i < 25; i++) {
+        const k = Math.floor(random() * 3)
+        try {
+          await lock.acquire(['a', 'b', 'c'][k], async () => {
+            if (Atomics.add(cells, k, 1) !== 0) Atomics.add(cells, 3, 1)
+            Atomics.add(cells, 4, 1)
+            await new Promise((r) => setImmediate(r))
+            Atomics.sub(cells, k, 1)
+          }, { timeout: random() < 0.05 ? 2 : 0 })
+        } catch (err) {
+          if (!/timed out/.test(err.message)) throw err
+        }
+      }
+    }
+    Promise.all(Array.from({ length: 40 }, caller)).then(() => parentPort.postMessage('done'))
+  `
+  const workers = Array.from({ length: 4 }, (_, n) => new Worker(code, { eval: true, workerData: { sab, n } }))
+  await Promise.all(workers.map((w) => new Promise((resolve, reject) => w.once('message', resolve).once('error', reject))))
+  const cells = new Int32Array(sab)
+  assert.equal(cells[3], 0, 'two holders of a key at once')
+  assert.ok(cells[4] > 2000, `most calls ran (${cells[4]} of 4000)`)
+  assert.equal(new AsyncLock({ scope: 'process', name: 'many-callers' }).isBusy(), false)
+})
+
 test('FIFO across threads in the order the acquisitions reached the core', async () => {
   const space = 'fifo'
   const lock = new AsyncLock({ scope: 'process', name: space })

@@ -2,8 +2,9 @@
 //! (every `worker_thread` and the main thread) that opens the same name.
 //! Pure Rust, no N-API: `binding::process` is the thin layer over it.
 //!
-//! A [`ProcessSpace`] is one core [`Table`] behind a `parking_lot::Mutex`,
-//! plus what the table does not know: which thread (an *owner*, see
+//! A [`ProcessSpace`] is one core [`Table`] (or, for a space opened with
+//! `permits > 1`, a counted `Semaphores`: see `counted`) behind a
+//! `parking_lot::Mutex`, plus what the table does not know: which thread (an *owner*, see
 //! [`ProcessSpace::join`]) holds each key and owns each waiting ticket, and
 //! the key names. Key strings are interned here, not in JS, because a key id
 //! must mean the same key on every thread.
@@ -45,6 +46,18 @@
 //! grants relative to each other (each runs on its own event loop), and the
 //! moment a woken thread runs its grant (whenever its event loop gets to it).
 //!
+//! # Tickets are tags
+//!
+//! The ticket an owner is given for a waiter (and finds in its grants, and
+//! cancels by) is a *tag* of the space, not the table's ticket: the table
+//! frees a ticket's slot when it grants it and hands the slot to the next
+//! waiter at once, while the grant may still sit in its owner's outbox. An
+//! owner that queued again before taking that grant could be given the same
+//! ticket, and would then start the wrong waiter (and the right one never),
+//! or cancel the wrong one. A tag is freed only once its owner has the
+//! grant in hand (taken from its outbox, or returned by its own call) or
+//! the waiter was cancelled (`tests::a_granted_ticket_is_not_reused_before_its_owner_takes_it`).
+//!
 //! # Cancellation
 //!
 //! [`ProcessSpace::cancel`] by a ticket's owner either takes it out of every
@@ -67,8 +80,19 @@ use parking_lot::Mutex;
 
 use crate::core::{Acquire, Cancel, Coded, CoreError, ErrorCode, KeyId, Table, TicketId};
 
+mod counted;
+use counted::Counted;
+pub use counted::{Grant, Token};
+
 /// A thread (in Node: one JS environment) taking part in a space.
 pub type OwnerId = u32;
+
+/// What an owner knows a waiter by (see *Tickets are tags*): the ticket of
+/// [`Acquire::Queued`], of grants and of [`ProcessSpace::cancel`].
+pub type Tag = u32;
+
+/// `State::tags` of a tag that is not waiting.
+const NOT_WAITING: TicketId = TicketId::MAX;
 
 const NO_OWNER: OwnerId = OwnerId::MAX;
 
@@ -107,6 +131,10 @@ struct KeyEntry {
 struct Waiter {
   owner: OwnerId,
   keys: Box<[KeyId]>,
+  /// A counted space's weight per key (empty in a mutex space).
+  weights: Box<[u32]>,
+  /// What the owner knows it by.
+  tag: Tag,
 }
 
 struct Owner {
@@ -116,6 +144,10 @@ struct Owner {
   /// The waker was called and the owner has not taken its grants since.
   notified: bool,
   pins: HashMap<KeyId, u32>,
+  /// A counted space's fencing token of each outbox entry (empty in a mutex space).
+  tokens: Vec<Token>,
+  /// A counted space's permits this owner holds, per key.
+  holds: HashMap<KeyId, u32>,
 }
 
 #[derive(Default)]
@@ -126,15 +158,24 @@ struct State {
   free_keys: Vec<KeyId>,
   /// Indexed by ticket: who waits and for what.
   tickets: Vec<Option<Waiter>>,
+  /// Indexed by tag: the table ticket of a waiting tag, or [`NOT_WAITING`]
+  /// (granted, not yet taken by its owner; or free).
+  tags: Vec<TicketId>,
+  free_tags: Vec<Tag>,
   owners: Vec<Option<Owner>>,
   free_owners: Vec<OwnerId>,
-  /// Keys currently held, by anyone.
+  /// Keys currently held, by anyone (a mutex space).
   held: usize,
+  /// `Some` when the space counts permits (`permits > 1`): then this table,
+  /// not `table`, holds the queues.
+  counted: Option<Counted>,
 }
 
 /// One named, process-wide lock space.
 pub struct ProcessSpace {
   name: String,
+  /// Fixed when the space is created: 1 for a mutex space.
+  permits: u32,
   state: Mutex<State>,
 }
 
@@ -148,23 +189,44 @@ fn wake_all(wakes: Wakes) {
 }
 
 impl ProcessSpace {
-  /// The space named `name`, created on first use.
-  pub fn open(name: &str) -> Arc<ProcessSpace> {
-    static SPACES: OnceLock<Mutex<HashMap<String, Arc<ProcessSpace>>>> = OnceLock::new();
-    let mut spaces = SPACES.get_or_init(Default::default).lock();
-    spaces
-      .entry(name.to_owned())
-      .or_insert_with(|| {
-        Arc::new(ProcessSpace {
-          name: name.to_owned(),
-          state: Mutex::new(State::default()),
-        })
+  /// The space named `name`, created on first use with `permits` per key
+  /// (1: a mutex space; more: a counted one, see `counted`). A space keeps
+  /// the limit it was created with for the life of the process: opening it
+  /// with another is [`SpaceError::Permits`], and joins nothing.
+  pub fn open(name: &str, permits: u32) -> Result<Arc<ProcessSpace>, SpaceError> {
+    let mut spaces = spaces().lock();
+    let permits = permits.clamp(1, crate::core::MAX_PERMITS);
+    let space = spaces.entry(name.to_owned()).or_insert_with(|| {
+      Arc::new(ProcessSpace {
+        name: name.to_owned(),
+        permits,
+        state: Mutex::new(State {
+          counted: (permits > 1).then(|| Counted::new(permits)),
+          ..State::default()
+        }),
       })
-      .clone()
+    });
+    if space.permits != permits {
+      return Err(SpaceError::Permits {
+        have: space.permits,
+        want: permits,
+      });
+    }
+    Ok(space.clone())
+  }
+
+  /// The limit of the space named `name`, if it was opened.
+  pub fn permits_of(name: &str) -> Option<u32> {
+    spaces().lock().get(name).map(|s| s.permits)
   }
 
   pub fn name(&self) -> &str {
     &self.name
+  }
+
+  /// Permits per key: 1 for a mutex space.
+  pub fn permits(&self) -> u32 {
+    self.permits
   }
 
   /// Adds an owner; `waker` is how it learns of grants made by others.
@@ -175,6 +237,8 @@ impl ProcessSpace {
       outbox: Vec::new(),
       notified: false,
       pins: HashMap::new(),
+      tokens: Vec::new(),
+      holds: HashMap::new(),
     };
     match s.free_owners.pop() {
       Some(id) => {
@@ -266,8 +330,7 @@ impl ProcessSpace {
     s.check_owner(owner)?;
     s.check_keys(keys)?;
     s.check_held(owner, keys)?;
-    let (idle, busy): (Vec<KeyId>, Vec<KeyId>) =
-      keys.iter().partition(|&&k| s.table.waiting_on(k) == 0);
+    let (idle, busy): (Vec<KeyId>, Vec<KeyId>) = keys.iter().partition(|&&k| s.waiting_on(k) == 0);
     contended.extend(busy);
     let mut none = Vec::new();
     s.table.release(&idle, &mut none)?;
@@ -280,19 +343,20 @@ impl ProcessSpace {
     Ok(())
   }
 
-  /// Takes a waiting ticket of `owner` out of its queues. Also returns the
-  /// position, in the ticket's keys, of the first key it was still waiting
-  /// for (`None` when it was not waiting). Grants as `release` does.
+  /// Takes a waiting ticket (tag) of `owner` out of its queues. Also
+  /// returns the position, in the ticket's keys, of the first key it was
+  /// still waiting for (`None` when it was not waiting). Grants as `release`
+  /// does.
   pub fn cancel(
     &self,
     owner: OwnerId,
-    ticket: TicketId,
+    tag: Tag,
     mine: &mut Vec<TicketId>,
   ) -> (Cancel, Option<usize>) {
     let mut wakes = Wakes::new();
     let result = {
       let mut s = self.state.lock();
-      s.cancel(owner, ticket, mine, &mut wakes)
+      s.cancel(owner, tag, mine, &mut wakes)
     };
     wake_all(wakes);
     result
@@ -301,7 +365,12 @@ impl ProcessSpace {
   /// Moves the grants waiting in `owner`'s outbox to `out`, in grant order.
   pub fn take_grants(&self, owner: OwnerId, out: &mut Vec<TicketId>) {
     let mut s = self.state.lock();
-    if let Some(Some(o)) = s.owners.get_mut(owner as usize) {
+    let State {
+      owners, free_tags, ..
+    } = &mut *s;
+    if let Some(Some(o)) = owners.get_mut(owner as usize) {
+      // In the owner's hands now: the tags may name new waiters.
+      free_tags.extend_from_slice(&o.outbox);
       out.append(&mut o.outbox);
       o.notified = false;
     }
@@ -310,18 +379,21 @@ impl ProcessSpace {
   /// Whether `key` is held or waited on, by anyone.
   pub fn is_busy(&self, key: &ProcessKey) -> bool {
     let s = self.state.lock();
-    s.ids.get(key).is_some_and(|&k| s.table.is_busy(k))
+    s.ids.get(key).is_some_and(|&k| s.key_busy(k))
   }
 
   /// As `is_busy`, by id.
   pub fn is_busy_id(&self, key: KeyId) -> bool {
-    self.state.lock().table.is_busy(key)
+    self.state.lock().key_busy(key)
   }
 
   /// Whether any key is held or waited on.
   pub fn busy(&self) -> bool {
     let s = self.state.lock();
-    s.held > 0 || s.table.waiting() > 0
+    match &s.counted {
+      Some(c) => c.busy(),
+      None => s.held > 0 || s.table.waiting() > 0,
+    }
   }
 
   /// Every busy key with its number of live waiters.
@@ -333,9 +405,7 @@ impl ProcessSpace {
       .filter_map(|(k, e)| {
         let k = k as KeyId;
         let name = e.name.as_ref()?;
-        s.table
-          .is_busy(k)
-          .then(|| (k, name.clone(), s.table.waiting_on(k)))
+        s.key_busy(k).then(|| (k, name.clone(), s.waiting_on(k)))
       })
       .collect()
   }
@@ -378,6 +448,11 @@ impl Drop for Membership {
   }
 }
 
+fn spaces() -> &'static Mutex<HashMap<String, Arc<ProcessSpace>>> {
+  static SPACES: OnceLock<Mutex<HashMap<String, Arc<ProcessSpace>>>> = OnceLock::new();
+  SPACES.get_or_init(Default::default)
+}
+
 /// Misuse of a process space by its caller. Never the result of a race.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpaceError {
@@ -387,6 +462,14 @@ pub enum SpaceError {
   NoKey(KeyId),
   /// A release of a key this owner does not hold.
   NotHeld(KeyId),
+  /// The space was opened with another limit (`have`) than `want`.
+  Permits {
+    have: u32,
+    want: u32,
+  },
+  /// A mutex call on a counted space or a counted call on a mutex space
+  /// (the binding's bug: each JS space makes only its own kind of call).
+  WrongKind,
   Core(CoreError),
 }
 
@@ -402,6 +485,11 @@ impl std::fmt::Display for SpaceError {
       SpaceError::NoOwner(o) => write!(f, "owner {o} is not in the lock space"),
       SpaceError::NoKey(k) => write!(f, "key id {k} is not interned"),
       SpaceError::NotHeld(k) => write!(f, "key id {k} is not held by this thread"),
+      SpaceError::Permits { have, want } => write!(
+        f,
+        "the lock space was opened with {have} permits per key, not {want}"
+      ),
+      SpaceError::WrongKind => write!(f, "a call of the other kind of lock space"),
       SpaceError::Core(e) => e.fmt(f),
     }
   }
@@ -416,6 +504,8 @@ impl Coded for SpaceError {
       // The isolate table says the same for an id it never saw.
       SpaceError::NoKey(_) => ErrorCode::KeyOutOfRange,
       SpaceError::NotHeld(_) => ErrorCode::NotHeld,
+      SpaceError::Permits { .. } => ErrorCode::Permits,
+      SpaceError::WrongKind => ErrorCode::Internal,
       SpaceError::Core(e) => e.code(),
     }
   }
@@ -444,7 +534,12 @@ impl State {
             (self.keys.len() - 1) as KeyId
           }
         };
-        self.table.reserve_keys(k as usize + 1);
+        match &mut self.counted {
+          Some(c) => c.reserve_keys(k as usize + 1),
+          None => {
+            self.table.reserve_keys(k as usize + 1);
+          }
+        }
         self.keys[k as usize].name = Some(key.clone());
         self.ids.insert(key, k);
         k
@@ -474,10 +569,11 @@ impl State {
 
   /// Frees the id of a key nobody pins and nobody holds or waits on.
   fn maybe_free(&mut self, k: KeyId) {
+    let busy = self.key_busy(k);
     let Some(e) = self.keys.get_mut(k as usize) else {
       return;
     };
-    if e.pins > 0 || e.name.is_none() || self.table.is_busy(k) {
+    if e.pins > 0 || e.name.is_none() || busy {
       return;
     }
     if let Some(name) = e.name.take() {
@@ -514,22 +610,71 @@ impl State {
   ) -> Result<Acquire, SpaceError> {
     self.check_owner(owner)?;
     self.check_keys(keys)?;
-    let outcome = self.table.acquire(keys, max_pending, skip_queue)?;
-    match outcome {
-      Acquire::Granted => self.hold(owner, keys),
-      Acquire::Queued(t) => {
-        let t = t as usize;
-        if self.tickets.len() <= t {
-          self.tickets.resize_with(t + 1, || None);
-        }
-        self.tickets[t] = Some(Waiter {
-          owner,
-          keys: keys.into(),
-        });
-      }
-      Acquire::Rejected { .. } => {}
+    if self.counted.is_some() {
+      return Err(SpaceError::WrongKind);
     }
-    Ok(outcome)
+    let outcome = self.table.acquire(keys, max_pending, skip_queue)?;
+    Ok(match outcome {
+      Acquire::Granted => {
+        self.hold(owner, keys);
+        outcome
+      }
+      Acquire::Queued(t) => Acquire::Queued(self.enqueue(t, owner, keys.into(), Box::default())),
+      Acquire::Rejected { .. } => outcome,
+    })
+  }
+
+  /// Records the waiter of table ticket `t`; returns its tag.
+  fn enqueue(
+    &mut self,
+    t: TicketId,
+    owner: OwnerId,
+    keys: Box<[KeyId]>,
+    weights: Box<[u32]>,
+  ) -> Tag {
+    let tag = match self.free_tags.pop() {
+      Some(tag) => tag,
+      None => {
+        self.tags.push(NOT_WAITING);
+        (self.tags.len() - 1) as Tag
+      }
+    };
+    self.tags[tag as usize] = t;
+    let t = t as usize;
+    if self.tickets.len() <= t {
+      self.tickets.resize_with(t + 1, || None);
+    }
+    self.tickets[t] = Some(Waiter {
+      owner,
+      keys,
+      weights,
+      tag,
+    });
+    tag
+  }
+
+  /// The table ticket of `owner`'s waiting `tag`.
+  fn waiting_ticket(&self, owner: OwnerId, tag: Tag) -> Option<TicketId> {
+    let t = *self.tags.get(tag as usize)?;
+    match self.tickets.get(t as usize) {
+      Some(Some(w)) if w.owner == owner && w.tag == tag => Some(t),
+      _ => None,
+    }
+  }
+
+  /// Table ticket `t` was granted: takes its waiter out, its tag no longer
+  /// waiting (still taken until its owner has the grant).
+  fn granted_waiter(&mut self, t: TicketId) -> Option<Waiter> {
+    let w = self.tickets.get_mut(t as usize).and_then(Option::take)?;
+    self.tags[w.tag as usize] = NOT_WAITING;
+    Some(w)
+  }
+
+  /// Table ticket `t` was cancelled: takes its waiter out and frees its tag.
+  fn cancelled_waiter(&mut self, t: TicketId) -> Option<Waiter> {
+    let w = self.granted_waiter(t)?;
+    self.free_tags.push(w.tag);
+    Some(w)
   }
 
   fn hold(&mut self, owner: OwnerId, keys: &[KeyId]) {
@@ -565,19 +710,18 @@ impl State {
   fn cancel(
     &mut self,
     owner: OwnerId,
-    ticket: TicketId,
+    tag: Tag,
     mine: &mut Vec<TicketId>,
     wakes: &mut Wakes,
   ) -> (Cancel, Option<usize>) {
-    match self.tickets.get(ticket as usize) {
-      Some(Some(w)) if w.owner == owner => {}
-      _ => return (Cancel::NotWaiting, None),
-    }
+    let Some(ticket) = self.waiting_ticket(owner, tag) else {
+      return (Cancel::NotWaiting, None);
+    };
     let blocking = self.table.blocking_index(ticket);
     let mut grants = Vec::new();
     let outcome = self.table.cancel(ticket, &mut grants);
     if outcome == Cancel::Cancelled {
-      if let Some(w) = self.tickets[ticket as usize].take() {
+      if let Some(w) = self.cancelled_waiter(ticket) {
         self.route(&grants, owner, mine, wakes);
         for &k in w.keys.iter() {
           self.maybe_free(k);
@@ -597,14 +741,16 @@ impl State {
     wakes: &mut Wakes,
   ) {
     for &t in grants {
-      let Some(w) = self.tickets.get_mut(t as usize).and_then(Option::take) else {
+      let Some(w) = self.granted_waiter(t) else {
         continue;
       };
       self.hold(w.owner, &w.keys);
       if w.owner == caller {
-        mine.push(t);
+        // Returned by this very call: in the owner's hands.
+        mine.push(w.tag);
+        self.free_tags.push(w.tag);
       } else if let Some(Some(o)) = self.owners.get_mut(w.owner as usize) {
-        o.outbox.push(t);
+        o.outbox.push(w.tag);
         if !o.notified {
           o.notified = true;
           wakes.push(o.waker.clone());
@@ -617,14 +763,30 @@ impl State {
     if self.check_owner(owner).is_err() {
       return;
     }
+    if self.counted.is_some() {
+      self.give_up_counted(owner, wakes);
+    } else {
+      self.give_up(owner, wakes);
+    }
+    let Some(o) = self.owners[owner as usize].take() else {
+      return;
+    };
+    self.free_owners.push(owner);
+    // Grants it never took: their holds went back above.
+    self.free_tags.extend_from_slice(&o.outbox);
+    for (k, n) in o.pins {
+      self.keys[k as usize].pins -= n;
+      self.maybe_free(k);
+    }
+  }
+
+  /// A mutex space's part of `leave`: the owner's tickets and holds.
+  fn give_up(&mut self, owner: OwnerId, wakes: &mut Wakes) {
     // Its tickets first: a cancel may grant another of its own tickets (a
     // multi-key head leaving), which then counts as a hold released below.
     let mut own = Vec::new();
-    let tickets: Vec<TicketId> = (0..self.tickets.len() as TicketId)
-      .filter(|&t| matches!(&self.tickets[t as usize], Some(w) if w.owner == owner))
-      .collect();
-    for t in tickets {
-      self.cancel(owner, t, &mut own, wakes);
+    for tag in self.waiting_tags(owner) {
+      self.cancel(owner, tag, &mut own, wakes);
     }
     // It waits for nothing now, so releasing its keys only grants others.
     let held: Vec<KeyId> = (0..self.keys.len() as KeyId)
@@ -633,13 +795,32 @@ impl State {
     if !held.is_empty() {
       let _ = self.release(owner, &held, &mut own, wakes);
     }
-    let Some(o) = self.owners[owner as usize].take() else {
-      return;
-    };
-    self.free_owners.push(owner);
-    for (k, n) in o.pins {
-      self.keys[k as usize].pins -= n;
-      self.maybe_free(k);
+  }
+
+  /// The tags of `owner`'s waiters.
+  fn waiting_tags(&self, owner: OwnerId) -> Vec<Tag> {
+    self
+      .tickets
+      .iter()
+      .flatten()
+      .filter(|w| w.owner == owner)
+      .map(|w| w.tag)
+      .collect()
+  }
+
+  /// Held or waited on, whichever kind of table the space has.
+  fn key_busy(&self, k: KeyId) -> bool {
+    match &self.counted {
+      Some(c) => c.table.is_busy(k),
+      None => self.table.is_busy(k),
+    }
+  }
+
+  /// Live waiters on `k`, whichever kind of table the space has.
+  fn waiting_on(&self, k: KeyId) -> u32 {
+    match &self.counted {
+      Some(c) => c.table.waiting_on(k),
+      None => self.table.waiting_on(k),
     }
   }
 }

@@ -241,8 +241,9 @@ function internEach(space, names) {
  */
 function openSpace(opts) {
   const { scope, name } = opts
-  // Counted keys (docs/semaphores.md) exist on the isolate reach only so
-  // far: elsewhere a limit above 1 is refused, never silently a mutex.
+  // Counted keys (docs/semaphores.md) exist in process (isolate and
+  // `scope: 'process'`) so far: on Redis a limit above 1 is refused, never
+  // silently a mutex.
   const permits = permitsOption(opts.permits)
   if (opts.redis !== undefined && opts.redis !== null) {
     if (scope !== undefined && scope !== 'redis') {
@@ -259,11 +260,10 @@ function openSpace(opts) {
     return new CountedSpace(permits)
   }
   if (scope !== 'process') throw invalidArg('option "scope"', "'isolate', 'process' or 'redis'", scope)
-  if (permits !== 1) throw invalidArg('option "permits"', "1 or unset (permits are not supported with scope 'process' yet)", opts.permits)
   if (typeof name !== 'string' || name === '') {
     throw invalidArg('option "name"', "a non-empty string when scope is 'process'", name)
   }
-  return require('./process').ProcessSpace.open(name)
+  return require('./process').ProcessSpace.open(name, permits, opts.permits)
 }
 
 module.exports = {

@@ -11,9 +11,14 @@
 //   calls `wake()`, which starts the waiters with deliver().
 //   Grants this thread's own releases make come back synchronously, as in
 //   the isolate reach.
+// A space opened with `permits > 1` is a CountedProcessSpace (below): the
+// same membership, key ids and wakes over the core's counted table
+// (src/process/counted.rs).
 
 const native = require('../native')
-const { deliver, QUEUED, REJECTED, RELEASED, HANDOFF, EMPTY, internEach } = require('./index')
+const { invalidArg } = require('../errors')
+const { MAX_PERMITS } = require('../validate')
+const { deliver, GRANTED, QUEUED, REJECTED, RELEASED, HANDOFF, EMPTY, internEach } = require('./index')
 const { useIo, reserveIo, writeRequest, writeRequestOne, MIN_SWEEP, micros } = require('./io')
 
 let io
@@ -24,21 +29,46 @@ useIo((view) => {
 /** name -> ProcessSpace of this thread: one member (and one TSFN) per name. */
 const opened = new Map()
 
+/**
+ * A `permits` that is not the one the space named `name` was opened with
+ * (`have`), on this thread or another: `given` is the option as passed.
+ */
+function permitsMismatch(name, have, given) {
+  const limit = have === MAX_PERMITS ? 'Infinity' : have === 1 ? '1 or unset' : String(have)
+  return invalidArg(
+    'option "permits"',
+    `${limit}, the permits the process space ${JSON.stringify(name)} was opened with (a space keeps its first limit for the life of the process)`,
+    given,
+  )
+}
+
 /** One process-wide lock space, as seen from this thread. */
 class ProcessSpace {
-  /** The space named `name` for this thread (created on first use). */
-  static open(name) {
+  /**
+   * The space named `name` for this thread (created on first use), with
+   * `permits` per key (1: the mutex). A space opened with another limit, on
+   * any thread, is a TypeError naming `permits` (`given`: the option as
+   * passed, for the message), and nothing is joined.
+   */
+  static open(name, permits = 1, given = permits) {
     let space = opened.get(name)
     if (space === undefined) {
-      space = new ProcessSpace(name)
+      try {
+        space = permits === 1 ? new ProcessSpace(name, 1) : new CountedProcessSpace(name, permits)
+      } catch (err) {
+        if (err && err.code === 'KEYED_LOCK_PERMITS') throw permitsMismatch(name, native.processPermits(name), given)
+        throw err
+      }
       opened.set(name, space)
+    } else if ((space.permits || 1) !== permits) {
+      throw permitsMismatch(name, space.permits || 1, given)
     }
     return space
   }
 
-  constructor(name) {
+  constructor(name, permits) {
     this.name = name
-    this.member = native.processOpen(name, () => this.wake())
+    this.member = native.processOpen(name, () => this.wake(), permits)
     /** normalized key -> shared id, for ids this thread has pinned */
     this.ids = new Map()
     /** id -> normalized key */
@@ -291,4 +321,168 @@ class ProcessSpace {
   }
 }
 
-module.exports = { ProcessSpace }
+/**
+ * A counted request for the native calls: `n` keys, then their `n` weights
+ * (src/binding/process_counted.rs). One per thread, grown as needed: a
+ * typed array crosses in one step where a JS array crosses element by element.
+ */
+let request = new Uint32Array(64)
+
+/** Outcome codes fit below this in processCountedAcquire's answer (value * 4 + outcome). */
+const OUTCOME_SPAN = 4
+
+/** Writes `waiter`'s request for `ids` (an id or an array) into `request`; returns its key count. */
+function writeCounted(ids, waiter) {
+  const n = typeof ids === 'number' ? 1 : ids.length
+  if (2 * n > request.length) request = new Uint32Array(2 * 2 * n)
+  if (n === 1) {
+    request[0] = typeof ids === 'number' ? ids : ids[0]
+    request[1] = weightAt(waiter, 0)
+    return 1
+  }
+  for (let i = 0; i < n; i++) {
+    request[i] = ids[i]
+    request[n + i] = weightAt(waiter, i)
+  }
+  return n
+}
+
+/** The `waiter.weight` of a request's key `i` (see lib/spaces/counted.js). */
+function weightAt(waiter, i) {
+  const w = waiter.weight
+  if (w === undefined) return 1
+  return typeof w === 'number' ? w : w[i]
+}
+
+/**
+ * A process-wide space of counted keys (`permits > 1`, docs/semaphores.md).
+ * Rust decides every grant under the space's mutex, as for the mutex space;
+ * what changes:
+ * - requests and releases carry a weight per key (`waiter.weight`, as on
+ *   the isolate reach), and releaseIdle's keys with waiters travel as
+ *   [id, weight, ...] pairs so the hand-off after the caller's cb needs no
+ *   waiter;
+ * - calls take a Uint32Array request instead of the io buffer (one release
+ *   may grant more waiters than the buffer's layouts hold);
+ * - every grant comes with its fencing token, made in Rust under the mutex,
+ *   because two shared holders granted at once on two threads could read
+ *   the same microsecond: the token is kept on the waiter (`grantToken`)
+ *   until tokens() reads it.
+ */
+class CountedProcessSpace extends ProcessSpace {
+  constructor(name, permits) {
+    super(name, permits)
+    this.permits = permits
+  }
+
+  acquireOne(id, maxPending, skipQueue, waiter) {
+    // One key, the common request: scalars cross cheaper than a typed array.
+    return this._acquired(waiter, id, native.processCountedAcquireOne(this.member, maxPending, !!skipQueue, id, weightAt(waiter, 0)))
+  }
+
+  acquireMany(ids, maxPending, skipQueue, waiter) {
+    const n = writeCounted(ids, waiter)
+    return this._acquired(waiter, ids.slice(), native.processCountedAcquire(this.member, maxPending, !!skipQueue, n, request))
+  }
+
+  /**
+   * Reads processCountedAcquire's answer (value * 4 + outcome); `ids` is
+   * the request's id or its own array of ids (kept for cancel).
+   */
+  _acquired(waiter, ids, answer) {
+    const outcome = answer % OUTCOME_SPAN
+    const value = (answer - outcome) / OUTCOME_SPAN
+    if (outcome === REJECTED) {
+      this.rejectedIndex = value
+      return outcome
+    }
+    if (typeof ids === 'number') this.local[ids]++
+    else for (let i = 0; i < ids.length; i++) this.local[ids[i]]++
+    if (outcome === GRANTED) waiter.grantToken = value
+    else this._queued(waiter, value, ids)
+    return outcome
+  }
+
+  /**
+   * Gives back the weights of keys nobody waits for: RELEASED, or HANDOFF
+   * with the others as [id, weight, ...] in `contended` (still held).
+   */
+  releaseIdle(ids, waiter) {
+    if (typeof ids === 'number') {
+      const weight = weightAt(waiter, 0)
+      if (!native.processCountedReleaseIdleOne(this.member, ids, weight)) {
+        this.local[ids]--
+        return RELEASED
+      }
+      this.contended = [ids, weight]
+      return HANDOFF
+    }
+    const contended = native.processCountedReleaseIdle(this.member, writeCounted(ids, waiter), request)
+    for (let i = 0; i < ids.length; i++) this.local[ids[i]]--
+    if (contended === null) return RELEASED
+    // Still held: counted again until releaseMany gives them back.
+    for (let i = 0; i < contended.length; i += 2) this.local[contended[i]]++
+    this.contended = contended
+    return HANDOFF
+  }
+
+  /** A weight-1 release of one key (the contract's releaseOne). */
+  releaseOne(id) {
+    return this.releaseMany([id, 1])
+  }
+
+  /** Releases [id, weight, ...] pairs; returns this thread's waiters they go to (not started yet). */
+  releaseMany(pairs) {
+    const n = pairs.length >> 1
+    if (2 * n > request.length) request = new Uint32Array(2 * 2 * n)
+    for (let i = 0; i < n; i++) {
+      request[i] = pairs[2 * i]
+      request[n + i] = pairs[2 * i + 1]
+    }
+    const grants = native.processCountedRelease(this.member, n, request)
+    for (let i = 0; i < n; i++) this.local[pairs[2 * i]]--
+    return grants === null ? EMPTY : this._countedGrants(grants, 0)
+  }
+
+  cancel(waiter) {
+    const ticket = waiter.ticket
+    const out = native.processCountedCancel(this.member, ticket)
+    if (out[0] === 0) return null
+    this.blockingIndex = out[1]
+    this.waiters[ticket] = undefined
+    const ids = this.ticketIds[ticket]
+    this.ticketIds[ticket] = undefined
+    waiter.ticket = -1
+    if (typeof ids === 'number') this.local[ids]--
+    else for (let i = 0; i < ids.length; i++) this.local[ids[i]]--
+    const granted = this._countedGrants(out, 2)
+    this._settled(1)
+    return granted
+  }
+
+  /** [ticket, token, ...] from `at` → this thread's waiters, each with its token. */
+  _countedGrants(pairs, at) {
+    const n = (pairs.length - at) >> 1
+    if (n === 0) return EMPTY
+    const out = new Array(n)
+    for (let i = 0; i < n; i++) {
+      const w = (out[i] = this._take(pairs[at + 2 * i]))
+      w.grantToken = pairs[at + 2 * i + 1]
+    }
+    this._settled(n)
+    return out
+  }
+
+  /** Called through the process reach's wake path: other threads granted some of our waiters. */
+  wake() {
+    const granted = this._countedGrants(native.processCountedTakeGrants(this.member), 0)
+    if (granted.length !== 0) deliver(granted)
+  }
+
+  /** Every grant's own token, made in Rust: strictly increasing per key across every thread's grants. */
+  tokens(waiter, n) {
+    return new Array(n).fill(waiter.grantToken)
+  }
+}
+
+module.exports = { ProcessSpace, CountedProcessSpace }

@@ -44,6 +44,7 @@ use crate::process::SpaceError;
 
 mod hot;
 mod process;
+mod process_counted;
 mod redis;
 mod semaphore;
 

@@ -50,12 +50,12 @@ impl Waker for NativeWaker {
 
 /// This thread's place in one space.
 pub(super) struct NativeMember {
-  space: Arc<ProcessSpace>,
-  owner: OwnerId,
+  pub(super) space: Arc<ProcessSpace>,
+  pub(super) owner: OwnerId,
   waker: Arc<NativeWaker>,
 }
 
-fn member(members: &[NativeMember], index: i32) -> NativeResult<&NativeMember> {
+pub(super) fn member(members: &[NativeMember], index: i32) -> NativeResult<&NativeMember> {
   usize::try_from(index)
     .ok()
     .and_then(|i| members.get(i))
@@ -63,7 +63,7 @@ fn member(members: &[NativeMember], index: i32) -> NativeResult<&NativeMember> {
 }
 
 /// Runs `f` on member `index` of this thread.
-fn with_member<T>(
+pub(super) fn with_member<T>(
   index: u32,
   f: impl FnOnce(&NativeMember) -> std::result::Result<T, SpaceError>,
 ) -> Result<T, Code> {
@@ -72,14 +72,21 @@ fn with_member<T>(
 
 /// Joins the process-wide space `name` for this thread; returns the member
 /// index the other calls take. `wake` is called (on this thread) when
-/// another thread granted one of this thread's waiters.
+/// another thread granted one of this thread's waiters. `permits` (default
+/// 1) must be the space's: a space opened with another limit throws
+/// `KEYED_LOCK_PERMITS` and joins nothing (`process_counted.rs`).
 #[napi(
   catch_unwind,
   js_name = "processOpen",
-  ts_args_type = "name: string, wake: () => void"
+  ts_args_type = "name: string, wake: () => void, permits?: number"
 )]
-pub fn process_open(env: &Env, name: String, wake: WakeFn) -> Result<u32, Code> {
-  let space = ProcessSpace::open(&name);
+pub fn process_open(
+  env: &Env,
+  name: String,
+  wake: WakeFn,
+  permits: Option<u32>,
+) -> Result<u32, Code> {
+  let space = ProcessSpace::open(&name, permits.unwrap_or(1)).map_err(NativeError::from)?;
   let waker = Arc::new(NativeWaker(wake));
   let membership = space.membership(waker.clone());
   let owner = membership.owner();

@@ -37,6 +37,9 @@ pub enum ErrorCode {
   KeyOutOfRange,
   /// A thread that is not (or no longer) a member of a process space.
   NoOwner,
+  /// A process space opened with another `permits` than it has (JS turns
+  /// it into a TypeError naming `permits`).
+  Permits,
   /// A broken invariant inside keyed-lock (a panic, a bad io layout, a call
   /// during thread shutdown): a bug to report, never the caller's fault.
   Internal,
@@ -44,7 +47,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
   /// Every code, for tests and for the JS side's table.
-  pub const ALL: [ErrorCode; 12] = [
+  pub const ALL: [ErrorCode; 13] = [
     ErrorCode::Redis,
     ErrorCode::RedisUrl,
     ErrorCode::RedisProtocol,
@@ -56,6 +59,7 @@ impl ErrorCode {
     ErrorCode::DuplicateKey,
     ErrorCode::KeyOutOfRange,
     ErrorCode::NoOwner,
+    ErrorCode::Permits,
     ErrorCode::Internal,
   ];
 
@@ -73,6 +77,7 @@ impl ErrorCode {
       ErrorCode::DuplicateKey => "KEYED_LOCK_DUPLICATE_KEY",
       ErrorCode::KeyOutOfRange => "KEYED_LOCK_KEY_OUT_OF_RANGE",
       ErrorCode::NoOwner => "KEYED_LOCK_NO_OWNER",
+      ErrorCode::Permits => "KEYED_LOCK_PERMITS",
       ErrorCode::Internal => "KEYED_LOCK_INTERNAL",
     }
   }

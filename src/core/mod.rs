@@ -13,11 +13,12 @@
 //!
 //! Which reach runs on what: the isolate reach is a [`Table`] per
 //! `AsyncLock`, driven by `crate::binding` through the io buffer; the
-//! process reach is a [`Table`] behind a mutex (`crate::process`); the Redis
-//! reach keeps the same model in Redis keys and Lua scripts
-//! (`crate::redis`). There is no Rust trait over them: nothing calls the
-//! reaches generically. `tests/conformance.rs` runs one scenario suite over
-//! all three as shipped, and names each documented difference.
+//! process reach is a [`Table`] (or a [`Semaphores`] for `permits > 1`)
+//! behind a mutex (`crate::process`); the Redis reach keeps the same model
+//! in Redis keys and Lua scripts (`crate::redis`). There is no Rust trait
+//! over them: nothing calls the reaches generically. `tests/conformance.rs`
+//! runs one scenario suite over all three as shipped, and names each
+//! documented difference.
 //!
 //! # Guarantees
 //!

@@ -165,7 +165,7 @@ impl ProcessReach {
     static N: AtomicUsize = AtomicUsize::new(0);
     let name = format!("conformance-{}", N.fetch_add(1, Ordering::Relaxed));
     ProcessReach {
-      space: ProcessSpace::open(&name),
+      space: ProcessSpace::open(&name, 1).expect("a fresh mutex space"),
       members: HashMap::new(),
       tickets: HashMap::new(),
       granted: HashSet::new(),
