@@ -7,7 +7,7 @@ const { test } = require('node:test')
 const assert = require('node:assert/strict')
 const AsyncLock = require('../index.js')
 const { startRedis } = require('../support/redis-harness')
-const { lockKey, lockKeys, ticketKey } = require('./redis-keys')
+const { lockKey, lockKeys, ticketKey, scriptText } = require('./redis-keys')
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const now = () => performance.now()
@@ -166,11 +166,8 @@ test('a JS thread blocked for longer than the ttl keeps its lease: the watchdog 
 test('a lost grant message: the waiter finds its grant at its next re-check', async (t) => {
   const server = await startRedis()
   t.after(() => server.stop())
-  const fs = require('node:fs')
-  const path = require('node:path')
-  const lua = (name) => fs.readFileSync(path.join(__dirname, '..', 'src', 'redis', 'lua', name + '.lua'), 'utf8')
   const keys = [...lockKeys('keyed-lock', 'lost', 'k'), ticketKey('keyed-lock')]
-  const evalScript = (name, args) => server.command('EVAL', lua('common') + '\n' + lua(name), keys.length, ...keys, ...args)
+  const evalScript = (name, args) => server.command('EVAL', scriptText(name), keys.length, ...keys, ...args)
   // Another "process" holds the key, through the very script keyed-lock runs.
   assert.equal((await evalScript('acquire', ['keyed-lock', 'other:1', 60000, 1, -1, 0, '', 3000]))[0], 0)
   const lock = new AsyncLock({ redis: server.url, name: 'lost' })

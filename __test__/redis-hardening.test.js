@@ -14,7 +14,7 @@ const AsyncLock = require('../index.js')
 const native = require('../lib/native')
 const { RedisClient } = require('../lib/redis/client')
 const { startRedis } = require('../support/redis-harness')
-const { lockKey, lockKeys } = require('./redis-keys')
+const { lockKey, lockKeys, scriptText } = require('./redis-keys')
 
 const WORKER = path.join(__dirname, 'fixtures', 'redis-worker.js')
 const now = () => Number(process.hrtime.bigint()) / 1e6
@@ -264,10 +264,8 @@ test('a multi-key waiter SIGSTOPped and reaped from one queue re-joins every que
 
 test('ACQUIRE of a waiter found in some of its queues only: out of all, then into all at the back', async () => {
   const s = await server()
-  const fs = require('node:fs')
-  const lua = (name) => fs.readFileSync(path.join(__dirname, '..', 'src', 'redis', 'lua', name + '.lua'), 'utf8')
   const keys = (names) => names.flatMap((n) => lockKeys('t', '', n)).concat('t:tkt')
-  const acquire = (names, id) => s.command('EVAL', lua('common') + '\n' + lua('acquire'), names.length * 4 + 1, ...keys(names), 't', id, 10000, 1, -1, 0, '', 3000)
+  const acquire = (names, id) => s.command('EVAL', scriptText('acquire'), names.length * 4 + 1, ...keys(names), 't', id, 10000, 1, -1, 0, '', 3000)
   const q = (n) => lockKey('t', '', n, 'q')
   assert.equal((await acquire(['X'], 'h:1'))[0], 0) // X is held
   assert.equal((await acquire(['Y', 'X'], 'm:1'))[0], 1) // M waits on Y (free, reserved for it) and X

@@ -27,4 +27,18 @@ const lockKeys = (prefix, space, key) => ['l', 'm', 'q', 'w'].map((part) => lock
 /** The ticket counter of a single Redis. */
 const ticketKey = (prefix) => escape(prefix, '{') + ':tkt'
 
-module.exports = { lockKey, lockKeys, ticketKey, userTag }
+const LUA = require('node:path').join(__dirname, '..', 'src', 'redis', 'lua')
+const lua = (name) => require('node:fs').readFileSync(require('node:path').join(LUA, name + '.lua'), 'utf8')
+
+/**
+ * The text of script `name` as src/redis/scripts.rs joins it: ACQUIRE and
+ * RELEASE open with their fast path, then common.lua, then the script's own
+ * file; INSPECT stands alone.
+ */
+function scriptText(name) {
+  if (name === 'inspect') return lua(name)
+  const fast = name === 'acquire' || name === 'release' ? lua(name + '_fast') + '\n' : ''
+  return fast + lua('common') + '\n' + lua(name)
+}
+
+module.exports = { lockKey, lockKeys, ticketKey, userTag, scriptText }

@@ -1,8 +1,8 @@
 'use strict'
 // The Lua scripts of the Redis reach, driven one EVAL at a time against a
 // throwaway redis-server, asserting the state each one leaves (lease, queue,
-// waiter records, fence). The same text the Rust client loads: common.lua
-// prepended, as src/redis/scripts.rs does. Multi-process behaviour is in
+// waiter records, fence). The same text the Rust client loads (joined as
+// src/redis/scripts.rs does: redis-keys.js scriptText). Multi-process behaviour is in
 // redis-processes.test.js; faults in redis-faults.test.js.
 
 const { test, before, after } = require('node:test')
@@ -10,17 +10,9 @@ const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const path = require('node:path')
 const { startRedis } = require('../support/redis-harness')
-const { lockKey, ticketKey } = require('./redis-keys')
+const { lockKey, ticketKey, scriptText } = require('./redis-keys')
 
-const lua = (name) => fs.readFileSync(path.join(__dirname, '..', 'src', 'redis', 'lua', name + '.lua'), 'utf8')
-const common = lua('common')
-const SCRIPTS = {
-  acquire: common + '\n' + lua('acquire'),
-  release: common + '\n' + lua('release'),
-  cancel: common + '\n' + lua('cancel'),
-  extend: common + '\n' + lua('extend'),
-  inspect: lua('inspect'),
-}
+const SCRIPTS = Object.fromEntries(['acquire', 'release', 'cancel', 'extend', 'inspect'].map((name) => [name, scriptText(name)]))
 const P = 't'
 const TRY = 0
 const WAIT = 1
@@ -266,4 +258,56 @@ test('INSPECT shows owner, pttl and waiters', async () => {
   assert.equal(owner, 'alice')
   assert.ok(pttl > 3000)
   assert.equal(waiters, 1)
+})
+
+/** Commands Redis ran (EVALs and the commands inside them) between two INFO commandstats. */
+async function commandsRun(work) {
+  const calls = async () => {
+    const info = await server.command('INFO', 'commandstats')
+    let sum = 0
+    for (const m of info.matchAll(/^cmdstat_(\w+):calls=(\d+)/gm)) if (m[1] !== 'info') sum += Number(m[2])
+    return sum
+  }
+  const before = await calls()
+  await work()
+  return (await calls()) - before
+}
+
+test('an uncontended acquire + release runs 8 commands in Redis, its two EVALs included', async () => {
+  const n = fresh()
+  // The first grant of a name reads the server clock for its token (2 more).
+  assert.equal(await commandsRun(async () => {
+    assert.equal((await acquire([n], 'c1:1'))[0], GRANTED)
+    assert.equal(await release([n], 'c1:1'), 1)
+  }), 10)
+  assert.equal(await commandsRun(async () => {
+    assert.equal((await acquire([n], 'c1:2'))[0], GRANTED)
+    assert.equal(await release([n], 'c1:2'), 1)
+  }), 8)
+  assert.equal(await server.command('EXISTS', base(n)), 0)
+})
+
+test('tokens strictly increase whichever path grants them: fast, hand-off, multi-name, force', async () => {
+  const a = fresh()
+  const b = fresh()
+  const seen = []
+  const take = (r) => {
+    assert.ok(r[0] === GRANTED || r[0] === HANDED_OFF, `granted: ${r}`)
+    seen.push(r[1])
+  }
+  take(await acquire([a], 'c1:1')) // fast
+  await acquire([a], 'c2:1') // queued
+  await release([a], 'c1:1') // hands on to c2:1 (general path)
+  take(await acquire([a], 'c2:1')) // its grant, found by a re-run
+  await release([a], 'c2:1')
+  take(await acquire([a], 'c3:1')) // fast again, after a hand-off
+  await release([a], 'c3:1')
+  take(await acquire([a, b], 'c4:1')) // multi-name: the general path
+  await release([a, b], 'c4:1')
+  take(await acquire([a], 'c5:1')) // fast
+  take(await acquire([a], 'c6:1', { mode: FORCE }))
+  await release([a], 'c6:1')
+  take(await acquire([a], 'c7:1')) // fast
+  for (let i = 1; i < seen.length; i++) assert.ok(seen[i] > seen[i - 1], `tokens ${seen}`)
+  assert.equal(Number(await server.command('GET', metaKey(a))), seen[seen.length - 1])
 })

@@ -40,9 +40,9 @@
 //!   deadlock"; `redis-hardening.test.js` "a multi-key waiter SIGSTOPped",
 //!   "ACQUIRE of a waiter found in some of its queues only".
 //! - **Fencing.** Each grant carries a token per name that strictly increases
-//!   per name: `max(last + 1, server time in µs)`, so it keeps increasing
-//!   across a Redis restart that lost the counter (unless the server clock
-//!   went back). Tests: `redis-scripts.test.js` "tokens keep increasing when
+//!   per name: `last + 1` while the lock's meta key lives, else the server
+//!   time in µs, so it keeps increasing across a Redis restart that lost the
+//!   counter (unless the server clock went back). Tests: `redis-scripts.test.js` "tokens keep increasing when
 //!   Redis loses the counter", `redis-faults.test.js` "Redis killed and
 //!   restarted empty".
 //! - **Nothing stranded.** A waiter re-runs ACQUIRE (idempotent) every

@@ -1,16 +1,19 @@
--- Prepended to ACQUIRE, RELEASE, CANCEL and EXTEND (src/redis/mod.rs joins
--- them at build time), so the helpers exist once. A lock (prefix, space,
+-- Prepended to ACQUIRE, RELEASE, CANCEL and EXTEND (src/redis/scripts.rs
+-- joins them at build time, behind ACQUIRE's and RELEASE's fast paths), so
+-- the helpers exist once. A lock (prefix, space,
 -- key) has 4 Redis keys, passed as KEYS in this order, 4 per name (their
 -- names: docs/redis-keys.md, src/redis/keys.rs):
 --   lease   STRING "<waiter id>|<owner>"              PX = lease ttl
---   meta    STRING last fencing token                 PX = ttl of the last grant
+--   meta    STRING last fencing token                 PX = ttl of the grant
+--                                                     that seeded it
 --   queue   ZSET   waiter id -> ticket (FIFO order)   PX = liveness window
 --   waiters HASH   waiter id -> "<deadline ms>|<ttl ms>|<names>|<owner>"
 --                                                     PX = liveness window
 -- then the ticket counter (STRING, PX = liveness window) as the last KEY.
 -- Nothing outlives its use: an idle lock leaves no key behind once its
--- last lease ran out (meta goes a ttl after the last grant; queue, waiters
--- and counter a liveness window after the last heartbeat of a waiter).
+-- last lease ran out (meta goes a ttl after the grant that seeded it from
+-- the clock; queue, waiters and counter a liveness window after the last
+-- heartbeat of a waiter).
 -- Losing meta is harmless: tokens are seeded from the server clock (see
 -- next_token). Losing the counter is too: it lives as long as any queue
 -- that holds its tickets, because every script that extends a queue
@@ -33,19 +36,22 @@ local function names_in_keys()
   return (#KEYS - 1) / 4
 end
 
--- Fencing token: strictly increasing per lock. `max(last + 1, now µs)`:
--- while meta exists the `last + 1` term guarantees it; once meta has run
--- out (`keep` ms, the grant's ttl, after the last token was issued) every
--- token issued so far is below the clock, because a token exceeds the
--- clock at its grant only by the number of grants of the lock within one
--- µs before it (scripts run one at a time and take microseconds each, so
--- at most 1), and `keep` is at least a millisecond. So a new token from
--- the clock alone is larger, unless the server clock went back: the same
--- condition as after a restart that lost every key. Below 2^53 until ~2255.
+-- Fencing token: strictly increasing per lock. `last + 1` while meta
+-- exists (INCR, which keeps meta's expiry), else the server clock in µs
+-- (and meta lives `keep` ms, the grant's ttl, at least 1 ms). Every token
+-- is at most the clock at its grant: the clock seeds meta, and each later
+-- grant adds 1 while the clock has moved on by at least a microsecond
+-- (scripts run one at a time and each takes microseconds). So once meta has
+-- run out, a token from the clock is larger than every token issued, unless
+-- the server clock went back: the same condition as after a restart that
+-- lost every key. Below 2^53 until ~2255. ACQUIRE's fast path
+-- (acquire_fast.lua, which runs before this file) issues tokens the same way.
 local function next_token(meta, keep)
-  local last = tonumber(redis.call('GET', meta) or '0') or 0
-  local token = math.max(last + 1, now_us)
-  redis.call('SET', meta, fmt(token), 'PX', keep)
+  local token = redis.call('INCR', meta)
+  if token == 1 then
+    token = now_us
+    redis.call('SET', meta, fmt(token), 'PX', keep)
+  end
   return token
 end
 
