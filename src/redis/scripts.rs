@@ -1,7 +1,8 @@
 //! The Lua scripts, loaded once per client: every state change of a lock
 //! is one of them, so each step is atomic on the server. Each script but
 //! INSPECT is `lua/common.lua` (shared values and helpers) followed by its
-//! own file.
+//! own file; the SEM_ twins, for counted keys, have `lua/sem_common.lua`
+//! in between.
 
 use redis::Script;
 
@@ -15,12 +16,28 @@ macro_rules! with_common {
   };
 }
 
+macro_rules! with_sem_common {
+  ($file:literal) => {
+    concat!(
+      include_str!("lua/common.lua"),
+      "\n",
+      include_str!("lua/sem_common.lua"),
+      "\n",
+      include_str!($file)
+    )
+  };
+}
+
 pub(super) struct Scripts {
   pub(super) acquire: Script,
   pub(super) release: Script,
   pub(super) cancel: Script,
   pub(super) extend: Script,
   pub(super) inspect: Script,
+  sem_acquire: Script,
+  sem_release: Script,
+  sem_cancel: Script,
+  sem_extend: Script,
 }
 
 impl Scripts {
@@ -31,6 +48,32 @@ impl Scripts {
       cancel: script(with_common!("lua/cancel.lua")),
       extend: script(with_common!("lua/extend.lua")),
       inspect: script(include_str!("lua/inspect.lua")),
+      sem_acquire: script(with_sem_common!("lua/sem_acquire.lua")),
+      sem_release: script(with_sem_common!("lua/sem_release.lua")),
+      sem_cancel: script(with_sem_common!("lua/sem_cancel.lua")),
+      sem_extend: script(with_sem_common!("lua/sem_extend.lua")),
+    }
+  }
+
+  /// The script to run for `script` on `keys`: its SEM_ twin when the keys
+  /// are a counted lock's (`keys::is_holders_key`). A counted request runs
+  /// the same protocol as a mutex one (the same replies, grant messages,
+  /// retries and watchdog), so every caller names the mutex script and the
+  /// keys decide, rather than every caller carrying the lock's kind.
+  pub(super) fn pick<'a>(&'a self, script: &'a Script, keys: &[String]) -> &'a Script {
+    if !keys.first().is_some_and(|k| super::keys::is_holders_key(k)) {
+      return script;
+    }
+    if std::ptr::eq(script, &self.acquire) {
+      &self.sem_acquire
+    } else if std::ptr::eq(script, &self.release) {
+      &self.sem_release
+    } else if std::ptr::eq(script, &self.cancel) {
+      &self.sem_cancel
+    } else if std::ptr::eq(script, &self.extend) {
+      &self.sem_extend
+    } else {
+      script
     }
   }
 }
