@@ -1,0 +1,218 @@
+'use strict'
+// Counted keys on the Redis reach (docs/semaphores.md): `permits` on the
+// constructor, `weight` / `mode` per call, counted in Redis by the SEM_
+// scripts (src/redis/lua/sem_*.lua). Two AsyncLocks on one name share the
+// process's connection, but every grant is decided by the scripts, so what
+// holds here holds across processes (redis-semaphore-processes.test.js
+// checks that with real processes and kill -9).
+
+const { test, before, after } = require('node:test')
+const assert = require('node:assert/strict')
+const AsyncLock = require('../index.js')
+const { startRedis } = require('../support/redis-harness')
+const { lockKey } = require('./redis-keys')
+const { waitFor } = require('./helpers')
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+
+let server
+before(async () => {
+  server = await startRedis()
+})
+after(() => server.stop())
+
+let next = 0
+/** Locks on one fresh name with `permits`; closed after the test. */
+function locks(t, n, opts) {
+  const name = 'sem' + ++next
+  const out = Array.from({ length: n }, () => new AsyncLock({ redis: server.url, name, ttl: 1000, ...opts }))
+  t.after(() => Promise.all(out.map((l) => l.close())))
+  const queue = (key) => lockKey('keyed-lock', name, key, 'o')
+  const holders = (key) => lockKey('keyed-lock', name, key, 'h')
+  return { name, locks: out, queue, holders }
+}
+
+const queued = (queue, n) => waitFor(`${n} waiter(s) in ${queue}`, async () => (await server.command('ZCARD', queue)) === n)
+
+test('weights add up to at most permits; a request that does not fit waits for room', async (t) => {
+  const { locks: [a, b], queue } = locks(t, 2, { permits: 3 })
+  const two = await a.lock('k', { weight: 2 })
+  const one = await b.lock('k', { weight: 1 })
+  let third = null
+  const waiting = a.lock('k', { weight: 1 }).then((l) => (third = l))
+  await queued(queue('k'), 1)
+  assert.equal(third, null, 'three permits are out: a fourth waits')
+  await one.release()
+  await waiting
+  assert.ok(third.token > one.token && one.token > two.token, 'every grant gets its own increasing token')
+  await Promise.all([two.release(), third.release()])
+})
+
+test('shared holders run together, an exclusive one alone; a waiting exclusive is not overtaken by later shared ones', async (t) => {
+  const { locks: [a, b], queue } = locks(t, 2, { permits: Infinity })
+  const r1 = await a.lock('k', { mode: 'shared' })
+  const r2 = await b.lock('k', { mode: 'shared' })
+  const order = []
+  const writer = a.lock('k', { mode: 'exclusive' }).then((l) => (order.push('writer'), l))
+  await queued(queue('k'), 1)
+  const reader = b.lock('k', { mode: 'shared' }).then((l) => (order.push('reader'), l))
+  await queued(queue('k'), 2)
+  await sleep(50)
+  assert.deepEqual(order, [], 'the later reader waits behind the writer, though it would fit')
+  await r1.release()
+  await sleep(50)
+  assert.deepEqual(order, [], 'the writer waits for every reader')
+  await r2.release()
+  const w = await writer
+  await sleep(50)
+  assert.deepEqual(order, ['writer'], 'the reader waits for the writer')
+  await w.release()
+  await (await reader).release()
+  assert.deepEqual(order, ['writer', 'reader'])
+})
+
+test('one release starts every shared waiter that fits, each with its own token', async (t) => {
+  const { locks: [a, b], queue } = locks(t, 2, { permits: 4 })
+  const w = await a.lock('k', { mode: 'exclusive' })
+  const started = []
+  const readers = [a, b, a].map((l, i) =>
+    l.acquire('k', async () => {
+      started.push(i)
+      // Each waits for the others: only a grant of all three at once ends this.
+      await waitFor('all readers in', async () => started.length === 3)
+    }, { mode: 'shared' }),
+  )
+  const exclusive = b.acquire('k', () => started.push('x'), { mode: 'exclusive' })
+  await queued(queue('k'), 4)
+  await w.release()
+  await Promise.all(readers)
+  await exclusive
+  assert.deepEqual(started.slice().sort(), [0, 1, 2, 'x'].sort())
+  assert.equal(started[3], 'x', 'the exclusive waiter behind them ran after them')
+})
+
+test('a heavy head is not overtaken by a lighter request behind it', async (t) => {
+  const { locks: [a, b], queue } = locks(t, 2, { permits: 3 })
+  const first = await a.lock('k', { weight: 2 })
+  const order = []
+  const heavy = b.acquire('k', () => order.push('heavy'), { weight: 2 })
+  await queued(queue('k'), 1)
+  const light = a.acquire('k', () => order.push('light'), { weight: 1 })
+  await queued(queue('k'), 2)
+  await sleep(50)
+  assert.deepEqual(order, [], 'the light request fits beside the holder, but waits behind the heavy head')
+  await first.release()
+  await Promise.all([heavy, light])
+  assert.deepEqual(order, ['heavy', 'light'])
+})
+
+test('a timed-out head wakes whoever now fits behind it', async (t) => {
+  const { locks: [a, b], queue } = locks(t, 2, { permits: 2 })
+  const holder = await a.lock('k', { weight: 1 })
+  const head = b.acquire('k', () => 'never', { mode: 'exclusive', timeout: 300 })
+  await queued(queue('k'), 1)
+  let behindAt = null
+  const behind = a.acquire('k', () => (behindAt = Date.now()), { weight: 1 })
+  await assert.rejects(head, /timed out/)
+  await behind
+  assert.ok(behindAt !== null, 'granted beside the holder, which still holds')
+  await holder.release()
+})
+
+test('an aborted head (AbortSignal) wakes the next waiter', async (t) => {
+  const { locks: [a, b], queue } = locks(t, 2, { permits: 2 })
+  const holder = await a.lock('k', { weight: 1 })
+  const controller = new AbortController()
+  const head = b.lock('k', { mode: 'exclusive', signal: controller.signal })
+  await queued(queue('k'), 1)
+  const behind = a.lock('k', { weight: 1 })
+  await queued(queue('k'), 2)
+  controller.abort()
+  await assert.rejects(head)
+  const lease = await behind
+  await Promise.all([lease.release(), holder.release()])
+})
+
+test('multi-key requests take every key with its own weight, all or nothing', async (t) => {
+  const { locks: [a, b], queue } = locks(t, 2, { permits: 2 })
+  const x = await a.lock('x', { weight: 2 })
+  let both = null
+  const multi = b.lock(['x', 'y'], { weight: [1, 2] }).then((l) => (both = l))
+  await queued(queue('y'), 1)
+  assert.equal(both, null, 'y is free, but x is full: nothing is taken')
+  // y is free, but the multi-key request heads its queue: a later request waits.
+  const later = a.acquire('y', () => 'later', { weight: 1 })
+  await queued(queue('y'), 2)
+  await x.release()
+  await multi
+  let laterDone = false
+  later.then(() => (laterDone = true))
+  await sleep(50)
+  assert.equal(laterDone, false, 'the multi-key holder has all of y')
+  await both.release()
+  assert.equal(await later, 'later')
+})
+
+test('a limit that disagrees with the one in Redis is a TypeError naming permits, and nothing is queued', async (t) => {
+  const { name, locks: [a], queue, holders } = locks(t, 1, { permits: 3 })
+  const other = new AsyncLock({ redis: server.url, name, permits: 5 })
+  t.after(() => other.close())
+  const held = await a.lock('k', { weight: 1 })
+  await assert.rejects(other.acquire('k', () => {}), (err) => {
+    assert.equal(err.name, 'TypeError')
+    assert.equal(err.code, 'ERR_INVALID_ARG_VALUE')
+    assert.match(err.message, /option "permits" must be 3/)
+    assert.match(err.message, /got 5/)
+    return true
+  })
+  await assert.rejects(other.lock(['j', 'k']), /option "permits" must be 3.*key "k"/)
+  assert.equal(await server.command('ZCARD', queue('k')), 0)
+  assert.equal(await server.command('HGET', holders('k'), '#'), '3')
+  await held.release()
+  // The limit lives as long as somebody holds or waits: then a new one may start.
+  assert.equal(await server.command('EXISTS', holders('k')), 0)
+  assert.equal(await other.acquire('k', () => 'five'), 'five')
+})
+
+test('isBusy sees counted holders and waiters in Redis', async (t) => {
+  const { locks: [a] } = locks(t, 1, { permits: 2 })
+  assert.equal(a.isBusy('k'), false)
+  const lease = await a.lock('k', { mode: 'shared' })
+  assert.equal(a.isBusy('k'), true)
+  await lease.release()
+  assert.equal(a.isBusy('k'), false)
+})
+
+test('the watchdog renews every shared holder past its ttl', async (t) => {
+  const { locks: [a, b] } = locks(t, 2, { permits: 2, ttl: 300 })
+  const one = await a.lock('k', { mode: 'shared' })
+  const two = await b.lock('k', { mode: 'shared' })
+  await sleep(900)
+  assert.equal(one.signal.aborted || two.signal.aborted, false)
+  let third = false
+  const waiting = a.lock('k', { mode: 'shared' }).then((l) => ((third = true), l))
+  await sleep(100)
+  assert.equal(third, false, 'both leases still count')
+  await one.release()
+  await (await waiting).release()
+  await two.release()
+})
+
+test('nothing stays in Redis once the last holder and waiter are gone', async (t) => {
+  const s = await startRedis()
+  t.after(() => s.stop())
+  const name = 'mem'
+  const ls = [0, 1, 2].map(() => new AsyncLock({ redis: s.url, name, permits: 3, ttl: 200 }))
+  t.after(() => Promise.all(ls.map((l) => l.close())))
+  const jobs = []
+  for (let i = 0; i < 60; i++) {
+    const keys = i % 3 === 0 ? ['a', 'b'] : ['k' + (i % 4)]
+    const opts = i % 5 === 0 ? { mode: 'exclusive' } : { weight: 1 + (i % 2) }
+    jobs.push(ls[i % 3].acquire(keys, () => sleep(2), opts))
+  }
+  await Promise.all(jobs)
+  assert.ok((await s.command('DBSIZE')) > 0)
+  // Meta goes a ttl after the last grant, the ticket counter a liveness
+  // window (3 s) after the last wait, as for the mutex.
+  await waitFor('an empty Redis', async () => (await s.command('DBSIZE')) === 0, 6000)
+})
