@@ -141,9 +141,11 @@ declare namespace AsyncLock {
      * up to at most `permits`. `1` (the default) is the mutex, unchanged;
      * `Infinity` makes a read/write lock with unbounded shared holders. A
      * positive integer or `Infinity`, else `TypeError` (code
-     * `ERR_INVALID_ARG_VALUE`) naming `permits`. Isolate reach only for now:
-     * above 1 with `scope: 'process'` or `redis` is a `TypeError` ("not
-     * supported ... yet").
+     * `ERR_INVALID_ARG_VALUE`) naming `permits`. Isolate and Redis reaches
+     * (on Redis the limit is kept in Redis: a process naming another one for
+     * a key somebody holds or waits for gets a `TypeError` naming `permits`);
+     * above 1 with `scope: 'process'` or a Redis quorum is a `TypeError`
+     * ("not supported ... yet").
      *
      * @example
      * const lock = new AsyncLock({ permits: 3 })
