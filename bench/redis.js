@@ -596,10 +596,12 @@ function analyzeContended(run, seconds) {
 
 /**
  * (c): throughput, hand-off, waits, fairness and exclusion on a key of
- * `permits`. A hand-off is an acquisition that was asked for before the
- * latest release started ahead of its grant: the time from that release
- * starting to the grant. A violation is a grant while `permits` holders
- * already held the key.
+ * `permits`. Permits are interchangeable, so a grant is taken to use the
+ * permit that has been free the longest (freed by the earliest release not
+ * yet taken); when the grantee was already waiting when that release
+ * started, the time from it to the grant is a hand-off (a client asking
+ * after the release, e.g. the releaser taking it back, is no hand-off). A
+ * violation is a grant while `permits` holders already held the key.
  */
 function analyzeSemaphore(run, seconds, permits) {
   const acqs = []
@@ -619,11 +621,15 @@ function analyzeSemaphore(run, seconds, permits) {
     if (out > permits) violations++
   }
   const handoffs = []
+  // The permits free before the window's first grants have no release.
+  const free = new Array(permits).fill(-Infinity)
+  let head = 0
   let r = 0
   for (const a of acqs) {
-    while (r < releases.length && releases[r] <= a.acquired) r++
-    const last = r > 0 ? releases[r - 1] : -Infinity
-    if (a.asked < last) handoffs.push(a.acquired - last)
+    while (r < releases.length && releases[r] <= a.acquired) free.push(releases[r++])
+    if (head >= free.length) continue
+    const freed = free[head++]
+    if (a.asked < freed) handoffs.push(a.acquired - freed)
   }
   handoffs.sort((x, y) => x - y)
   const waits = acqs.map((a) => a.acquired - a.asked).sort((x, y) => x - y)
