@@ -174,6 +174,16 @@ test('a limit that disagrees with the one in Redis is a TypeError naming permits
   assert.equal(await other.acquire('k', () => 'five'), 'five')
 })
 
+test('a counted request on a name held as a mutex is refused naming permits (a mutex counts as 1)', async (t) => {
+  const { name, locks: [counted] } = locks(t, 1, { permits: 2 })
+  const mutex = new AsyncLock({ redis: server.url, name })
+  t.after(() => mutex.close())
+  const held = await mutex.lock('k')
+  await assert.rejects(counted.acquire('k', () => {}), (err) => err instanceof TypeError && /option "permits" must be 1,.*got 2/.test(err.message))
+  await held.release()
+  assert.equal(await counted.acquire('k', () => 'counted'), 'counted')
+})
+
 test('isBusy sees counted holders and waiters in Redis', async (t) => {
   const { locks: [a] } = locks(t, 1, { permits: 2 })
   assert.equal(a.isBusy('k'), false)

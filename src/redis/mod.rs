@@ -101,6 +101,19 @@
 //! harmless). In this process a lock costs memory only while it is held or
 //! waited for. Test: `redis-hardening.test.js` "memory".
 //!
+//! # Counted keys
+//! With [`AcquireOptions::counted`] (a lock's `permits` > 1,
+//! docs/semaphores.md) a request runs the same protocol on a counted lock's
+//! own keys, through the SEM_ twins of the scripts (`lua/sem_*.lua`, picked
+//! from the keys by `Scripts::pick`): every guarantee above holds per
+//! grant, with up to `permits` of weight out per name, one lease per
+//! holder (each renewed by its own watchdog; a crashed holder's permits
+//! come back when its lease runs out), and one release granting every head
+//! that fits. A request naming another limit than the one stored for a
+//! name ends with [`Acquired::OtherLimit`], nothing queued. Tests:
+//! `__test__/redis-semaphore.test.js`,
+//! `__test__/redis-semaphore-processes.test.js`.
+//!
 //! # What is not guaranteed
 //! A single Redis gives efficiency-grade exclusion: after a restart without
 //! persistence, or a failover to a replica that missed the write, a second

@@ -17,7 +17,9 @@
 --          {2, index}                  REJECTED: the queue of name `index`
 --                                      (1-based) is full
 --          {2, index, limit}           REJECTED: name `index` has another
---                                      limit (the stored one), nothing queued
+--                                      limit (the stored one; 1 while it is
+--                                      held or waited for as a mutex),
+--                                      nothing queued
 --          {3, holder, pttl}           BUSY (try mode)
 local prefix, id, ttl, mode = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local max_pending, skip, owner, live = tonumber(ARGV[5]), ARGV[6] == '1', ARGV[7], tonumber(ARGV[8])
@@ -30,6 +32,11 @@ end
 
 for i = 1, n do
   local stored = sem_limit(i)
+  if not stored then
+    -- Held or waited for as a mutex (a lock without permits): its limit is 1.
+    local holders = KEYS[4 * i - 3]
+    if redis.call('EXISTS', sem_sibling(holders, 'l'), sem_sibling(holders, 'q')) > 0 then stored = 1 end
+  end
   if stored and stored ~= limit then return { 2, i, stored } end
 end
 
