@@ -133,6 +133,24 @@ test('an aborted head (AbortSignal) wakes the next waiter', async (t) => {
   await Promise.all([lease.release(), holder.release()])
 })
 
+test('maxPending counts waiters (a request that fits is granted even at 0); skipQueue goes to the front', async (t) => {
+  const { name, locks: [a], queue } = locks(t, 1, { permits: 2 })
+  const strict = new AsyncLock({ redis: server.url, name, permits: 2, maxPending: 0 })
+  t.after(() => strict.close())
+  const one = await a.lock('k', { weight: 1 })
+  assert.equal(await strict.acquire('k', () => 'fits'), 'fits', 'one permit left: granted at once')
+  const order = []
+  const heavy = a.acquire('k', () => order.push('heavy'), { weight: 2 })
+  await queued(queue('k'), 1)
+  await assert.rejects(strict.acquire('k', () => {}), /Too many pending tasks in queue k/)
+  // The skipper fits beside the holder at the front, past the heavy head.
+  await a.acquire('k', () => order.push('skipper'), { weight: 1, skipQueue: true })
+  assert.deepEqual(order, ['skipper'])
+  await one.release()
+  await heavy
+  assert.deepEqual(order, ['skipper', 'heavy'])
+})
+
 test('multi-key requests take every key with its own weight, all or nothing', async (t) => {
   const { locks: [a, b], queue } = locks(t, 2, { permits: 2 })
   const x = await a.lock('x', { weight: 2 })

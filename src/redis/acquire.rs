@@ -542,3 +542,29 @@ fn counted_args(counted: &Counted, names: usize, args: &mut Vec<String>) -> Resu
   args.extend(counted.weights.iter().map(u32::to_string));
   Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn counted_args_are_the_limit_then_a_weight_per_name() {
+    let mut args = vec![];
+    let counted = Counted {
+      permits: 3,
+      weights: vec![1, 3],
+    };
+    assert!(counted_args(&counted, 2, &mut args).is_ok());
+    assert_eq!(args, ["3", "1", "3"]);
+    for weights in [vec![1], vec![0, 1], vec![1, 4]] {
+      let bad = Counted {
+        permits: 3,
+        weights,
+      };
+      assert!(matches!(
+        counted_args(&bad, 2, &mut vec![]),
+        Err(RedisLockError::Protocol(_))
+      ));
+    }
+  }
+}

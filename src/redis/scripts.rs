@@ -77,3 +77,37 @@ impl Scripts {
     }
   }
 }
+
+#[cfg(test)]
+mod tests {
+  use super::super::keys::{counted_keys, lock_keys};
+  use super::*;
+
+  /// A counted request runs the SEM_ twin of every script it names, a mutex
+  /// request the script itself: the keys decide, whatever the user text.
+  #[test]
+  fn the_keys_pick_the_scripts() {
+    let scripts = Scripts::new();
+    for (space, key) in [
+      ("", "a"),
+      ("{billing}", "acct"),
+      ("n", "{o:1}:h"),
+      ("", "x}:h"),
+    ] {
+      let mutex = lock_keys("keyed-lock", space, key).to_vec();
+      let counted = counted_keys("keyed-lock", space, key).to_vec();
+      let pairs = [
+        (&scripts.acquire, &scripts.sem_acquire),
+        (&scripts.release, &scripts.sem_release),
+        (&scripts.cancel, &scripts.sem_cancel),
+        (&scripts.extend, &scripts.sem_extend),
+      ];
+      for (script, twin) in pairs {
+        assert!(std::ptr::eq(scripts.pick(script, &mutex), script));
+        assert!(std::ptr::eq(scripts.pick(script, &counted), twin));
+      }
+      let inspect = &scripts.inspect;
+      assert!(std::ptr::eq(scripts.pick(inspect, &counted), inspect));
+    }
+  }
+}
