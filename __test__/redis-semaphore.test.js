@@ -34,6 +34,97 @@ function locks(t, n, opts) {
 
 const queued = (queue, n) => waitFor(`${n} waiter(s) in ${queue}`, async () => (await server.command('ZCARD', queue)) === n)
 
+/** A small seeded PRNG (mulberry32), so a failure names its seed. */
+function rng(seed) {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/**
+ * semaphore.test.js's differential scenario: `weights` requests on one key
+ * of `permits`, each holding until the driver releases a random holder
+ * (seeded; holders kept in request order, so the pick does not depend on
+ * the order in which grants made together reach their callers). Between
+ * steps it awaits `settled(holding, started)`. `take(weight, fn, i)`
+ * resolves when request `i` is done. Returns the start order.
+ */
+async function scenario(weights, seed, take, settled) {
+  const random = rng(seed)
+  const started = []
+  const holders = []
+  const done = weights.map((w, i) =>
+    take(
+      w,
+      () => {
+        started.push(i)
+        return new Promise((resolve) => {
+          holders.push({ i, resolve })
+          holders.sort((a, b) => a.i - b.i)
+        })
+      },
+      i,
+    ),
+  )
+  await settled(holders, started)
+  while (holders.length > 0) {
+    const [holder] = holders.splice(Math.floor(random() * holders.length), 1)
+    holder.resolve()
+    await settled(holders, started)
+  }
+  await Promise.all(done)
+  return started
+}
+
+/** In-process: a few turns of the event loop start whoever was granted. */
+async function drained() {
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve))
+}
+
+/**
+ * On Redis: until Redis and this process agree (every holder in Redis has
+ * started here, every other request is queued there), so the order seen is
+ * the scripts' and not the network's.
+ */
+const agreed = (holdersKey, queueKey, total) => (holders, started) =>
+  waitFor('Redis and this process to agree', async () => {
+    const inRedis = Math.max(0, (await server.command('HLEN', holdersKey)) - 1)
+    const waiting = await server.command('ZCARD', queueKey)
+    return inRedis === holders.length && waiting === total - started.length
+  })
+
+test('grant order and weights match async-mutex Semaphore (equal priority) on one Redis key', async (t) => {
+  const { Semaphore } = require('async-mutex')
+  let runs = 0
+  for (let seed = 1; seed <= 25; seed++) {
+    const random = rng(seed * 7919)
+    const permits = 2 + Math.floor(random() * 4)
+    const weights = Array.from({ length: 4 + Math.floor(random() * 10) }, () => 1 + Math.floor(random() * permits))
+    const { locks: [lock], holders, queue } = locks(t, 1, { permits })
+    const settled = agreed(holders('k'), queue('k'), weights.length)
+    // Grants one release makes together reach their callers in any order
+    // (each is its own message and promise): the grant order is the
+    // tokens' (strictly increasing per key across grants).
+    const tokens = []
+    const take = async (weight, fn, i) => {
+      const lease = await lock.lock('k', { weight })
+      tokens[i] = lease.token
+      await fn()
+      await lease.release()
+    }
+    await scenario(weights, seed, take, settled)
+    const ours = weights.map((_, i) => i).sort((a, b) => tokens[a] - tokens[b])
+    const sem = new Semaphore(permits)
+    const theirs = await scenario(weights, seed, (weight, fn) => sem.runExclusive(fn, weight), drained)
+    assert.deepEqual(ours, theirs, `seed ${seed}, permits ${permits}, weights ${weights}: ours ${ours} theirs ${theirs}`)
+    runs++
+  }
+  assert.equal(runs, 25)
+})
+
 test('weights add up to at most permits; a request that does not fit waits for room', async (t) => {
   const { locks: [a, b], queue } = locks(t, 2, { permits: 3 })
   const two = await a.lock('k', { weight: 2 })

@@ -38,6 +38,9 @@ pub(super) struct Scripts {
   sem_release: Script,
   sem_cancel: Script,
   sem_extend: Script,
+  /// SEM_ACQUIRE has been loaded on this client's connection (see
+  /// `RedisLock::load_counted`).
+  sem_loaded: std::sync::atomic::AtomicBool,
 }
 
 impl Scripts {
@@ -52,6 +55,7 @@ impl Scripts {
       sem_release: script(with_sem_common!("lua/sem_release.lua")),
       sem_cancel: script(with_sem_common!("lua/sem_cancel.lua")),
       sem_extend: script(with_sem_common!("lua/sem_extend.lua")),
+      sem_loaded: std::sync::atomic::AtomicBool::new(false),
     }
   }
 
@@ -74,6 +78,37 @@ impl Scripts {
       &self.sem_extend
     } else {
       script
+    }
+  }
+}
+
+impl super::RedisLock {
+  /// Loads SEM_ACQUIRE before the first counted ACQUIRE is sent (the
+  /// dispatcher awaits this, in start order). As ACQUIRE is loaded when the
+  /// connection is made (`conn::connect_manager`), and for the same reason:
+  /// a first EVALSHA answered NOSCRIPT is retried from its own task, which
+  /// would put it behind later requests and break FIFO within a process.
+  /// Not on a Cluster, where ACQUIRE is not loaded up front either.
+  pub(super) async fn load_counted(&self, keys: &[String]) {
+    use std::sync::atomic::Ordering;
+    let scripts = &self.inner.scripts;
+    if !keys.first().is_some_and(|k| super::keys::is_holders_key(k))
+      || scripts.sem_loaded.load(Ordering::Acquire)
+    {
+      return;
+    }
+    let Ok(mut conn) = self.conn().await else {
+      return;
+    };
+    // A failure only costs the order of that first batch: EVALSHA still
+    // falls back to loading the script.
+    let loaded = match &mut conn {
+      super::Conn::Single(c) => scripts.sem_acquire.load_async(c).await.is_ok(),
+      super::Conn::Sentinel(c) => scripts.sem_acquire.load_async(c).await.is_ok(),
+      super::Conn::Cluster(_) => true,
+    };
+    if loaded {
+      scripts.sem_loaded.store(true, Ordering::Release);
     }
   }
 }
