@@ -136,7 +136,16 @@ test('weights add up to at most permits; a request that does not fit waits for r
   await one.release()
   await waiting
   assert.ok(third.token > one.token && one.token > two.token, 'every grant gets its own increasing token')
-  await Promise.all([two.release(), third.release()])
+  // Callback mode takes its weight the same way: 2 do not fit beside 3 out.
+  let ran = false
+  const cb = new Promise((resolve, reject) =>
+    b.acquire('k', (done) => ((ran = true), done(null, 'cb')), (err, v) => (err ? reject(err) : resolve(v)), { weight: 2 }),
+  )
+  await queued(queue('k'), 1)
+  assert.equal(ran, false)
+  await two.release()
+  assert.equal(await cb, 'cb')
+  await third.release()
 })
 
 test('shared holders run together, an exclusive one alone; a waiting exclusive is not overtaken by later shared ones', async (t) => {
