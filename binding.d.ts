@@ -40,6 +40,11 @@ export interface NativeAcquired {
   holder?: string
   /** busy: the holder's lease ms left */
   pttl: number
+  /**
+   * rejected because name `index` is held or waited for with another
+   * limit: that limit (nothing was queued)
+   */
+  permits?: number
 }
 
 export interface NativeAcquireOptions {
@@ -55,6 +60,10 @@ export interface NativeAcquireOptions {
   watchdog: boolean
   /** The lock space of the names (an AsyncLock's `name`); none: "" */
   space?: string
+  /** A counted lock's limit (docs/semaphores.md); none: the mutex */
+  permits?: number
+  /** With `permits`: the permits taken of each name, in order */
+  weights?: Array<number>
 }
 
 export interface NativeConnOptions {
@@ -235,7 +244,7 @@ export declare function redisInspect(handle: number, name: string, space?: strin
  * while this thread waits for its answer, for at most [`IS_BUSY_WAIT`]
  * (an event loop must not stall for a Redis that does not answer).
  */
-export declare function redisIsBusy(handle: number, name: string, space?: string | undefined | null): boolean
+export declare function redisIsBusy(handle: number, name: string, space?: string | undefined | null, counted?: boolean | undefined | null): boolean
 
 /**
  * The Redis key that holds the lease of lock `name` of `space` ("" or

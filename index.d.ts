@@ -141,11 +141,12 @@ declare namespace AsyncLock {
      * up to at most `permits`. `1` (the default) is the mutex, unchanged;
      * `Infinity` makes a read/write lock with unbounded shared holders. A
      * positive integer or `Infinity`, else `TypeError` (code
-     * `ERR_INVALID_ARG_VALUE`) naming `permits`. With `scope: 'process'` the
-     * permits are shared by every thread that names the space, and every
-     * thread must open it with the same `permits` (else a `TypeError` naming
-     * `permits`). Above 1 with `redis` is a `TypeError` ("not supported ...
-     * yet").
+     * `ERR_INVALID_ARG_VALUE`) naming `permits`. Every reach counts permits:
+     * with `scope: 'process'` they are shared by every thread that names the
+     * space, and every thread must open it with the same `permits`; on Redis
+     * the limit is kept in Redis, and a process naming another one for a key
+     * somebody holds or waits for gets a `TypeError` naming `permits`. Above
+     * 1 on a Redis quorum is a `TypeError` ("not supported ... yet").
      *
      * @example
      * const lock = new AsyncLock({ permits: 3 })

@@ -24,12 +24,14 @@ test('bench/redis.js --quick runs every library without a failure or a violation
     assert.equal(code, 0, `exit ${code}\n${stdout}\n${stderr}`)
     const report = fs.readFileSync(path.join(out, 'redis.md'), 'utf8')
     assert.doesNotMatch(report, /FAIL/)
-    const { uncontended, contended } = JSON.parse(fs.readFileSync(path.join(out, 'redis.json'), 'utf8'))
+    const { uncontended, contended, semaphore } = JSON.parse(fs.readFileSync(path.join(out, 'redis.json'), 'utf8'))
+    // (c): counted keys, keyed-lock's permits against redis-semaphore's Semaphore.
+    for (const lib of ['keyed-lock', 'redis-semaphore']) assert.ok(semaphore[lib], `${lib} missing from (c)`)
     for (const lib of ['floor', 'redlock', 'redlock-rd10', 'redis-semaphore']) assert.ok(uncontended[lib], `${lib} missing from (a)`)
     for (const lib of ['redlock', 'redlock-rd10', 'redis-semaphore']) assert.ok(contended[lib], `${lib} missing from (b)`)
     // keyed-lock runs once its Redis reach has landed; before that the bench says it skipped it.
     if (!uncontended['keyed-lock']) assert.match(stdout, /keyed-lock redis reach not built yet/)
-    for (const runs of [...Object.values(uncontended), ...Object.values(contended)]) {
+    for (const runs of [...Object.values(uncontended), ...Object.values(contended), ...Object.values(semaphore)]) {
       for (const run of runs) {
         assert.ok(run.ok, run.failure)
         assert.ok(run.stats.count > 0)

@@ -118,6 +118,25 @@ test('async-lock API on a cluster: isBusy answers for every client, callback mod
   assert.equal(b.isBusy('job'), false)
 })
 
+test('counted keys on a cluster: permits per key in its slot, multi-key by hash tag, isBusy, another limit refused', async (t) => {
+  const a = new AsyncLock({ redis: urls, name: 'sem', permits: 2, ttl: 3000 })
+  const b = new AsyncLock({ redis: urls, name: 'sem', permits: 2, ttl: 3000 })
+  const other = new AsyncLock({ redis: urls, name: 'sem', permits: 3 })
+  t.after(() => Promise.all([a.close(), b.close(), other.close()]))
+  const r1 = await a.lock('{o:1}:x', { mode: 'shared' })
+  const r2 = await b.lock(['{o:1}:x', '{o:1}:y'], { mode: 'shared' })
+  assert.equal(b.isBusy('{o:1}:y'), true)
+  let granted = false
+  const writer = a.lock('{o:1}:x', { mode: 'exclusive' }).then((l) => ((granted = true), l))
+  await sleep(100)
+  assert.equal(granted, false, 'two shared holders: the writer waits')
+  await assert.rejects(other.acquire('{o:1}:x', () => {}), /option "permits" must be 2/)
+  await r1.release()
+  await r2.release()
+  await (await writer).release()
+  assert.equal(b.isBusy('{o:1}:y'), false)
+})
+
 test("a name such as '{billing}' tags every key: any keys lock together, each its own lock, on the slot of the user's {billing} keys", async (t) => {
   const a = new AsyncLock({ redis: urls, name: '{billing}', ttl: 3000 })
   const b = new AsyncLock({ redis: urls, name: '{billing}', ttl: 3000 })

@@ -222,8 +222,10 @@ test('bad weight, mode or permits is a TypeError naming the option, before anyth
   assert.throws(() => mutex.acquire('k', () => {}, { weight: 2 }), /option "weight"/)
 })
 
-test('permits above 1 are refused on the reaches that do not count yet (Redis)', () => {
-  assert.throws(() => new AsyncLock({ permits: 2, redis: 'redis://127.0.0.1:1' }), (err) => err instanceof TypeError && /option "permits".*Redis reach/.test(err.message))
+test('permits above 1 are refused on a Redis quorum, the one reach that does not count', () => {
+  // Redis counts permits in one Redis (__test__/redis-semaphore.test.js), not on a quorum of masters.
+  const quorum = { quorum: ['redis://127.0.0.1:1', 'redis://127.0.0.1:2', 'redis://127.0.0.1:3'] }
+  assert.throws(() => new AsyncLock({ permits: 2, redis: quorum }), (err) => err instanceof TypeError && /option "permits".*quorum/.test(err.message))
 })
 
 test('a lock without the new options is the mutex it was: weight 1 and mode exclusive change nothing', async () => {

@@ -6,7 +6,10 @@
 //   (a) uncontended: 1 client, sequential acquire + release, against a raw
 //       floor (SET NX PX + Lua compare-and-delete: the least any Redis lock does);
 //   (b) contended: C clients (separate processes, separate connections) on one
-//       key, each holding it `hold` ms in a loop, for `seconds`.
+//       key, each holding it `hold` ms in a loop, for `seconds`;
+//   (c) semaphore: the same on one key of N permits (`--sem-permits`, 2), with
+//       `--sem-clients` (4) clients taking one permit each: keyed-lock's
+//       `permits` against redis-semaphore's `Semaphore`.
 //
 // Every client runs in its own forked process (this file, role `--child`), so
 // no library shares an event loop with another client or with the parent.
@@ -17,6 +20,7 @@
 //   node bench/redis.js [--rounds 3] [--seconds 3] [--clients 4] [--hold 1]
 //                       [--think 0] [--uncontended-seconds 1] [--libs a,b]
 //                       [--no-monitor] [--out DIR] [--quick]
+//                       [--sem-permits 2] [--sem-clients 4] [--no-sem]
 
 const fs = require('node:fs')
 const { machine } = require('./machine')
@@ -186,6 +190,46 @@ function openRedlock(url, settings) {
 
 const ALL_LIBS = Object.keys(LIBS)
 
+// (c): counted keys. Each client takes one of the key's `permits` at a time.
+const SEM_LIBS = {
+  'keyed-lock': {
+    label: 'keyed-lock',
+    detail: "`new AsyncLock({ redis, name: 'bench', ttl: 10000, permits: N })`, `lock.lock(key, { timeout: 10000 })` (weight 1)",
+    open(url, permits) {
+      const AsyncLock = require(ROOT)
+      const lock = new AsyncLock({ redis: url, name: 'bench', ttl: TTL_MS, permits })
+      return {
+        acquire: (key) => lock.lock(key, { timeout: WAIT_MS }),
+        release: (lease) => lease.release(),
+        token: (lease) => lease.token,
+        close: () => lock.close(),
+      }
+    },
+  },
+  'redis-semaphore': {
+    label: 'redis-semaphore',
+    detail: 'redis-semaphore 5.8.0 `Semaphore(client, key, N)`, one ioredis client, lockTimeout 10000, acquireTimeout 10000, retryInterval 10 (default)',
+    open(url, permits) {
+      const { Semaphore } = require('redis-semaphore')
+      const client = ioredisClient(url)
+      const semaphores = new Map()
+      const semaphoreFor = (key) => {
+        if (!semaphores.has(key)) semaphores.set(key, new Semaphore(client, key, permits, { lockTimeout: TTL_MS, acquireTimeout: WAIT_MS }))
+        return semaphores.get(key)
+      }
+      return {
+        async acquire(key) {
+          const semaphore = semaphoreFor(key)
+          await semaphore.acquire()
+          return semaphore
+        },
+        release: (semaphore) => semaphore.release(),
+        close: async () => client.disconnect(),
+      }
+    },
+  },
+}
+
 // --------------------------------------------------------------- child ----
 
 /** Busy-waits: a 1 ms setTimeout lasts 1–2 ms, and the hold must be the same for every library. */
@@ -198,7 +242,7 @@ async function childMain(cfg) {
   const send = (msg) => process.send(msg)
   let lib
   try {
-    lib = LIBS[cfg.lib].open(cfg.url)
+    lib = cfg.permits ? SEM_LIBS[cfg.lib].open(cfg.url, cfg.permits) : LIBS[cfg.lib].open(cfg.url)
     // Warm the connection and the library's scripts on a key of our own,
     // then check the library excludes at all: a lock that lets a second
     // holder in would "win" every row below.
@@ -300,6 +344,9 @@ function parseArgs(argv) {
     monitor: true,
     out: path.join(__dirname, 'results'),
     quick: false,
+    semPermits: 2,
+    semClients: 4,
+    sem: true,
   }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
@@ -318,6 +365,9 @@ function parseArgs(argv) {
     else if (a === '--no-monitor') args.monitor = false
     else if (a === '--out') args.out = path.resolve(argv[++i])
     else if (a === '--quick') args.quick = true
+    else if (a === '--sem-permits') args.semPermits = Math.max(2, Math.floor(num()))
+    else if (a === '--sem-clients') args.semClients = num()
+    else if (a === '--no-sem') args.sem = false
     else throw new Error(`unknown option ${a}`)
   }
   if (args.quick) {
@@ -386,7 +436,7 @@ function commandCalls(info) {
  * the measured window for all at once. Returns every client's result plus
  * the commands Redis ran during the window, or a failure.
  */
-async function runClients(ctx, lib, { clients, key, hold, think, seconds, record, checkExclusion }) {
+async function runClients(ctx, lib, { clients, key, hold, think, seconds, record, checkExclusion, permits }) {
   const children = []
   const cleanup = () => {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
@@ -394,7 +444,7 @@ async function runClients(ctx, lib, { clients, key, hold, think, seconds, record
   try {
     const ready = []
     for (let i = 0; i < clients; i++) {
-      const cfg = { lib, url: ctx.server.url, key, hold, think, record, checkExclusion, client: i }
+      const cfg = { lib, url: ctx.server.url, key, hold, think, record, checkExclusion, client: i, permits }
       const child = fork(__filename, ['--child', JSON.stringify(cfg)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
       children.push(child)
       const messages = []
@@ -544,6 +594,63 @@ function analyzeContended(run, seconds) {
   }
 }
 
+/**
+ * (c): throughput, hand-off, waits, fairness and exclusion on a key of
+ * `permits`. Permits are interchangeable, so a grant is taken to use the
+ * permit that has been free the longest (freed by the earliest release not
+ * yet taken); when the grantee was already waiting when that release
+ * started, the time from it to the grant is a hand-off (a client asking
+ * after the release, e.g. the releaser taking it back, is no hand-off). A
+ * violation is a grant while `permits` holders already held the key.
+ */
+function analyzeSemaphore(run, seconds, permits) {
+  const acqs = []
+  run.clients.forEach((c, client) => {
+    for (let i = 0; i < c.records.length; i += 4) {
+      acqs.push({ client, asked: c.records[i], acquired: c.records[i + 1], releasing: c.records[i + 2] })
+    }
+  })
+  acqs.sort((a, b) => a.acquired - b.acquired)
+  const inWindow = acqs.filter((a) => a.acquired <= run.until).length
+  const releases = acqs.map((a) => a.releasing).sort((x, y) => x - y)
+  const events = acqs.flatMap((a) => [[a.acquired, 1], [a.releasing, -1]]).sort((p, q) => p[0] - q[0] || p[1] - q[1])
+  let out = 0
+  let violations = 0
+  for (const [, delta] of events) {
+    out += delta
+    if (out > permits) violations++
+  }
+  const handoffs = []
+  // The permits free before the window's first grants have no release.
+  const free = new Array(permits).fill(-Infinity)
+  let head = 0
+  let r = 0
+  for (const a of acqs) {
+    while (r < releases.length && releases[r] <= a.acquired) free.push(releases[r++])
+    if (head >= free.length) continue
+    const freed = free[head++]
+    if (a.asked < freed) handoffs.push(a.acquired - freed)
+  }
+  handoffs.sort((x, y) => x - y)
+  const waits = acqs.map((a) => a.acquired - a.asked).sort((x, y) => x - y)
+  const shares = run.clients.map((c) => c.count)
+  return {
+    acqPerSec: inWindow / seconds,
+    count: acqs.length,
+    handoffP50: percentile(handoffs, 50),
+    handoffP99: percentile(handoffs, 99),
+    waitP50: percentile(waits, 50),
+    waitP99: percentile(waits, 99),
+    waitMax: waits.length ? waits[waits.length - 1] : NaN,
+    shareMin: Math.min(...shares),
+    shareMax: Math.max(...shares),
+    violations,
+    errors: run.clients.reduce((n, c) => n + c.errors, 0),
+    lastError: run.clients.map((c) => c.lastError).find(Boolean) || null,
+    ...commandsPer(run, acqs.length),
+  }
+}
+
 const fmtRate = (x) => (x >= 1e4 ? `${(x / 1e3).toFixed(1)}k` : x >= 100 ? x.toFixed(0) : x.toFixed(1))
 const fmtMs = (x) => (!Number.isFinite(x) ? '–' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x >= 1 ? x.toFixed(2) : x.toFixed(3))
 const fmtRatio = (r) => (!Number.isFinite(r) ? '–' : r >= 10 ? `${r.toFixed(0)}×` : `${r.toFixed(2)}×`)
@@ -570,7 +677,7 @@ function summarize(runs, key) {
   return med
 }
 
-function buildReport(args, meta, cellsA, cellsB, skipped) {
+function buildReport(args, meta, cellsA, cellsB, skipped, cellsC = {}) {
   const L = []
   L.push('# keyed-lock Redis benchmark')
   L.push('')
@@ -638,21 +745,51 @@ function buildReport(args, meta, cellsA, cellsB, skipped) {
     )
   }
   L.push('')
+  const semLibs = Object.keys(cellsC)
+  if (semLibs.length > 0) {
+    L.push(`## (c) Semaphore: ${args.semClients} clients on one key of ${args.semPermits} permits, one permit each, hold ${args.hold} ms${pattern}, ${args.seconds} s per round`)
+    L.push('')
+    L.push(
+      'hand-off = from a holder starting release() to the grant of a client that was already waiting; ' +
+        'share = acquisitions of the least / most served client; violations = grants while every permit was out (summed over rounds). ' +
+        'vs redis-semaphore: acq/s ratio, then how many times shorter the hand-off p50 is.',
+    )
+    L.push('')
+    L.push('| library | acq/s | vs redis-semaphore | hand-off p50 / p99 ms | wait p50 / p99 / max ms | min/max share | violations | cmds/acq | errors |')
+    L.push('|---|---|---:|---|---|---|---:|---:|---:|')
+    for (const lib of semLibs) {
+      const c = cellsC[lib]
+      if (c.failed) {
+        L.push(`| ${SEM_LIBS[lib].label} | **${c.label}** | | | | | | | |`)
+        continue
+      }
+      const r = ref(cellsC, 'redis-semaphore')
+      const vs = r && lib !== 'redis-semaphore' ? `${fmtRatio(c.acqPerSec / r.acqPerSec)}, ${fmtRatio(r.handoffP50 / c.handoffP50)}` : '–'
+      L.push(
+        `| ${SEM_LIBS[lib].label} | ${fmtRate(c.acqPerSec)} (${fmtRate(c.min)}–${fmtRate(c.max)}) | ${vs} | ` +
+          `${fmtMs(c.handoffP50)} / ${fmtMs(c.handoffP99)} | ${fmtMs(c.waitP50)} / ${fmtMs(c.waitP99)} / ${fmtMs(c.waitMax)} | ` +
+          `${c.shareMin.toFixed(0)}/${c.shareMax.toFixed(0)} | ${c.violations} | ${fmtCmds(c)} | ${c.errors} |`,
+      )
+    }
+    L.push('')
+  }
   L.push('## Libraries')
   L.push('')
   for (const lib of args.libs) L.push(`- **${LIBS[lib].label}**: ${LIBS[lib].detail}`)
+  for (const lib of semLibs) L.push(`- (c) **${SEM_LIBS[lib].label}**: ${SEM_LIBS[lib].detail}`)
   if (!args.monitor) L.push('- Run with --no-monitor: client-sent commands were not separated from script-internal ones.')
   const notes = []
-  for (const [phase, cells] of [['a', cellsA], ['b', cellsB]]) {
-    for (const lib of args.libs) {
+  for (const [phase, cells] of [['a', cellsA], ['b', cellsB], ['c', cellsC]]) {
+    for (const lib of phase === 'c' ? semLibs : args.libs) {
       const c = cells[lib]
       if (!c) continue
-      if (c.failed) notes.push(`- (${phase}) ${LIBS[lib].label}: ${c.detail}`)
+      if (c.failed) notes.push(`- (${phase}) ${(phase === 'c' ? SEM_LIBS : LIBS)[lib].label}: ${c.detail}`)
       else {
-        if (c.errors) notes.push(`- (${phase}) ${LIBS[lib].label}: ${c.errors} failed acquire/release call(s), e.g. ${c.lastError}`)
-        for (const n of c.notes) notes.push(`- (${phase}) ${LIBS[lib].label}: ${n}`)
-        if (c.tokensIncrease === false) notes.push(`- (${phase}) ${LIBS[lib].label}: fencing tokens did NOT strictly increase in acquisition order`)
-        if (c.tokensIncrease === true) notes.push(`- (${phase}) ${LIBS[lib].label}: fencing tokens strictly increased in acquisition order`)
+        const label = (phase === 'c' ? SEM_LIBS : LIBS)[lib].label
+        if (c.errors) notes.push(`- (${phase}) ${label}: ${c.errors} failed acquire/release call(s), e.g. ${c.lastError}`)
+        for (const n of c.notes) notes.push(`- (${phase}) ${label}: ${n}`)
+        if (c.tokensIncrease === false) notes.push(`- (${phase}) ${label}: fencing tokens did NOT strictly increase in acquisition order`)
+        if (c.tokensIncrease === true) notes.push(`- (${phase}) ${label}: fencing tokens strictly increased in acquisition order`)
       }
     }
   }
@@ -702,6 +839,8 @@ async function main() {
       return true
     }
     const rotate = (libs, round) => libs.map((_, i) => libs[(i + round) % libs.length])
+    const libsC = args.sem ? Object.keys(SEM_LIBS) : []
+    const rawC = Object.fromEntries(libsC.map((l) => [l, []]))
     const ping = await measurePing(server.url)
     console.log(
       `redis-server ${redisVersion} at ${server.url}; PING round trip p50 ${ping ? fmtMs(ping.p50) : '?'} ms; ${args.rounds} round(s)`,
@@ -747,8 +886,31 @@ async function main() {
               : `FAIL ${run.failure}`),
         )
       }
+      for (const lib of rotate(libsC, round)) {
+        const run = await runClients(ctx, lib, {
+          clients: args.semClients,
+          key: `bench:c:${lib}:${round}`,
+          hold: args.hold,
+          think: args.think,
+          seconds: args.seconds,
+          record: true,
+          checkExclusion: false,
+          permits: args.semPermits,
+        })
+        if (run.ok) run.stats = analyzeSemaphore(run, args.seconds, args.semPermits)
+        rawC[lib].push(run)
+        const s = run.stats
+        console.log(
+          `(c) round ${round + 1}/${args.rounds} ${lib}: ` +
+            (run.ok
+              ? `${fmtRate(s.acqPerSec)} acq/s, hand-off p50 ${fmtMs(s.handoffP50)} ms p99 ${fmtMs(s.handoffP99)} ms, ` +
+                `share ${s.shareMin}/${s.shareMax}, violations ${s.violations}, errors ${s.errors}`
+              : `FAIL ${run.failure}`),
+        )
+      }
     }
     args.libs = libsA
+    const cellsC = Object.fromEntries(libsC.map((l) => [l, summarize(rawC[l], 'acqPerSec')]))
     const cellsA = Object.fromEntries(libsA.map((l) => [l, summarize(rawA[l], 'opsPerSec')]))
     const cellsB = Object.fromEntries(libsB.map((l) => [l, summarize(rawB[l], 'acqPerSec')]))
     const meta = {
@@ -758,16 +920,16 @@ async function main() {
       ping,
       versions: ['redlock', 'redis-semaphore', 'ioredis'].map((n) => `${n} ${versionOf(n)}`).join(', '),
     }
-    const report = buildReport(args, meta, cellsA, cellsB, skipped)
+    const report = buildReport(args, meta, cellsA, cellsB, skipped, cellsC)
     fs.mkdirSync(args.out, { recursive: true })
     fs.writeFileSync(path.join(args.out, 'redis.md'), report)
     const strip = (runs) => runs.map(({ clients, ...rest }) => ({ ...rest, clients: clients && clients.map(({ records, tokens, ...c }) => c) }))
     fs.writeFileSync(
       path.join(args.out, 'redis.json'),
-      JSON.stringify({ meta, args, uncontended: Object.fromEntries(Object.entries(rawA).filter(([k]) => libsA.includes(k)).map(([k, v]) => [k, strip(v)])), contended: Object.fromEntries(Object.entries(rawB).filter(([k]) => libsB.includes(k)).map(([k, v]) => [k, strip(v)])) }, null, 1),
+      JSON.stringify({ meta, args, uncontended: Object.fromEntries(Object.entries(rawA).filter(([k]) => libsA.includes(k)).map(([k, v]) => [k, strip(v)])), contended: Object.fromEntries(Object.entries(rawB).filter(([k]) => libsB.includes(k)).map(([k, v]) => [k, strip(v)])), semaphore: Object.fromEntries(Object.entries(rawC).map(([k, v]) => [k, strip(v)])) }, null, 1),
     )
     console.log('\n' + report)
-    const broken = [...Object.values(cellsA), ...Object.values(cellsB)].some((c) => c.failed || c.violations > 0)
+    const broken = [...Object.values(cellsA), ...Object.values(cellsB), ...Object.values(cellsC)].some((c) => c.failed || c.violations > 0)
     if (broken) process.exitCode = 1
   } finally {
     if (ctx.monitor) ctx.monitor.close()

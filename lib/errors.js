@@ -50,6 +50,20 @@ function invalidArg(name, expected, value) {
 }
 
 /**
+ * A counted Redis key (docs/semaphores.md) held or waited for with another
+ * limit than this lock's `permits`: refused before anything was queued.
+ * Limits are shown as given (the largest count is `Infinity`).
+ */
+function otherLimit(key, stored, permits) {
+  const shown = (n) => (n >= 0x7fffffff ? Infinity : n)
+  return invalidArg(
+    'option "permits"',
+    `${shown(stored)}, the limit key ${JSON.stringify(keyText(key))} has in Redis while anybody holds or waits for it`,
+    shown(permits),
+  )
+}
+
+/**
  * A TypeError for a Redis URL that cannot be opened. `shown` is the URL
  * already redacted (lib/redis/url.js `redactUrl`): a connection string may
  * carry a password, so it is never quoted as given.
@@ -173,6 +187,7 @@ function invalidConnection(name, expected, value) {
 module.exports = {
   messages,
   invalidArg,
+  otherLimit,
   invalidUrl,
   invalidConnection,
   ttlOutOfRange,

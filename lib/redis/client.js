@@ -180,6 +180,9 @@ class RedisClient {
    * An aborted `signal` ends the wait like a timeout ('timeout'), unless the
    * grant won the race (then 'granted': the caller holds it). `opts.space`:
    * the lock space of the names (an AsyncLock's `name`), part of each key.
+   * `opts.permits` (> 1) and `opts.weights` (one per name): a counted lock
+   * (docs/semaphores.md); 'rejected' with `permits` set means a name is
+   * held or waited for with that other limit.
    */
   acquire(names, opts = {}) {
     const ttl = checkTtl(opts.ttl, 'option "ttl"')
@@ -208,6 +211,10 @@ class RedisClient {
           owner,
           watchdog: opts.watchdog !== false,
           space: opts.space === undefined ? '' : opts.space,
+          // A counted lock (docs/semaphores.md): its limit and the permits
+          // taken of each name; unset for the mutex.
+          permits: opts.permits,
+          weights: opts.weights,
         }),
       )
     } catch (err) {
@@ -219,6 +226,8 @@ class RedisClient {
         const status = STATUS[r.outcome]
         const lease = status === 'granted' ? { id: r.lease, owner, tokens: r.tokens } : null
         const out = { status, lease, index: r.index, holder: r.holder === undefined ? null : r.holder, pttl: r.pttl }
+        // Rejected because a name is counted with another limit: that limit.
+        if (r.permits !== undefined && r.permits !== null) out.permits = r.permits
         if (lease === null || opts.waitReplicas === undefined) return out
         return redisOptions.confirmReplicas(this, lease, names, ttl, opts.waitReplicas).then(() => out)
       },
@@ -264,9 +273,9 @@ class RedisClient {
   }
 
   /** Whether anybody, in any process, holds or waits for `name` (one synchronous round trip). */
-  isBusy(name, space = '') {
+  isBusy(name, space = '', counted = false) {
     try {
-      return native.redisIsBusy(this.handle, checkText(name, 'key'), space)
+      return native.redisIsBusy(this.handle, checkText(name, 'key'), space, counted)
     } catch (err) {
       throw fromNative(err)
     }

@@ -241,17 +241,15 @@ function internEach(space, names) {
  */
 function openSpace(opts) {
   const { scope, name } = opts
-  // Counted keys (docs/semaphores.md) exist in process (isolate and
-  // `scope: 'process'`) so far: on Redis a limit above 1 is refused, never
-  // silently a mutex.
+  // Counted keys (docs/semaphores.md): a reach without them refuses a limit
+  // above 1, never silently a mutex.
   const permits = permitsOption(opts.permits)
   if (opts.redis !== undefined && opts.redis !== null) {
     if (scope !== undefined && scope !== 'redis') {
       throw invalidArg('option "scope"', "'redis' or unset when the redis option is given", scope)
     }
-    if (permits !== 1) throw invalidArg('option "permits"', '1 or unset (permits are not supported on the Redis reach yet)', opts.permits)
     const { RedisSpace } = require('./redis')
-    return new RedisSpace(opts.redis, { name, prefix: opts.prefix, ttl: opts.ttl, tls: opts.tls, waitReplicas: opts.waitReplicas })
+    return new RedisSpace(opts.redis, { name, prefix: opts.prefix, ttl: opts.ttl, tls: opts.tls, waitReplicas: opts.waitReplicas, permits })
   }
   if (scope === 'redis') throw invalidArg('option "redis"', "a Redis URL when scope is 'redis'", opts.redis)
   if (scope === undefined || scope === 'isolate') {

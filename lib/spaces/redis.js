@@ -12,12 +12,17 @@
 //   next waiter in Redis, and waiter.released() follows its reply.
 // Key ids are this process's own (names are what Redis sees); this process's
 // holds and waits per id give `busy`, `queues` and the sweep of idle ids.
+// With `permits` > 1 the keys are counted (docs/semaphores.md): the same
+// protocol on a counted lock's own keys and scripts (src/redis/lua/sem_*.lua),
+// each request with its weight per key (`waiter.weight`, as lib/spaces/counted.js
+// reads it); the key's limit is kept in Redis, and a request naming another
+// one is refused with a TypeError naming `permits`.
 
 const { RedisClient, checkTtl, checkText } = require('../redis/client')
 const redisOptions = require('../redis/options')
 const { deliver, QUEUED, REJECTED, TIMED_OUT, FAILED, RELEASING, internEach } = require('./index')
 const { MIN_SWEEP } = require('./io')
-const { invalidArg, closedError } = require('../errors')
+const { invalidArg, otherLimit, closedError } = require('../errors')
 
 const noop = () => {}
 
@@ -40,9 +45,18 @@ function start(waiter) {
   }
 }
 
+/** One weight per name of a request, from `waiter.weight` (unset: 1; a number: the same on every key). */
+function weightsOf(waiter, n) {
+  const w = waiter.weight
+  if (w === undefined) return new Array(n).fill(1)
+  return typeof w === 'number' ? new Array(n).fill(w) : w.slice()
+}
+
 class RedisSpace {
-  constructor(url, { name, prefix, ttl, tls, waitReplicas } = {}) {
+  constructor(url, { name, prefix, ttl, tls, waitReplicas, permits = 1 } = {}) {
     if (name !== undefined && typeof name !== 'string') throw invalidArg('option "name"', 'a string', name)
+    /** the key's limit (docs/semaphores.md); 1: the mutex, on its own keys and scripts as before */
+    this.permits = permits
     this.ttl = checkTtl(ttl, 'option "ttl"')
     this.waitReplicas = redisOptions.waitReplicasOption(waitReplicas)
     /** The lock space: a separate component of every key, never joined to it as text (docs/redis-keys.md). */
@@ -50,6 +64,11 @@ class RedisSpace {
     // Required here: lib/redis/quorum.js builds on RedisClient.
     const { QuorumClient, quorumUrls } = require('../redis/quorum')
     const quorum = quorumUrls(url)
+    if (permits !== 1 && quorum !== undefined) {
+      // Counts cannot be summed across independent masters the way a quorum
+      // takes a majority of single holders.
+      throw invalidArg('option "permits"', '1 or unset on a quorum of Redis masters (permits are counted in one Redis)', permits)
+    }
     if (this.waitReplicas !== undefined && (Array.isArray(url) || quorum !== undefined)) {
       throw invalidArg('option "waitReplicas"', 'unset on a Redis Cluster or a quorum (WAIT is per node)', waitReplicas)
     }
@@ -149,8 +168,13 @@ class RedisSpace {
     }
     const controller = new AbortController()
     this.waits.set(ticket, controller)
+    const opts = { ttl: this.ttl, timeout: timeout || 0, maxPending, skipQueue, signal: controller.signal, space: this.space, waitReplicas: this.waitReplicas }
+    if (this.permits !== 1) {
+      opts.permits = this.permits
+      opts.weights = weightsOf(waiter, names.length)
+    }
     this.client
-      .acquire(names, { ttl: this.ttl, timeout: timeout || 0, maxPending, skipQueue, signal: controller.signal, space: this.space, waitReplicas: this.waitReplicas })
+      .acquire(names, opts)
       .then(
         (r) => this._ended(waiter, ticket, ids, r),
         (err) => this._ended(waiter, ticket, ids, err),
@@ -174,8 +198,16 @@ class RedisSpace {
     this._track(ids, -1)
     if (this.closed) waiter.denied(FAILED, closedError())
     else if (r instanceof Error) waiter.denied(FAILED, r)
-    else if (r.status === 'rejected') waiter.denied(REJECTED, Math.max(0, r.index))
+    else if (r.status === 'rejected' && r.permits !== undefined) {
+      const index = Math.max(0, r.index)
+      waiter.denied(FAILED, otherLimit(this._nameAt(ids, index), r.permits, this.permits))
+    } else if (r.status === 'rejected') waiter.denied(REJECTED, Math.max(0, r.index))
     else waiter.denied(TIMED_OUT, 0)
+  }
+
+  /** The key at position `index` of a request's ids. */
+  _nameAt(ids, index) {
+    return this.names[typeof ids === 'number' ? ids : ids[index]]
   }
 
   /** Asks Redis to drop the wait; its outcome still comes (see the file comment). */
@@ -208,7 +240,7 @@ class RedisSpace {
 
   isBusy(key) {
     if (this.closed) throw closedError()
-    return this.client.isBusy(checkKey(key), this.space)
+    return this.client.isBusy(checkKey(key), this.space, this.permits !== 1)
   }
 
   /** Whether this process holds or waits for any key of this lock. */

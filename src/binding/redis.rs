@@ -26,7 +26,7 @@ use redis::Value;
 use super::{napi_failure, to_napi_error, Code};
 use crate::core::{Coded, Outcome};
 use crate::redis::{
-  AcquireOptions, Acquired, ConnOptions, Mode, RedisLock, RedisLockError, SentinelOptions,
+  AcquireOptions, Acquired, ConnOptions, Counted, Mode, RedisLock, RedisLockError, SentinelOptions,
   TlsOptions,
 };
 
@@ -236,6 +236,10 @@ pub struct NativeAcquireOptions {
   pub watchdog: bool,
   /// The lock space of the names (an AsyncLock's `name`); none: ""
   pub space: Option<String>,
+  /// A counted lock's limit (docs/semaphores.md); none: the mutex
+  pub permits: Option<u32>,
+  /// With `permits`: the permits taken of each name, in order
+  pub weights: Option<Vec<u32>>,
 }
 
 #[napi(object)]
@@ -250,6 +254,9 @@ pub struct NativeAcquired {
   pub holder: Option<String>,
   /// busy: the holder's lease ms left
   pub pttl: f64,
+  /// rejected because name `index` is held or waited for with another
+  /// limit: that limit (nothing was queued)
+  pub permits: Option<f64>,
 }
 
 fn ms(v: f64) -> Duration {
@@ -291,6 +298,10 @@ pub fn redis_acquire(
     owner: opts.owner,
     watchdog: opts.watchdog,
     space: opts.space.unwrap_or_default(),
+    counted: opts.permits.map(|permits| Counted {
+      permits,
+      weights: opts.weights.unwrap_or_else(|| vec![1; names.len()]),
+    }),
   };
   let started = lock.start_acquire(request, names, options);
   promise(env, async move { started.await.map(native_acquired) })
@@ -304,6 +315,7 @@ fn native_acquired(acquired: Acquired) -> NativeAcquired {
     index: -1,
     holder: None,
     pttl: -2.0,
+    permits: None,
   };
   match acquired {
     Acquired::Granted { lease, tokens } => {
@@ -320,6 +332,11 @@ fn native_acquired(acquired: Acquired) -> NativeAcquired {
       out.index = index as i64;
     }
     Acquired::TimedOut => out.outcome = Outcome::TimedOut.code(),
+    Acquired::OtherLimit { index, permits } => {
+      out.outcome = Outcome::Rejected.code();
+      out.index = index as i64;
+      out.permits = Some(permits as f64);
+    }
   }
   out
 }
@@ -393,12 +410,24 @@ const IS_BUSY_WAIT: Duration = Duration::from_millis(2000);
 /// while this thread waits for its answer, for at most [`IS_BUSY_WAIT`]
 /// (an event loop must not stall for a Redis that does not answer).
 #[napi(catch_unwind, js_name = "redisIsBusy")]
-pub fn redis_is_busy(handle: u32, name: String, space: Option<String>) -> Result<bool, Code> {
+pub fn redis_is_busy(
+  handle: u32,
+  name: String,
+  space: Option<String>,
+  counted: Option<bool>,
+) -> Result<bool, Code> {
   let lock = client(handle)?;
   let space = space.unwrap_or_default();
   let url = lock.url().to_string();
   napi::bindgen_prelude::block_on(async move {
-    match tokio::time::timeout(IS_BUSY_WAIT, lock.is_busy(&space, &name)).await {
+    let asked = async {
+      if counted == Some(true) {
+        lock.is_busy_counted(&space, &name).await
+      } else {
+        lock.is_busy(&space, &name).await
+      }
+    };
+    match tokio::time::timeout(IS_BUSY_WAIT, asked).await {
       Ok(answer) => answer,
       Err(_) => Err(RedisLockError::Redis {
         url,

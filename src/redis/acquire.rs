@@ -17,8 +17,8 @@ use super::dispatch::{FirstCall, Job, Submit, Verdict};
 use super::reply::{array, int_at, string_at, tokens, tokens_and_pttl, value_string};
 use super::watchdog::{watchdog, LeaseStart};
 use super::{
-  AcquireOptions, Acquired, Inner, LeaseState, Mode, RedisLock, RedisLockError, Result, LIVENESS,
-  RECHECK,
+  AcquireOptions, Acquired, Counted, Inner, LeaseState, Mode, RedisLock, RedisLockError, Result,
+  LIVENESS, RECHECK,
 };
 use crate::core::Outcome;
 
@@ -167,7 +167,7 @@ impl RedisLock {
       return Err(RedisLockError::Closed);
     }
     let id = format!("{}:r{}", self.inner.client_id, request);
-    let keys = self.keys_of(&opts.space, names)?;
+    let keys = self.keys_for(&opts.space, names, opts.counted.is_some())?;
     let (tx, rx) = mpsc::unbounded_channel();
     // Registered before the first ACQUIRE: a grant may be published before
     // the script's own reply reaches us.
@@ -181,7 +181,7 @@ impl RedisLock {
       Mode::Wait => "1",
       Mode::Force => "2",
     };
-    let args = vec![
+    let mut args = vec![
       self.inner.prefix.clone(),
       id.clone(),
       opts.ttl.as_millis().max(1).to_string(),
@@ -191,6 +191,9 @@ impl RedisLock {
       opts.owner.clone(),
       LIVENESS.as_millis().to_string(),
     ];
+    if let Some(counted) = &opts.counted {
+      counted_args(counted, names.len(), &mut args)?;
+    }
     let (reply, first_reply) = tokio::sync::oneshot::channel();
     self
       .inner
@@ -332,9 +335,11 @@ impl RedisLock {
         // Refused or busy: the script left nothing of this request behind.
         Some(Outcome::Rejected) => {
           pending.armed = false;
-          return Ok(Acquired::Rejected {
-            index: (int_at(&items, 1)?.max(1) - 1) as usize,
-          });
+          let index = (int_at(&items, 1)?.max(1) - 1) as usize;
+          if let Ok(permits) = int_at(&items, 2) {
+            return Ok(Acquired::OtherLimit { index, permits });
+          }
+          return Ok(Acquired::Rejected { index });
         }
         Some(Outcome::Busy) => {
           pending.armed = false;
@@ -417,7 +422,7 @@ impl RedisLock {
         .map(Some);
     }
     // If this fails the lease runs out on its own, within the claim.
-    let keys = self.keys_of(&opts.space, names)?;
+    let keys = self.keys_for(&opts.space, names, opts.counted.is_some())?;
     let args = [self.inner.prefix.as_str(), pending.id.as_str()];
     let _ = self.run(&self.inner.scripts.release, &keys, &args).await;
     Ok(None)
@@ -479,7 +484,7 @@ impl RedisLock {
     opts: &AcquireOptions,
     start: LeaseStart,
   ) -> Result<Acquired> {
-    let keys = self.keys_of(&opts.space, &names)?;
+    let keys = self.keys_for(&opts.space, &names, opts.counted.is_some())?;
     if start.handed_on && !opts.watchdog && opts.ttl > start.length {
       // Nobody will renew it: bring it to the ttl the caller asked for now.
       let ttl = opts.ttl.as_millis().to_string();
@@ -513,9 +518,53 @@ impl RedisLock {
         id,
         space: opts.space.clone(),
         names,
+        counted: opts.counted.is_some(),
         watchdog,
       },
     );
     Ok(Acquired::Granted { lease, tokens })
+  }
+}
+
+/// SEM_ACQUIRE's extra ARGV: the key's limit, then one weight per name
+/// (each from 1 to the limit; the JS side has said so to the caller
+/// already, this keeps a bad call from queueing a request that can never
+/// be granted).
+fn counted_args(counted: &Counted, names: usize, args: &mut Vec<String>) -> Result<()> {
+  let fits = |w: &u32| (1..=counted.permits).contains(w);
+  if counted.weights.len() != names || !counted.weights.iter().all(fits) {
+    return Err(RedisLockError::Protocol(format!(
+      "weights {:?} for {names} names of a lock of {} permits",
+      counted.weights, counted.permits
+    )));
+  }
+  args.push(counted.permits.to_string());
+  args.extend(counted.weights.iter().map(u32::to_string));
+  Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn counted_args_are_the_limit_then_a_weight_per_name() {
+    let mut args = vec![];
+    let counted = Counted {
+      permits: 3,
+      weights: vec![1, 3],
+    };
+    assert!(counted_args(&counted, 2, &mut args).is_ok());
+    assert_eq!(args, ["3", "1", "3"]);
+    for weights in [vec![1], vec![0, 1], vec![1, 4]] {
+      let bad = Counted {
+        permits: 3,
+        weights,
+      };
+      assert!(matches!(
+        counted_args(&bad, 2, &mut vec![]),
+        Err(RedisLockError::Protocol(_))
+      ));
+    }
   }
 }

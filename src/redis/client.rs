@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, OnceCell};
 use super::acquire::route_push;
 use super::conn::{self, ConnOptions, COMMAND_TIMEOUT};
 use super::error::redact;
-use super::keys::{self, lock_keys, slot, ticket_key};
+use super::keys::{self, counted_keys, lock_keys, slot, ticket_key};
 use super::scripts::Scripts;
 use super::{Inner, LostFn, RedisLock, RedisLockError, Result};
 
@@ -231,12 +231,23 @@ impl RedisLock {
   /// `keys.rs`), then the ticket counter. On a cluster every key must be in
   /// one slot, so the names must share a hash tag (checked here, before any
   /// command is sent) and the counter is that slot's; a single Redis has
-  /// one counter for all names.
-  pub(super) fn keys_of(&self, space: &str, names: &[String]) -> Result<Vec<String>> {
+  /// one counter for all names. `counted`: a counted lock's keys instead
+  /// (holders, meta, queue, waiters: docs/semaphores.md), and the scripts
+  /// follow the keys (`Scripts::pick`).
+  pub(super) fn keys_for(
+    &self,
+    space: &str,
+    names: &[String],
+    counted: bool,
+  ) -> Result<Vec<String>> {
     let prefix = self.inner.prefix.as_str();
     let mut keys = Vec::with_capacity(names.len() * 4 + 1);
     for name in names {
-      keys.extend(lock_keys(prefix, space, name));
+      if counted {
+        keys.extend(counted_keys(prefix, space, name));
+      } else {
+        keys.extend(lock_keys(prefix, space, name));
+      }
     }
     let counter = if self.is_cluster() {
       let want = keys.first().map(|k| slot(k));
@@ -255,6 +266,7 @@ impl RedisLock {
 
   pub(super) async fn run(&self, script: &Script, keys: &[String], args: &[&str]) -> Result<Value> {
     let mut conn = self.conn().await?;
+    let script = self.inner.scripts.pick(script, keys);
     let mut invocation = script.prepare_invoke();
     for k in keys {
       invocation.key(k);

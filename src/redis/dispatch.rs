@@ -82,6 +82,7 @@ async fn dispatch(inner: std::sync::Weak<Inner>, mut jobs: mpsc::UnboundedReceiv
           continue;
         }
         let (keys, args) = (job.keys, job.args);
+        lock.load_counted(&keys).await;
         let call: FirstCall = Box::pin(async move {
           let args: Vec<&str> = args.iter().map(String::as_str).collect();
           lock.run(&lock.inner.scripts.acquire, &keys, &args).await

@@ -10,7 +10,8 @@
 //! - `I` (the identity) is the space with `%` and `:` escaped, a `:`, then
 //!   the key as given: the first `:` of `I` ends the space;
 //! - `k` is one letter naming the structure: `l` lease, `m` meta, `q`
-//!   queue, `w` waiters;
+//!   queue, `w` waiters; a counted lock's `h` holders, `o` queue, `p`
+//!   waiters (with the same `m`);
 //! - `T` is the user's hash tag when the space (first) or the key carries
 //!   one by Redis's rule (`'{billing}'`, `'{order:42}:items'`), and the key
 //!   is then `P:{T}:k:I`; else the key is `P:{E}:k` with `E` = `I` with `%`
@@ -23,17 +24,43 @@
 //! first `{`, `T`/`E` at the next `}`, then `:k` ends the key (`E` form) or
 //! `:k:` is followed by `I` (tag form).
 
-/// The four Redis structures of one lock.
+/// The Redis structures of one lock: four for a mutex, four for a counted
+/// lock (`permits` > 1, docs/semaphores.md), which shares the mutex's meta
+/// (so tokens increase across both) and has its own holders, queue and
+/// waiters (their values have other layouts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
   Lease,
   Meta,
   Queue,
   Waiters,
+  /// Counted: the limit and every holder's lease.
+  Holders,
+  /// Counted: the FIFO queue.
+  CountedQueue,
+  /// Counted: the waiters' records.
+  CountedWaiters,
 }
 
 impl Part {
-  pub const ALL: [Part; 4] = [Part::Lease, Part::Meta, Part::Queue, Part::Waiters];
+  pub const ALL: [Part; 7] = [
+    Part::Lease,
+    Part::Meta,
+    Part::Queue,
+    Part::Waiters,
+    Part::Holders,
+    Part::CountedQueue,
+    Part::CountedWaiters,
+  ];
+  /// A mutex's keys, in the order its scripts take them.
+  pub const MUTEX: [Part; 4] = [Part::Lease, Part::Meta, Part::Queue, Part::Waiters];
+  /// A counted lock's keys, in the order its scripts take them.
+  pub const COUNTED: [Part; 4] = [
+    Part::Holders,
+    Part::Meta,
+    Part::CountedQueue,
+    Part::CountedWaiters,
+  ];
 
   fn letter(self) -> char {
     match self {
@@ -41,6 +68,9 @@ impl Part {
       Part::Meta => 'm',
       Part::Queue => 'q',
       Part::Waiters => 'w',
+      Part::Holders => 'h',
+      Part::CountedQueue => 'o',
+      Part::CountedWaiters => 'p',
     }
   }
 }
@@ -93,7 +123,26 @@ pub fn lock_key(prefix: &str, space: &str, key: &str, part: Part) -> String {
 
 /// The four keys of a lock, in the order the scripts take them.
 pub fn lock_keys(prefix: &str, space: &str, key: &str) -> [String; 4] {
-  Part::ALL.map(|part| lock_key(prefix, space, key, part))
+  Part::MUTEX.map(|part| lock_key(prefix, space, key, part))
+}
+
+/// The four keys of a counted lock, in the order the SEM_ scripts take them.
+pub fn counted_keys(prefix: &str, space: &str, key: &str) -> [String; 4] {
+  Part::COUNTED.map(|part| lock_key(prefix, space, key, part))
+}
+
+/// Whether a full key (one this file made) is a counted lock's holders
+/// key: its structure letter, right after the `}` that ends keyed-lock's
+/// tag, is `h`. It picks the SEM_ twin of a script (see `Scripts::pick`).
+pub fn is_holders_key(full: &str) -> bool {
+  let Some(open) = full.find('{') else {
+    return false;
+  };
+  let Some(close) = full[open..].find('}') else {
+    return false;
+  };
+  let rest = &full.as_bytes()[open + close + 1..];
+  rest.len() >= 2 && rest[0] == b':' && rest[1] == b'h' && (rest.len() == 2 || rest[2] == b':')
 }
 
 /// The lease key of a lock (what `inspect` and the tests read).
@@ -236,7 +285,9 @@ mod tests {
       k("keyed-lock", "{billing}", "acct:q")
     );
     for part in Part::ALL {
-      for evil in ["{v}:q", "{v}:m", "{v}:w", "v}:q", "v:q", ":v"] {
+      for evil in [
+        "{v}:q", "{v}:m", "{v}:w", "{v}:h", "v}:q", "v}:h", "v:q", ":v",
+      ] {
         assert_ne!(
           lock_key("keyed-lock", "", "v", part),
           lease_key("keyed-lock", "", evil)
@@ -314,7 +365,7 @@ mod tests {
     // (no surrogates: a Rust String cannot hold one) too.
     prop::collection::vec(
       prop_oneof![
-        4 => prop::sample::select(vec!['{', '}', ':', '%', 'l', 'm', 'q', 'w', 't', 'k', '7', 'B', 'D']),
+        4 => prop::sample::select(vec!['{', '}', ':', '%', 'l', 'm', 'q', 'w', 'h', 'o', 'p', 't', 'k', '7', 'B', 'D']),
         1 => any::<char>(),
       ],
       0..12,
@@ -333,6 +384,8 @@ mod tests {
           parse(&full),
           Some((prefix.clone(), space.clone(), key.clone(), part.letter()))
         );
+        // The script twin is chosen by this: never fooled by user text.
+        prop_assert_eq!(is_holders_key(&full), part == Part::Holders);
       }
     }
 

@@ -101,6 +101,19 @@
 //! harmless). In this process a lock costs memory only while it is held or
 //! waited for. Test: `redis-hardening.test.js` "memory".
 //!
+//! # Counted keys
+//! With [`AcquireOptions::counted`] (a lock's `permits` > 1,
+//! docs/semaphores.md) a request runs the same protocol on a counted lock's
+//! own keys, through the SEM_ twins of the scripts (`lua/sem_*.lua`, picked
+//! from the keys by `Scripts::pick`): every guarantee above holds per
+//! grant, with up to `permits` of weight out per name, one lease per
+//! holder (each renewed by its own watchdog; a crashed holder's permits
+//! come back when its lease runs out), and one release granting every head
+//! that fits. A request naming another limit than the one stored for a
+//! name ends with [`Acquired::OtherLimit`], nothing queued. Tests:
+//! `__test__/redis-semaphore.test.js`,
+//! `__test__/redis-semaphore-processes.test.js`.
+//!
 //! # What is not guaranteed
 //! A single Redis gives efficiency-grade exclusion: after a restart without
 //! persistence, or a failover to a replica that missed the write, a second
@@ -185,6 +198,17 @@ pub struct AcquireOptions {
   /// none): part of every key, so `('a', 'b:c')` and `('a:b', 'c')` are
   /// different locks (see `keys.rs`).
   pub space: String,
+  /// A counted lock (`permits` > 1, docs/semaphores.md): its own keys and
+  /// the SEM_ scripts. `None`: the mutex, exactly as before.
+  pub counted: Option<Counted>,
+}
+
+/// A request on a counted lock: the key's limit, and the permits it takes
+/// of each name (one weight per name, in order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted {
+  pub permits: u32,
+  pub weights: Vec<u32>,
 }
 
 /// The outcome of an acquisition: expected results are values, not errors.
@@ -198,6 +222,9 @@ pub enum Acquired {
   Rejected { index: usize },
   /// The timeout passed before the grant; the waiter has left every queue.
   TimedOut,
+  /// Counted: the name at `index` (0-based) is held or waited for with
+  /// another limit, `permits`; nothing was queued.
+  OtherLimit { index: usize, permits: i64 },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -215,6 +242,8 @@ struct LeaseState {
   id: String,
   space: String,
   names: Vec<String>,
+  /// A counted lock's lease (its keys are the counted ones).
+  counted: bool,
   watchdog: Option<tokio::task::AbortHandle>,
 }
 
@@ -326,7 +355,7 @@ impl RedisLock {
     if let Some(w) = &state.watchdog {
       w.abort();
     }
-    let keys = self.keys_of(&state.space, &state.names)?;
+    let keys = self.keys_for(&state.space, &state.names, state.counted)?;
     match self
       .run(
         &self.inner.scripts.release,
@@ -350,12 +379,17 @@ impl RedisLock {
 
   /// Renews a lease to `ttl`. `Ok(false)`: it had been lost (never revived).
   pub async fn extend(&self, lease: u32, ttl: Duration) -> Result<bool> {
-    let (id, space, names) = {
+    let (id, space, names, counted) = {
       let leases = self.inner.leases.lock();
       let state = leases.get(&lease).ok_or(RedisLockError::NoLease(lease))?;
-      (state.id.clone(), state.space.clone(), state.names.clone())
+      (
+        state.id.clone(),
+        state.space.clone(),
+        state.names.clone(),
+        state.counted,
+      )
     };
-    let keys = self.keys_of(&space, &names)?;
+    let keys = self.keys_for(&space, &names, counted)?;
     let ttl = ttl.as_millis().max(1).to_string();
     let reply = self
       .run(
@@ -384,6 +418,15 @@ impl RedisLock {
   pub async fn is_busy(&self, space: &str, name: &str) -> Result<bool> {
     let found = self.inspect(space, name).await?;
     Ok(found.owner.is_some() || found.waiters > 0)
+  }
+
+  /// Whether anybody holds or waits for counted lock `name` of `space`, in
+  /// any process: its holders hash lives exactly as long as a holder's
+  /// lease or its queue (`lua/sem_common.lua`, `sem_tidy`).
+  pub async fn is_busy_counted(&self, space: &str, name: &str) -> Result<bool> {
+    let holders = keys::lock_key(&self.inner.prefix, space, name, keys::Part::Holders);
+    let found = self.command(&["EXISTS".to_string(), holders]).await?;
+    Ok(int(&found)? > 0)
   }
 
   /// Releases every lease this client holds (best effort) and refuses new

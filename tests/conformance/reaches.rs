@@ -361,6 +361,7 @@ impl Reach for RedisReach {
       owner: format!("client {client}"),
       watchdog: false,
       space: String::new(),
+      counted: None,
     };
     let task = tokio::spawn(lock.start_acquire(request, strings(keys), opts));
     let mut pending = Pending {
