@@ -31,14 +31,14 @@ const LUA = require('node:path').join(__dirname, '..', 'src', 'redis', 'lua')
 const lua = (name) => require('node:fs').readFileSync(require('node:path').join(LUA, name + '.lua'), 'utf8')
 
 /**
- * The text of script `name` as src/redis/scripts.rs joins it: ACQUIRE and
- * RELEASE open with their fast path, then common.lua, then the script's own
- * file; INSPECT stands alone.
+ * The text of script `name` as src/redis/scripts.rs joins it: sibling.lua,
+ * then for ACQUIRE and RELEASE their fast path, then common.lua, then the
+ * script's own file; INSPECT stands alone.
  */
 function scriptText(name) {
   if (name === 'inspect') return lua(name)
   const fast = name === 'acquire' || name === 'release' ? lua(name + '_fast') + '\n' : ''
-  return fast + lua('common') + '\n' + lua(name)
+  return lua('sibling') + '\n' + fast + lua('common') + '\n' + lua(name)
 }
 
 module.exports = { lockKey, lockKeys, ticketKey, userTag, scriptText }

@@ -302,6 +302,19 @@ test('a counted request on a name held as a mutex is refused naming permits (a m
   assert.equal(await counted.acquire('k', () => 'counted'), 'counted')
 })
 
+test('a mutex request on a name held as a counted key is refused naming permits, on the fast path and behind a queue', async (t) => {
+  const { name, locks: [counted] } = locks(t, 1, { permits: 2 })
+  const mutex = new AsyncLock({ redis: server.url, name })
+  t.after(() => mutex.close())
+  const held = await counted.lock('k', { mode: 'shared' })
+  // Without the check both would hold 'k' at once: the mutex's lease key is free.
+  await assert.rejects(mutex.acquire('k', () => 'mutex'), (err) => err instanceof TypeError && /option "permits" must be 2,.*got 1/.test(err.message))
+  await assert.rejects(mutex.lock(['other', 'k']), (err) => err instanceof TypeError && /option "permits" must be 2,.*"k".*got 1/.test(err.message))
+  assert.equal(mutex.isBusy('other'), false, 'a refused multi-key request holds nothing')
+  await held.release()
+  assert.equal(await mutex.acquire('k', () => 'mutex'), 'mutex')
+})
+
 test('isBusy sees counted holders and waiters in Redis', async (t) => {
   const { locks: [a] } = locks(t, 1, { permits: 2 })
   assert.equal(a.isBusy('k'), false)

@@ -1,7 +1,7 @@
 //! The Lua scripts, loaded once per client: every state change of a lock
 //! is one of them, so each step is atomic on the server. Each script but
-//! INSPECT is `lua/common.lua` (shared values and helpers) followed by its
-//! own file. ACQUIRE and RELEASE open with their fast path (`*_fast.lua`:
+//! INSPECT is `lua/sibling.lua` and `lua/common.lua` (shared values and
+//! helpers) followed by its own file. ACQUIRE and RELEASE open with their fast path (`*_fast.lua`:
 //! one free name, nobody queued), which returns before common.lua reads
 //! the clock, or falls through to the general path. The SEM_ twins, for
 //! counted keys, have `lua/sem_common.lua` between common.lua and their file.
@@ -14,19 +14,35 @@ fn script(body: &str) -> Script {
 
 macro_rules! with_common {
   ($file:literal) => {
-    concat!(include_str!("lua/common.lua"), "\n", include_str!($file))
+    concat!(
+      include_str!("lua/sibling.lua"),
+      "\n",
+      include_str!("lua/common.lua"),
+      "\n",
+      include_str!($file)
+    )
   };
 }
 
 macro_rules! with_fast_path {
   ($fast:literal, $file:literal) => {
-    concat!(include_str!($fast), "\n", with_common!($file))
+    concat!(
+      include_str!("lua/sibling.lua"),
+      "\n",
+      include_str!($fast),
+      "\n",
+      include_str!("lua/common.lua"),
+      "\n",
+      include_str!($file)
+    )
   };
 }
 
 macro_rules! with_sem_common {
   ($file:literal) => {
     concat!(
+      include_str!("lua/sibling.lua"),
+      "\n",
       include_str!("lua/common.lua"),
       "\n",
       include_str!("lua/sem_common.lua"),

@@ -19,6 +19,9 @@
 --                                      the server clock, for timing grants)
 --          {2, index}                  REJECTED: the queue of name `index`
 --                                      (1-based) is full
+--          {2, index, limit}           REJECTED: name `index` is held or
+--                                      waited for as a counted lock with
+--                                      that limit (sem_*.lua), nothing queued
 --          {3, holder, pttl}           BUSY (try mode): the first busy
 --                                      lease's owner
 local prefix, id, ttl, mode = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
@@ -35,6 +38,14 @@ local function grant_all()
     redis.call('HDEL', KEYS[4 * i], id)
   end
   return out
+end
+
+-- A counted lock of the same name (permits > 1) has its own keys: its
+-- limit is not this mutex's 1, so the request is refused, as SEM_ACQUIRE
+-- refuses a counted request on a name held as a mutex.
+for i = 1, n do
+  local limit = redis.call('HGET', sibling(KEYS[4 * i - 3], 'h'), '#')
+  if limit then return { 2, i, tonumber(limit) } end
 end
 
 local held = held_tokens(id, 4)

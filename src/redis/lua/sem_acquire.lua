@@ -35,7 +35,7 @@ for i = 1, n do
   if not stored then
     -- Held or waited for as a mutex (a lock without permits): its limit is 1.
     local holders = KEYS[4 * i - 3]
-    if redis.call('EXISTS', sem_sibling(holders, 'l'), sem_sibling(holders, 'q')) > 0 then stored = 1 end
+    if redis.call('EXISTS', sibling(holders, 'l'), sibling(holders, 'q')) > 0 then stored = 1 end
   end
   if stored and stored ~= limit then return { 2, i, stored } end
 end

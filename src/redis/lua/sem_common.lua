@@ -142,13 +142,3 @@ local function sem_held(id, status)
   out[#out + 1] = left
   return out
 end
-
--- The key of structure `letter` of the same (prefix, space, key) as the
--- counted key `holders`: the letter right after the `}` that ends
--- keyed-lock's tag (docs/redis-keys.md), so the same slot. Used only to see
--- whether the name is held or waited for as a mutex (`l`, `q`).
-local function sem_sibling(holders, letter)
-  local open = string.find(holders, '{', 1, true)
-  local close = string.find(holders, '}', open + 1, true)
-  return string.sub(holders, 1, close + 1) .. letter .. string.sub(holders, close + 3)
-end
