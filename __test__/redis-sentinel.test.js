@@ -151,7 +151,16 @@ test('Sentinel: 4 processes hand a lock off while the master is SIGKILLed; keyed
   const promoted = await trio[0].command('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', 'mymaster')
   assert.deepEqual(promoted, ['127.0.0.1', String(replica.port)], 'the sentinels promoted the replica')
   // Every worker is served on the new master.
-  await until('every worker served after the failover', () => new Set(grants().filter((g) => g.at > killAt).map((g) => g.worker)).size === 4, 30000)
+  const failed = () => {
+    const errors = events.filter((e) => e.kind === 'error')
+    if (errors.length !== 0) throw new Error(`an acquisition failed instead of waiting for the new master: ${JSON.stringify(errors)}`)
+  }
+  await until('every worker served after the failover', () => failed() || new Set(grants().filter((g) => g.at > killAt).map((g) => g.worker)).size === 4, 30000)
+  // Some acquisitions started while there was no master to ask (the holder
+  // at the kill asks again once its hold ends): they waited, as the
+  // assertion below on errors shows.
+  const askedDuringOutage = events.filter((e) => e.kind === 'asking' && e.at > killAt && e.at < firstAfter.at).length
+  assert.ok(askedDuringOutage >= 1, 'an acquisition was started between the kill and the first grant on the new master')
   await sleep(1500)
   for (const w of workers) w.child.send('stop')
   await Promise.all(workers.map((w) => w.done))
@@ -180,11 +189,12 @@ test('Sentinel: 4 processes hand a lock off while the master is SIGKILLed; keyed
     assert.ok(survived || lost, `lease ${g.token} held at the kill: ${JSON.stringify(outcome)}`)
   }
   assert.equal(heldAtKill <= 1, true, 'one holder at a time')
-  const errors = events.filter((e) => e.kind === 'error')
-  for (const e of errors) assert.equal(e.code, 'KEYED_LOCK_REDIS', e.message)
+  // Acquisitions started while the master was gone waited for the new one
+  // (the workers do not retry a failed acquisition).
+  assert.deepEqual(events.filter((e) => e.kind === 'error'), [])
   t.diagnostic(
     `kill to first grant on the new master: ${firstAfter.at - killAt} ms; grants: ${ordered.length}; ` +
-      `held at the kill: ${heldAtKill}, lost (LockLostError): ${lostCount}; failed acquisitions retried: ${errors.length}; tokens strictly increasing`,
+      `held at the kill: ${heldAtKill}, lost (LockLostError): ${lostCount}; acquisitions started during the outage: ${askedDuringOutage}, failed: 0; tokens strictly increasing`,
   )
 })
 

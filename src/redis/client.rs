@@ -165,6 +165,18 @@ impl RedisLock {
     &self.inner.url
   }
 
+  /// A failed command's error: [`RedisLockError::Unreachable`] for an
+  /// outage (see `conn::is_outage`), which acquisitions ride out.
+  pub(super) fn failed(&self, e: redis::RedisError) -> RedisLockError {
+    if conn::is_outage(&e) {
+      return RedisLockError::Unreachable {
+        url: self.inner.url.clone(),
+        message: e.to_string(),
+      };
+    }
+    self.error(e)
+  }
+
   pub(super) fn error(&self, e: impl std::fmt::Display) -> RedisLockError {
     RedisLockError::Redis {
       url: self.inner.url.clone(),
@@ -267,7 +279,7 @@ impl RedisLock {
       Conn::Cluster(c) => invocation.invoke_async(c).await,
       Conn::Sentinel(c) => invocation.invoke_async(c).await,
     }
-    .map_err(|e| self.error(e))
+    .map_err(|e| self.failed(e))
   }
 
   /// A raw command, for the facades' own bookkeeping.
@@ -285,6 +297,6 @@ impl RedisLock {
       Conn::Cluster(c) => cmd.query_async(c).await,
       Conn::Sentinel(c) => cmd.query_async(c).await,
     }
-    .map_err(|e| self.error(e))
+    .map_err(|e| self.failed(e))
   }
 }

@@ -44,9 +44,25 @@ use super::{RedisLockError, Result};
 
 /// Commands and connection attempts give up after this long.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(5000);
-/// Reconnect back-off: redis-rs's exponential delay, capped here, for a
-/// single Redis (the connection manager) and a cluster alike.
-const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(1000);
+/// Reconnect back-off, the same in every mode and for every retry keyed-lock
+/// makes itself (an acquisition riding out an outage, a background CANCEL
+/// or RELEASE): the first pause, doubled after each failure up to
+/// [`MAX_RECONNECT_DELAY`]. redis-rs's connection manager and cluster client
+/// are set to the same numbers.
+pub const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(100);
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(1000);
+
+/// The pause after `pause` in the reconnect back-off.
+pub fn next_delay(pause: Duration) -> Duration {
+  (pause * 2).min(MAX_RECONNECT_DELAY)
+}
+
+/// An acquisition without a timeout stops riding out an outage once Redis
+/// has been unreachable for this long, and fails with the connection error:
+/// long enough for a Sentinel failover with default settings
+/// (`down-after-milliseconds` 30 s), short enough that a Redis gone for
+/// good is reported rather than waited on for ever.
+pub const OUTAGE_LIMIT: Duration = Duration::from_millis(60_000);
 /// Reconnect attempts per failed command before the command fails (the
 /// next command starts a new round).
 const RECONNECT_RETRIES: usize = 2;
@@ -198,6 +214,7 @@ pub fn manager_config(push: impl redis::aio::AsyncPushSender) -> ConnectionManag
     .set_connection_timeout(Some(COMMAND_TIMEOUT))
     .set_response_timeout(Some(COMMAND_TIMEOUT))
     .set_number_of_retries(RECONNECT_RETRIES)
+    .set_min_delay(MIN_RECONNECT_DELAY)
     .set_max_delay(MAX_RECONNECT_DELAY)
 }
 
@@ -214,6 +231,8 @@ pub fn cluster_client(
     .connection_timeout(COMMAND_TIMEOUT)
     .response_timeout(COMMAND_TIMEOUT)
     .retries(RECONNECT_RETRIES as u32)
+    .min_retry_wait(MIN_RECONNECT_DELAY.as_millis() as u64)
+    .retry_wait_formula(MIN_RECONNECT_DELAY.as_millis() as u64, 2)
     .max_retry_wait(MAX_RECONNECT_DELAY.as_millis() as u64)
     .push_sender(push);
   let tls_nodes = nodes
@@ -482,6 +501,21 @@ fn may_be_failover(e: &RedisError) -> bool {
     || e.is_connection_refusal()
     || e.is_timeout()
     || e.code() == Some("READONLY")
+}
+
+/// A failure of a command on a connection that had worked which may pass
+/// on its own: the connection dropped or was refused, a command timed out,
+/// or the server is between roles (a failover: `READONLY`, `MASTERDOWN`,
+/// `LOADING`; a cluster re-sharding or failing over: `TRYAGAIN`,
+/// `CLUSTERDOWN`). An authentication or certificate failure is not one:
+/// waiting does not fix a wrong password.
+pub fn is_outage(e: &RedisError) -> bool {
+  let between_roles = matches!(
+    e.code(),
+    Some("READONLY" | "MASTERDOWN" | "LOADING" | "TRYAGAIN" | "CLUSTERDOWN")
+  );
+  let lost = may_be_failover(e) || matches!(e.kind(), redis::ErrorKind::ClusterConnectionNotFound);
+  (between_roles || lost) && describe(e) == e.to_string()
 }
 
 /// Asks the sentinels for the master, connects, and checks with ROLE that
