@@ -1,6 +1,6 @@
 //! How the Redis reach connects: URLs, TLS, credentials, timeouts and
-//! reconnect back-off, in one place for every mode (one Redis, a Redis
-//! Cluster), so each mode needs only what it must and all of them fail and
+//! reconnect back-off, in one place for every mode (one Redis, a
+//! Sentinel-managed master, a Redis Cluster), so each mode needs only what it must and all of them fail and
 //! retry the same way.
 //!
 //! - **TLS** (`rediss://`): rustls with the `ring` provider, so the addon
@@ -16,13 +16,22 @@
 //!   subscription connection) and, on a cluster, every node's connection.
 //! - **Sentinel**: the master's address comes from the sentinels
 //!   (`SENTINEL get-master-addr-by-name`, first sentinel that answers,
-//!   checked with `ROLE`). A command that fails as a dropped connection or
-//!   `-READONLY` makes [`SentinelConn`] ask the sentinels again (at most one
-//!   question in flight, at most every [`FAILOVER_POLL`]); when they name
-//!   another master it connects there, subscribes, and wakes every waiter
-//!   to re-run ACQUIRE (as a reconnect does). The failed command itself is
-//!   not retried here: the callers' own retries do that (a waiter's
+//!   checked with `ROLE`). [`SentinelConn`] moves to another master when a
+//!   sentinel announces one (`+switch-master`, subscribed on every
+//!   sentinel: the failover is followed as soon as it is made), or when a
+//!   command fails as a dropped connection or `-READONLY` and the sentinels,
+//!   asked again (at most one question in flight, at most every
+//!   [`FAILOVER_POLL`]), name another one. It then connects there,
+//!   subscribes, and wakes every waiter to re-run ACQUIRE (as a reconnect
+//!   does). The failed command itself is not retried here: the callers' own
+//!   retries do that (an acquisition riding out the outage, a waiter's
 //!   heartbeat, a background RELEASE, a watchdog renewal).
+//! - **Outages**: a command that fails in a way that may pass
+//!   ([`is_outage`]) on a connection that had worked is retried by an
+//!   acquisition with the reconnect back-off until its timeout (then the
+//!   usual timeout), or, without a timeout, for up to [`OUTAGE_LIMIT`] (then
+//!   the connection error); a client that never reached Redis fails at
+//!   once. The same in every mode.
 //! - **Errors** that a user must act on are named: an authentication
 //!   failure and a certificate failure say so (see [`describe`]); the URL in
 //!   every message is redacted by the caller.
@@ -406,6 +415,19 @@ struct SentinelShared {
   current: Mutex<Current>,
   checking: AtomicBool,
   last_check: Mutex<Option<Instant>>,
+  /// The master a `+switch-master` announcement named, not yet moved to.
+  announced: Mutex<Option<(String, u16)>>,
+  /// The `+switch-master` subscriptions, one per sentinel: they end with
+  /// this connection (close() closes everything it opened).
+  watchers: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for SentinelShared {
+  fn drop(&mut self) {
+    for watcher in self.watchers.get_mut().drain(..) {
+      watcher.abort();
+    }
+  }
 }
 
 /// A connection to whichever master the sentinels name, replaced when
@@ -430,7 +452,7 @@ impl SentinelConn {
       let _ = push(info);
     });
     let (addr, conn) = connect_master(&target, &push, channel, script).await?;
-    Ok(SentinelConn {
+    let sentinel = SentinelConn {
       shared: Arc::new(SentinelShared {
         target,
         push,
@@ -439,8 +461,26 @@ impl SentinelConn {
         current: Mutex::new(Current { addr, conn }),
         checking: AtomicBool::new(false),
         last_check: Mutex::new(None),
+        announced: Mutex::new(None),
+        watchers: Mutex::new(Vec::new()),
       }),
-    })
+    };
+    let watchers = sentinel
+      .shared
+      .target
+      .sentinels
+      .iter()
+      .map(|client| {
+        let watch = watch_switches(
+          Arc::downgrade(&sentinel.shared),
+          client.clone(),
+          sentinel.shared.target.name.clone(),
+        );
+        tokio::spawn(watch).abort_handle()
+      })
+      .collect();
+    *sentinel.shared.watchers.lock() = watchers;
+    Ok(sentinel)
   }
 
   /// The master's address this connection talks to now.
@@ -452,29 +492,49 @@ impl SentinelConn {
   /// background, one question at a time, at most every FAILOVER_POLL) and
   /// moves to the master they name if it is another one.
   fn check_soon(&self) {
-    let shared = self.shared.clone();
-    if shared.checking.swap(true, Ordering::AcqRel) {
-      return;
-    }
-    tokio::spawn(async move {
-      let wait = shared
-        .last_check
-        .lock()
-        .map(|t| (t + FAILOVER_POLL).saturating_duration_since(Instant::now()))
-        .unwrap_or_default();
-      tokio::time::sleep(wait).await;
+    check(self.shared.clone());
+  }
+
+  fn conn(&self) -> ConnectionManager {
+    self.shared.current.lock().conn.clone()
+  }
+}
+
+/// Moves `shared` to the master the sentinels name now (or the one a
+/// `+switch-master` announced, at once), in the background, one move at a
+/// time; an announcement that comes during a move is acted on after it.
+fn check(shared: Arc<SentinelShared>) {
+  if shared.checking.swap(true, Ordering::AcqRel) {
+    return;
+  }
+  tokio::spawn(async move {
+    loop {
+      let announced = shared.announced.lock().take();
+      if announced.is_none() {
+        let wait = shared
+          .last_check
+          .lock()
+          .map(|t| (t + FAILOVER_POLL).saturating_duration_since(Instant::now()))
+          .unwrap_or_default();
+        tokio::time::sleep(wait).await;
+      }
       *shared.last_check.lock() = Some(Instant::now());
       let now = shared.current.lock().addr.clone();
-      if let Ok(addr) = shared.target.master_addr().await {
-        if addr != now {
-          if let Ok((addr, conn)) = connect_master(
+      let found = match announced {
+        Some(addr) => Ok(addr),
+        None => shared.target.master_addr().await,
+      };
+      match found {
+        Ok(addr) if addr != now => {
+          let moved = connect_master_at(
             &shared.target,
+            addr,
             &shared.push,
             &shared.channel,
             &shared.script,
           )
-          .await
-          {
+          .await;
+          if let Ok((addr, conn)) = moved {
             *shared.current.lock() = Current { addr, conn };
             // Every waiter re-runs ACQUIRE on the new master (re-enqueues),
             // as after a reconnect.
@@ -484,13 +544,86 @@ impl SentinelConn {
             });
           }
         }
+        _ => {}
       }
       shared.checking.store(false, Ordering::Release);
-    });
-  }
+      if shared.announced.lock().is_none() || shared.checking.swap(true, Ordering::AcqRel) {
+        return;
+      }
+    }
+  });
+}
 
-  fn conn(&self) -> ConnectionManager {
-    self.shared.current.lock().conn.clone()
+/// Listens to one sentinel's `+switch-master` announcements (reconnecting
+/// with the reconnect back-off), so a failover is followed as soon as it is
+/// made rather than at the next failed command. Ends with the connection.
+async fn watch_switches(
+  shared: std::sync::Weak<SentinelShared>,
+  sentinel: redis::Client,
+  name: String,
+) {
+  let info = sentinel.get_connection_info().clone();
+  let settings = info
+    .redis_settings()
+    .clone()
+    .set_protocol(ProtocolVersion::RESP3);
+  let Ok(sentinel) = redis::Client::open(info.set_redis_settings(settings)) else {
+    return;
+  };
+  let mut pause = MIN_RECONNECT_DELAY;
+  loop {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let config = redis::AsyncConnectionConfig::new()
+      .set_push_sender(tx)
+      .set_connection_timeout(Some(COMMAND_TIMEOUT))
+      .set_response_timeout(Some(COMMAND_TIMEOUT));
+    let subscribed = async {
+      let mut conn = sentinel
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+      conn.subscribe("+switch-master").await?;
+      Ok::<_, RedisError>(conn)
+    }
+    .await;
+    if let Ok(_conn) = subscribed {
+      pause = MIN_RECONNECT_DELAY;
+      while let Some(push) = rx.recv().await {
+        match push.kind {
+          PushKind::Message => {
+            let Some(addr) = switched_to(&push, &name) else {
+              continue;
+            };
+            let Some(shared) = shared.upgrade() else {
+              return;
+            };
+            *shared.announced.lock() = Some(addr);
+            check(shared);
+          }
+          PushKind::Disconnection => break,
+          _ => {}
+        }
+      }
+    }
+    if shared.strong_count() == 0 {
+      return;
+    }
+    tokio::time::sleep(pause).await;
+    pause = next_delay(pause);
+  }
+}
+
+/// The new master's address in a `+switch-master` message about `name`:
+/// `<name> <old ip> <old port> <new ip> <new port>`.
+fn switched_to(push: &PushInfo, name: &str) -> Option<(String, u16)> {
+  let payload = match push.data.get(1)? {
+    Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?,
+    Value::SimpleString(text) => text.as_str(),
+    _ => return None,
+  };
+  let parts: Vec<&str> = payload.split(' ').collect();
+  match parts.as_slice() {
+    [master, _, _, host, port] if *master == name => Some((host.to_string(), port.parse().ok()?)),
+    _ => None,
   }
 }
 
@@ -526,7 +659,19 @@ async fn connect_master(
   channel: &str,
   script: &Script,
 ) -> std::result::Result<((String, u16), ConnectionManager), RedisError> {
-  let (host, port) = target.master_addr().await?;
+  let addr = target.master_addr().await?;
+  connect_master_at(target, addr, push, channel, script).await
+}
+
+/// Connects to the master at `(host, port)`, and checks with ROLE that it
+/// is one.
+async fn connect_master_at(
+  target: &SentinelTarget,
+  (host, port): (String, u16),
+  push: &PushFn,
+  channel: &str,
+  script: &Script,
+) -> std::result::Result<((String, u16), ConnectionManager), RedisError> {
   let client = target.master_client(&host, port)?;
   let push = push.clone();
   let sender = move |info: PushInfo| {
