@@ -10,85 +10,23 @@
 
 const { test, after } = require('node:test')
 const assert = require('node:assert/strict')
-const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
-const { spawn, fork } = require('node:child_process')
+const { fork } = require('node:child_process')
 const AsyncLock = require('../index.js')
 const Locky = require('../locky.js')
 const ExclusiveLock = require('../exclusive-lock.js')
-const { startRedis, freePort, respCommand } = require('../support/redis-harness')
+const { startRedis } = require('../support/redis-harness')
+const { startSentinel: startOne, until, untilSentinelsReady, sleep } = require('./helpers/sentinel')
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const WORKER = path.join(__dirname, 'fixtures', 'sentinel-worker.js')
 const sentinels = []
-
-/** A redis-server in sentinel mode on a loopback port, watching `masterPort`; stopped by pid. */
-async function startSentinel(masterPort) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'keyed-lock-sentinel-'))
-  const port = await freePort()
-  const conf = path.join(dir, 'sentinel.conf')
-  fs.writeFileSync(
-    conf,
-    [
-      `port ${port}`,
-      'bind 127.0.0.1',
-      `dir ${dir}`,
-      `logfile ${path.join(dir, 'log')}`,
-      `sentinel monitor mymaster 127.0.0.1 ${masterPort} 2`,
-      'sentinel down-after-milliseconds mymaster 1000',
-      'sentinel failover-timeout mymaster 3000',
-      'sentinel parallel-syncs mymaster 1',
-      '',
-    ].join('\n'),
-  )
-  const child = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' })
-  child.unref()
-  const exited = new Promise((resolve) => child.on('exit', resolve))
-  const url = `redis://127.0.0.1:${port}`
-  const sentinel = {
-    port,
-    url,
-    command: (...args) => respCommand(url, ...args),
-    async stop() {
-      if (child.exitCode === null && child.signalCode === null) {
-        process.kill(child.pid, 'SIGTERM')
-        await exited
-      }
-      fs.rmSync(dir, { recursive: true, force: true })
-    },
-  }
-  sentinels.push(sentinel)
-  const deadline = Date.now() + 5000
-  for (;;) {
-    const pong = await Promise.race([sentinel.command('PING').catch(() => null), sleep(300).then(() => null)])
-    if (pong === 'PONG') return sentinel
-    if (Date.now() > deadline) throw new Error(`sentinel on ${port} did not start`)
-    await sleep(50)
-  }
-}
-
-process.on('exit', () => {
-  for (const s of sentinels) s.stop().catch(() => {})
-})
-
 after(async () => {
   await Promise.all(sentinels.map((s) => s.stop()))
 })
-
-async function until(what, check, ms = 20000) {
-  const deadline = Date.now() + ms
-  for (;;) {
-    if (await check()) return
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await sleep(100)
-  }
-}
-
-const fields = (flat) => {
-  const out = {}
-  for (let i = 0; i + 1 < flat.length; i += 2) out[flat[i]] = flat[i + 1]
-  return out
+async function startSentinel(masterPort) {
+  const s = await startOne(masterPort)
+  sentinels.push(s)
+  return s
 }
 
 test('Sentinel: 4 processes hand a lock off while the master is SIGKILLed; keyed-lock follows the promotion', { timeout: 120000 }, async (t) => {
@@ -97,13 +35,7 @@ test('Sentinel: 4 processes hand a lock off while the master is SIGKILLed; keyed
   t.after(() => Promise.all([master.stop(), replica.stop()]))
   await until('the replica to sync', async () => /master_link_status:up/.test(await replica.command('INFO', 'replication')))
   const trio = [await startSentinel(master.port), await startSentinel(master.port), await startSentinel(master.port)]
-  await until('the sentinels to find each other and the replica', async () => {
-    for (const s of trio) {
-      const m = fields(await s.command('SENTINEL', 'MASTER', 'mymaster'))
-      if (Number(m['num-other-sentinels']) !== 2 || Number(m['num-slaves']) !== 1) return false
-    }
-    return true
-  })
+  await untilSentinelsReady(trio)
   const sentinelUrls = trio.map((s) => s.url)
 
   // The address comes from the sentinels: a lock works before any failover.

@@ -11,56 +11,16 @@ const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { spawnSync } = require('node:child_process')
 const AsyncLock = require('../index.js')
 const Locky = require('../locky.js')
 const ExclusiveLock = require('../exclusive-lock.js')
 const { startRedis, freePort } = require('../support/redis-harness')
-
-function openssl(dir, ...args) {
-  const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' })
-  if (r.error && r.error.code === 'ENOENT') throw new Error('the TLS tests need the openssl CLI (apt-get install -y openssl)')
-  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed:\n${r.stderr}`)
-}
-
-const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
-
-/** A CA, and certificates it signs: `server` (127.0.0.1, localhost) and `client`; `other` is a CA that signed nothing here. */
-function makeCertificates(dir) {
-  for (const ca of ['ca', 'other']) {
-    openssl(dir, 'req', '-x509', ...EC, '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-days', '2', '-subj', `/CN=keyed-lock test ${ca}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign')
-  }
-  const leaf = (name, ext) => {
-    fs.writeFileSync(path.join(dir, `${name}.ext`), ext)
-    openssl(dir, 'req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`)
-    openssl(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`,
-      '-days', '2', '-extfile', `${name}.ext`)
-  }
-  leaf('server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n')
-  leaf('client', 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n')
-  const read = (f) => fs.readFileSync(path.join(dir, f))
-  return {
-    dir,
-    ca: read('ca.crt'),
-    other: read('other.crt'),
-    clientCert: read('client.crt'),
-    clientKey: read('client.key'),
-  }
-}
+const { makeCertificates, tlsArgs } = require('./helpers/tls')
 
 /** A redis-server with a TLS port beside its plain one (the harness checks readiness on the plain one). */
-async function startTls(certs, { authClients }) {
+async function startTls(certs, { authClients, cert }) {
   const tlsPort = await freePort()
-  const server = await startRedis({
-    args: [
-      '--tls-port', String(tlsPort),
-      '--tls-cert-file', path.join(certs.dir, 'server.crt'),
-      '--tls-key-file', path.join(certs.dir, 'server.key'),
-      '--tls-ca-cert-file', path.join(certs.dir, 'ca.crt'),
-      '--tls-auth-clients', authClients ? 'yes' : 'no',
-    ],
-  })
+  const server = await startRedis({ args: tlsArgs(certs, tlsPort, { authClients, cert }) })
   server.tlsPort = tlsPort
   return server
 }
