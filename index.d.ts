@@ -304,9 +304,13 @@ declare namespace AsyncLock {
     /** PEM private key of `cert`. Never shown in any message. */
     key?: string | Uint8Array | undefined
     /**
-     * The name the server certificate must carry. Must equal the URL's host
-     * (keyed-lock checks the certificate against the host it connects to; put
-     * the certificate's name in the URL), else `TypeError`.
+     * The name the server certificate must be valid for (also sent as SNI),
+     * when it is not the URL's host: `rediss://127.0.0.1:6380` with
+     * `servername: 'redis.example.com'`. A certificate not valid for it fails
+     * the first call with `KEYED_LOCK_REDIS` (`TLS certificate verification
+     * failed`). A single Redis only: on a Cluster or through Sentinel, where
+     * the nodes' addresses come from the servers, it must equal the URL's host
+     * (else `TypeError`). Default: the URL's host.
      */
     servername?: string | undefined
     /** `false` accepts any server certificate (testing only). Default `true`. */

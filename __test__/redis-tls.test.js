@@ -132,11 +132,16 @@ test('the tls option is validated: TypeErrors naming it', () => {
     [{ key: certs.clientKey }, /option "tls"\.cert/],
     [{ ciphers: 'x' }, /option "tls"\.ciphers/],
     ['yes', /option "tls"/],
-    [{ servername: 'elsewhere.example' }, /option "tls\.servername"/],
+    [{ servername: '' }, /option "tls"\.servername/],
   ]
   for (const [tls, message] of cases) {
     assert.throws(() => new AsyncLock({ redis: url, tls }), (err) => err instanceof TypeError && message.test(err.message))
   }
+  // A servername other than the host, where the addresses come from the
+  // servers: refused rather than applied to nodes it may not name.
+  const elsewhere = { servername: 'elsewhere.example' }
+  assert.throws(() => new AsyncLock({ redis: [url], tls: elsewhere }), /option "tls\.servername"/)
+  assert.throws(() => new AsyncLock({ redis: { sentinels: [url], name: 'm' }, tls: elsewhere }), /option "tls\.servername"/)
   // No TLS on a unix socket.
   assert.throws(() => new AsyncLock({ redis: 'redis+unix:///tmp/x.sock', tls: true }), TypeError)
   // The key never shows in a message.
@@ -148,6 +153,42 @@ test('the tls option is validated: TypeErrors naming it', () => {
     }
   })()
   assert.ok(!err.message.includes('SECRET'))
+})
+
+test('servername: a certificate issued for another name than the host connected to', async (t) => {
+  // Issued for redis.test only; reached at 127.0.0.1.
+  const named = await startTls(certs, { authClients: false, cert: 'named' })
+  t.after(() => named.stop())
+  const url = `rediss://127.0.0.1:${named.tlsPort}`
+  await roundTrip({ redis: url, tls: { ca: certs.ca, servername: 'redis.test' } })
+  // Checked for the host: refused, as a certificate failure.
+  for (const tls of [{ ca: certs.ca }, { ca: certs.ca, servername: 'other.test' }]) {
+    const lock = new AsyncLock({ redis: url, tls, name: 'tls', prefix: `n-${tls.servername}` })
+    const err = await rejection(lock.lock('k', { timeout: 4000 }))
+    await lock.close()
+    assert.equal(err.code, 'KEYED_LOCK_REDIS')
+    assert.match(err.message, /TLS certificate verification failed/)
+    assert.match(err.message, new RegExp(`rediss://127\\.0\\.0\\.1:${named.tlsPort}`))
+  }
+  // The connection is remade (same name) after the server drops it, and a
+  // waiter is still handed the lock over it.
+  const a = new AsyncLock({ redis: url, tls: { ca: certs.ca, servername: 'redis.test' }, name: 'named' })
+  const b = new AsyncLock({ redis: url, tls: { ca: certs.ca, servername: 'redis.test' }, name: 'named', prefix: 'named-b' })
+  t.after(() => Promise.all([a.close(), b.close()]))
+  await (await a.lock('k', { timeout: 4000 })).release()
+  await named.command('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  await named.command('CLIENT', 'KILL', 'TYPE', 'normal')
+  const held = await a.lock('k', { timeout: 4000 })
+  const waiting = a.lock('k', { timeout: 4000 })
+  await new Promise((r) => setTimeout(r, 100))
+  await held.release()
+  const next = await waiting
+  assert.ok(next.token > held.token)
+  await next.release()
+  // Read from an ioredis client's tls option by the facades too.
+  const locky = new Locky({ redis: { options: { host: '127.0.0.1', port: named.tlsPort, tls: { ca: certs.ca, servername: 'redis.test' } } } })
+  assert.equal(await locky.lock([{ resource: 'n', locker: 'me' }]), true)
+  await locky.close()
 })
 
 test('with tls options a redis:// URL is upgraded to TLS (as ioredis does)', async () => {

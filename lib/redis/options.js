@@ -69,16 +69,18 @@ function tlsOptions(tls, name = 'option "tls"', strict = true) {
 /**
  * The URL(s) and native options of a connection: with TLS options a
  * `redis://` URL is upgraded to `rediss://` (as ioredis does with `tls`), a
- * unix socket is refused (no TLS there), and `servername` must be the URL's
- * host (the TLS name is the host keyed-lock connects to; put the certificate's
- * name in the URL). `key` identifies the settings for the per-thread client
- * cache without keeping a copy of the private key in it.
+ * unix socket is refused (no TLS there). `servername` (the name the server
+ * certificate must be valid for, sent as SNI) may differ from the URL's host
+ * for a single Redis (connect to 127.0.0.1, verify `redis.test`); on a
+ * Cluster or through Sentinel, where the nodes' addresses come from the
+ * servers, it must be the URL's host. `key` identifies the settings for the
+ * per-thread client cache without keeping a copy of the private key in it.
  */
-function connection(urls, tls, sentinel) {
+function connection(urls, tls, sentinel, addressesFromServers = false) {
   if (sentinel !== undefined) {
     // The sentinels keep their own scheme; `tls` is for the master (and for
     // any rediss:// sentinel).
-    const master = tls === undefined ? sentinel.masterUrl : connection([sentinel.masterUrl], tls).urls[0]
+    const master = tls === undefined ? sentinel.masterUrl : connection([sentinel.masterUrl], tls, undefined, true).urls[0]
     const inner = tls === undefined ? { native: {}, key: '' } : connection([], tls)
     const native = { ...inner.native, sentinel: { name: sentinel.name, masterUrl: master } }
     return { urls, native, key: `\0sentinel:${sentinel.name}\0${master}${inner.key}` }
@@ -89,7 +91,7 @@ function connection(urls, tls, sentinel) {
     if (unix) throw invalidArg('option "tls"', 'unset for a unix socket URL (TLS needs a TCP rediss:// URL)', tls)
     return url.startsWith('redis://') ? 'rediss://' + url.slice('redis://'.length) : url
   })
-  if (tls.servername !== undefined) {
+  if (tls.servername !== undefined && (addressesFromServers || out.length !== 1)) {
     for (const url of out) {
       let host
       try {
@@ -100,7 +102,7 @@ function connection(urls, tls, sentinel) {
       if (host !== tls.servername) {
         throw invalidArg(
           'option "tls.servername"',
-          "the URL's host (keyed-lock verifies the certificate for the host it connects to: put that name in the URL)",
+          "the URL's host on a Redis Cluster or through Sentinel (the nodes' addresses come from the servers)",
           tls.servername,
         )
       }
@@ -108,9 +110,9 @@ function connection(urls, tls, sentinel) {
   }
   const hash = crypto.createHash('sha256')
   for (const part of [tls.ca, tls.cert, tls.key]) hash.update(part ?? '').update('\0')
-  hash.update(String(tls.rejectUnauthorized))
-  const native = { tls: { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized } }
-  for (const k of ['ca', 'cert', 'key']) if (native.tls[k] === undefined) delete native.tls[k]
+  hash.update(String(tls.rejectUnauthorized)).update('\0').update(tls.servername ?? '')
+  const native = { tls: { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized, servername: tls.servername } }
+  for (const k of ['ca', 'cert', 'key', 'servername']) if (native.tls[k] === undefined) delete native.tls[k]
   return { urls: out, native, key: '\0tls:' + hash.digest('hex') }
 }
 

@@ -45,6 +45,8 @@ pub(super) enum Client {
   Cluster(Vec<redis::ConnectionInfo>, ConnOptions),
   /// A Sentinel-managed master, found (and followed) through the sentinels.
   Sentinel(Arc<conn::SentinelTarget>),
+  /// A single Redis over TLS whose certificate names another host.
+  Named(Arc<conn::NamedTarget>),
 }
 
 #[derive(Clone)]
@@ -52,6 +54,7 @@ pub(super) enum Conn {
   Single(ConnectionManager),
   Cluster(ClusterConnection),
   Sentinel(conn::SentinelConn),
+  Named(conn::NamedConn),
 }
 
 impl RedisLock {
@@ -122,6 +125,14 @@ impl RedisLock {
   /// [`RedisLock::new`] with TLS settings (see [`conn`]).
   pub fn new_with(url: &str, prefix: &str, opts: &ConnOptions, on_lost: LostFn) -> Result<Self> {
     let shown = redact(url);
+    if let Some(target) = conn::named_target(url, &shown, opts)? {
+      return Ok(Self::with_client(
+        shown,
+        Client::Named(Arc::new(target)),
+        prefix,
+        on_lost,
+      ));
+    }
     let client = conn::single_client(url, &shown, opts)?;
     Ok(Self::with_client(
       shown,
@@ -221,6 +232,16 @@ impl RedisLock {
               .await?;
               Ok(Conn::Sentinel(conn))
             }
+            Client::Named(target) => {
+              let conn = conn::NamedConn::connect(
+                target.clone(),
+                tx,
+                &inner.channel,
+                &inner.scripts.acquire,
+              )
+              .await?;
+              Ok(Conn::Named(conn))
+            }
             Client::Cluster(nodes, opts) => {
               let client = conn::cluster_client(nodes, opts, tx)?;
               let mut conn = client.get_async_connection().await?;
@@ -278,6 +299,7 @@ impl RedisLock {
       Conn::Single(c) => invocation.invoke_async(c).await,
       Conn::Cluster(c) => invocation.invoke_async(c).await,
       Conn::Sentinel(c) => invocation.invoke_async(c).await,
+      Conn::Named(c) => invocation.invoke_async(c).await,
     }
     .map_err(|e| self.failed(e))
   }
@@ -296,6 +318,7 @@ impl RedisLock {
       Conn::Single(c) => cmd.query_async(c).await,
       Conn::Cluster(c) => cmd.query_async(c).await,
       Conn::Sentinel(c) => cmd.query_async(c).await,
+      Conn::Named(c) => cmd.query_async(c).await,
     }
     .map_err(|e| self.failed(e))
   }

@@ -87,6 +87,9 @@ pub struct TlsOptions {
   pub key: Option<Vec<u8>>,
   /// `false` accepts any server certificate (testing only).
   pub reject_unauthorized: bool,
+  /// The name the server certificate must be valid for (and the SNI),
+  /// when it is not the host connected to (a single Redis only).
+  pub servername: Option<String>,
 }
 
 impl std::fmt::Debug for TlsOptions {
@@ -97,6 +100,7 @@ impl std::fmt::Debug for TlsOptions {
       .field("cert", &self.cert.is_some())
       .field("key", &self.key.as_ref().map(|_| "<redacted>"))
       .field("reject_unauthorized", &self.reject_unauthorized)
+      .field("servername", &self.servername)
       .finish()
   }
 }
@@ -199,6 +203,237 @@ pub fn single_client(url: &str, shown: &str, opts: &ConnOptions) -> Result<redis
   match certs {
     Some(certs) => redis::Client::build_with_tls(info, certs).map_err(bad),
     None => redis::Client::open(info).map_err(bad),
+  }
+}
+
+/// A single Redis whose certificate is checked for `servername`, not for
+/// the host connected to: the client's address carries the servername
+/// (redis-rs verifies, and sends as SNI, the address's host name) and
+/// [`Rename`] resolves that name to the real host.
+pub struct NamedTarget {
+  client: redis::Client,
+  rename: Rename,
+}
+
+/// Resolves `name` as `host` (and any other name as itself).
+#[derive(Clone)]
+struct Rename {
+  name: String,
+  host: String,
+}
+
+impl redis::io::AsyncDNSResolver for Rename {
+  fn resolve<'a, 'b: 'a>(
+    &'a self,
+    host: &'b str,
+    port: u16,
+  ) -> RedisFuture<'a, Box<dyn Iterator<Item = std::net::SocketAddr> + Send + 'a>> {
+    Box::pin(async move {
+      let host = if host == self.name {
+        self.host.as_str()
+      } else {
+        host
+      };
+      let found = tokio::net::lookup_host((host, port)).await?;
+      Ok(Box::new(found) as Box<dyn Iterator<Item = std::net::SocketAddr> + Send>)
+    })
+  }
+}
+
+/// The [`NamedTarget`] of `url` when `opts` give a `servername` other than
+/// its host (a `rediss://` URL only), else `None`.
+pub fn named_target(url: &str, shown: &str, opts: &ConnOptions) -> Result<Option<NamedTarget>> {
+  let Some(tls) = &opts.tls else {
+    return Ok(None);
+  };
+  let Some(name) = &tls.servername else {
+    return Ok(None);
+  };
+  let info = connection_info(url, shown, Some(tls))?;
+  let (host, port, insecure) = match info.addr() {
+    ConnectionAddr::TcpTls {
+      host,
+      port,
+      insecure,
+      ..
+    } if host != name => (host.clone(), *port, *insecure),
+    _ => return Ok(None),
+  };
+  let info = info.set_addr(ConnectionAddr::TcpTls {
+    host: name.clone(),
+    port,
+    insecure,
+    tls_params: None,
+  });
+  let bad = |e: RedisError| RedisLockError::Url(format!("{shown}: {}", describe(&e)));
+  let client = match certificates(tls, shown)? {
+    Some(certs) => redis::Client::build_with_tls(info, certs).map_err(bad)?,
+    None => redis::Client::open(info).map_err(bad)?,
+  };
+  Ok(Some(NamedTarget {
+    client,
+    rename: Rename {
+      name: name.clone(),
+      host,
+    },
+  }))
+}
+
+struct NamedShared {
+  target: Arc<NamedTarget>,
+  push: PushFn,
+  channel: String,
+  script: Script,
+  /// The connection and its generation (a failed one is dropped only if
+  /// no other command replaced it already).
+  current: tokio::sync::Mutex<(u64, Option<redis::aio::MultiplexedConnection>)>,
+}
+
+/// A connection to a [`NamedTarget`]. redis-rs's connection manager takes
+/// no resolver, so this does its part: one multiplexed connection, made
+/// with the same timeouts and back-off, subscribed and with the script
+/// loaded; replaced on the next command after one fails as a connection
+/// failure (its waiters are told by redis-rs's disconnection push, as with
+/// the manager).
+#[derive(Clone)]
+pub struct NamedConn {
+  shared: Arc<NamedShared>,
+}
+
+impl NamedConn {
+  pub async fn connect<F>(
+    target: Arc<NamedTarget>,
+    push: F,
+    channel: &str,
+    script: &Script,
+  ) -> std::result::Result<Self, RedisError>
+  where
+    F: Fn(PushInfo) -> std::result::Result<(), ()> + Send + Sync + 'static,
+  {
+    let push: PushFn = Arc::new(move |info| {
+      let _ = push(info);
+    });
+    let conn = NamedConn {
+      shared: Arc::new(NamedShared {
+        target,
+        push,
+        channel: channel.to_string(),
+        script: script.clone(),
+        current: tokio::sync::Mutex::new((0, None)),
+      }),
+    };
+    conn.current().await?;
+    Ok(conn)
+  }
+
+  /// The connection now, made (with the reconnect back-off) if there is
+  /// none.
+  async fn current(
+    &self,
+  ) -> std::result::Result<(u64, redis::aio::MultiplexedConnection), RedisError> {
+    let mut current = self.shared.current.lock().await;
+    if let (generation, Some(conn)) = &*current {
+      return Ok((*generation, conn.clone()));
+    }
+    let shared = &self.shared;
+    let mut pause = MIN_RECONNECT_DELAY;
+    let mut attempt = 0;
+    let conn = loop {
+      match self.open().await {
+        Ok(conn) => break conn,
+        Err(e) if attempt >= RECONNECT_RETRIES || !is_outage(&e) => return Err(e),
+        Err(_) => {
+          attempt += 1;
+          tokio::time::sleep(pause).await;
+          pause = next_delay(pause);
+        }
+      }
+    };
+    let reconnected = current.0 > 0;
+    *current = (current.0 + 1, Some(conn.clone()));
+    let generation = current.0;
+    drop(current);
+    if reconnected {
+      // A grant published while there was no connection went unheard.
+      (shared.push)(PushInfo {
+        kind: PushKind::Disconnection,
+        data: vec![],
+      });
+    }
+    Ok((generation, conn))
+  }
+
+  async fn open(&self) -> std::result::Result<redis::aio::MultiplexedConnection, RedisError> {
+    let shared = &self.shared;
+    let push = shared.push.clone();
+    let sender = move |info: PushInfo| {
+      push(info);
+      Ok::<(), ()>(())
+    };
+    let config = redis::AsyncConnectionConfig::new()
+      .set_push_sender(sender)
+      .set_connection_timeout(Some(COMMAND_TIMEOUT))
+      .set_response_timeout(Some(COMMAND_TIMEOUT))
+      .set_dns_resolver(shared.target.rename.clone());
+    let mut conn = shared
+      .target
+      .client
+      .get_multiplexed_async_connection_with_config(&config)
+      .await?;
+    conn.subscribe(&shared.channel).await?;
+    shared.script.load_async(&mut conn).await?;
+    Ok(conn)
+  }
+
+  /// After `e` on the connection of `generation`: forget that connection
+  /// if it failed as a connection, so the next command makes a new one.
+  async fn failed(&self, generation: u64, e: &RedisError) {
+    if !may_be_failover(e) {
+      return;
+    }
+    let mut current = self.shared.current.lock().await;
+    if current.0 == generation {
+      current.1 = None;
+    }
+  }
+}
+
+impl redis::aio::ConnectionLike for NamedConn {
+  fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+    Box::pin(async move {
+      let (generation, mut conn) = self.current().await?;
+      let reply = conn.req_packed_command(cmd).await;
+      if let Err(e) = &reply {
+        self.failed(generation, e).await;
+      }
+      reply
+    })
+  }
+
+  fn req_packed_commands<'a>(
+    &'a mut self,
+    pipeline: &'a redis::Pipeline,
+    offset: usize,
+    count: usize,
+  ) -> RedisFuture<'a, Vec<Value>> {
+    Box::pin(async move {
+      let (generation, mut conn) = self.current().await?;
+      let reply = conn.req_packed_commands(pipeline, offset, count).await;
+      if let Err(e) = &reply {
+        self.failed(generation, e).await;
+      }
+      reply
+    })
+  }
+
+  fn get_db(&self) -> i64 {
+    self
+      .shared
+      .target
+      .client
+      .get_connection_info()
+      .redis_settings()
+      .db()
   }
 }
 
