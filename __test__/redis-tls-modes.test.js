@@ -87,6 +87,18 @@ test('Sentinel over TLS: the master is found through rediss:// sentinels, and fo
   const lease = await lock.lock('k', { timeout: 5000 })
   await lease.release()
   assert.ok((await evalCalls(master)) > before, 'locked on the master, over TLS')
+  // The facades read the same from an ioredis Sentinel client with TLS to
+  // the sentinels (enableTLSForSentinelMode) and to the master (tls).
+  const Locky = require('../locky.js')
+  const ioredisLike = {
+    set() {},
+    options: { sentinels: trio.map((s) => ({ host: '127.0.0.1', port: s.tlsPort })), name: 'mymaster', enableTLSForSentinelMode: true, tls: { ca: certs.ca } },
+  }
+  const locky = new Locky({ redis: ioredisLike })
+  const viaFacade = await evalCalls(master)
+  assert.equal(await locky.lock([{ resource: 'r', locker: 'me' }]), true)
+  await locky.close()
+  assert.ok((await evalCalls(master)) > viaFacade, 'Locky locked on the master, over TLS')
 
   await master.kill9()
   // Started with no master: waits for the new one (announced over TLS).

@@ -160,16 +160,25 @@ function sentinelFromClient(client, name) {
   const nodeRedis = Array.isArray(options.sentinelRootNodes) || Array.isArray(client.sentinelRootNodes)
   if (!ioredis && !nodeRedis) return undefined
   const masterName = options.name
-  if (typeof masterName !== 'string' || masterName === '' || (ioredis && options.role === 'slave')) throw redisSentinelClient(name)
+  // ioredis's natMap rewrites the addresses the sentinels give: read
+  // without it, the locks would go to the unmapped ones.
+  const mapped = ioredis && options.natMap !== undefined && options.natMap !== null
+  if (typeof masterName !== 'string' || masterName === '' || (ioredis && options.role === 'slave') || mapped) throw redisSentinelClient(name)
   const nodes = ioredis ? options.sentinels : options.sentinelRootNodes ?? client.sentinelRootNodes
   const node = isObject(options.nodeClientOptions) ? options.nodeClientOptions : {}
   const sentinelSide = isObject(options.sentinelClientOptions) ? options.sentinelClientOptions : {}
   const sentinelUser = ioredis ? options.sentinelUsername : sentinelSide.username
   const sentinelPass = ioredis ? options.sentinelPassword : sentinelSide.password
+  // Sentinels over TLS: ioredis's enableTLSForSentinelMode / sentinelTLS,
+  // node-redis's sentinelClientOptions.socket.tls (the `tls` settings,
+  // read by tlsFromClient, apply to them as to the master).
+  const sentinelTls = ioredis
+    ? Boolean(options.enableTLSForSentinelMode || options.sentinelTLS)
+    : isObject(sentinelSide.socket) && Boolean(sentinelSide.socket.tls)
   const sentinels = nodes.map((n) => {
     const host = isObject(n) ? (n.host ?? (isObject(n.socket) ? n.socket.host : undefined)) : undefined
     const port = isObject(n) ? (n.port ?? (isObject(n.socket) ? n.socket.port : undefined)) : undefined
-    const url = new URL(`redis://${host && host.includes(':') && !host.startsWith('[') ? `[${host}]` : host || '127.0.0.1'}:${port ?? 26379}`)
+    const url = new URL(`${sentinelTls ? 'rediss' : 'redis'}://${host && host.includes(':') && !host.startsWith('[') ? `[${host}]` : host || '127.0.0.1'}:${port ?? 26379}`)
     if (typeof sentinelUser === 'string' && sentinelUser !== '') url.username = sentinelUser
     if (typeof sentinelPass === 'string' && sentinelPass !== '') url.password = sentinelPass
     return url.href.replace(/\/$/, '')
