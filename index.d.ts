@@ -227,8 +227,12 @@ declare namespace AsyncLock {
      * a request whose keys hash to different slots rejects with a
      * `TypeError` naming the key, before any command is sent.
      *
-     * A `RedisSentinelOptions` object is a Sentinel-managed master: found
-     * through the sentinels and followed across a failover. A
+     * A `RedisSentinelOptions` object, or a
+     * `redis+sentinel://[user:pass@]host:port[,host:port…]/masterName[/db]`
+     * URL (`rediss+sentinel://`: TLS to the sentinels and the master; the
+     * credentials are the master's; a host without a port means 26379), is a
+     * Sentinel-managed master: found through the sentinels and followed
+     * across a failover. A
      * `RedisQuorumOptions` object is a quorum of independent masters (the
      * Redlock algorithm).
      */
@@ -320,8 +324,10 @@ declare namespace AsyncLock {
   /**
    * A Sentinel-managed master for the `redis` option: keyed-lock asks the
    * sentinels for the master's address (`SENTINEL get-master-addr-by-name`),
-   * and asks again when a command fails as a dropped connection or
-   * `-READONLY`, moving to the new master after a failover.
+   * listens to their `+switch-master` announcements, and asks again when a
+   * command fails as a dropped connection or `-READONLY`, moving to the new
+   * master after a failover; acquisitions started during the switch wait
+   * for it (within their `timeout`).
    */
   interface RedisSentinelOptions {
     /**

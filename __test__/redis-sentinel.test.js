@@ -53,6 +53,15 @@ test('Sentinel: 4 processes hand a lock off while the master is SIGKILLed; keyed
   await probe.close()
   // ... and close() closes those connections too.
   await until('the subscriptions closed with the lock', async () => (await subscribed()).every((n) => n === 0), 5000)
+  // The same master by URL: redis+sentinel://host:port,host:port/name, on
+  // AsyncLock and on a facade.
+  const sentinelUrl = `redis+sentinel://${trio.map((s) => `127.0.0.1:${s.port}`).join(',')}/mymaster`
+  const byUrl = new AsyncLock({ redis: sentinelUrl, name: 'probe' })
+  await (await byUrl.lock('p', { timeout: 5000 })).release()
+  await byUrl.close()
+  const lockyByUrl = new Locky({ redis: sentinelUrl })
+  assert.equal(await lockyByUrl.lock([{ resource: 'u', locker: 'me' }]), true)
+  await lockyByUrl.close()
   const evalsOnMaster = async () => Number((/cmdstat_evalsha:calls=(\d+)/.exec(await master.command('INFO', 'commandstats')) || [0, 0])[1])
   let evals = await evalsOnMaster()
   assert.ok(evals > 0, 'the lock ran on the master')
@@ -156,6 +165,8 @@ test('Sentinel option: TypeErrors naming what is wrong', () => {
     [{ sentinels: ['redis://127.0.0.1:26379'] }, /name/],
     [{ sentinels: ['redis://127.0.0.1:26379'], name: 'm', host: 'x' }, /"redis"\.host/],
     [{ sentinels: [42], name: 'm' }, /sentinels\[0\]/],
+    ['redis+sentinel://127.0.0.1:26379', /redis\+sentinel:\/\//],
+    ['redis+sentinel://127.0.0.1:26379/', /redis\+sentinel:\/\//],
   ]
   for (const [redis, message] of bad) {
     assert.throws(() => new AsyncLock({ redis }), (err) => err instanceof TypeError && message.test(err.message))

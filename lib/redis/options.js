@@ -195,6 +195,32 @@ function sentinelFromClient(client, name) {
 
 const SENTINEL_KEYS = new Set(['sentinels', 'name', 'username', 'password', 'db'])
 
+const SENTINEL_URL = /^(rediss?)\+sentinel:\/\/(?:(.*)@)?([^@/?#]+)\/([^/?#]+)(?:\/(\d+))?\/?$/
+
+/**
+ * `redis+sentinel://[user:pass@]host:port[,host:port…]/name[/db]` (or
+ * `rediss+sentinel://`, TLS to the sentinels and the master) as the object
+ * form of the Sentinel option; the credentials are the master's. Undefined
+ * for any other string.
+ */
+function sentinelFromUrl(text) {
+  if (!/^rediss?\+sentinel:/.test(text)) return undefined
+  const m = SENTINEL_URL.exec(text)
+  const expected = 'a Sentinel URL: redis+sentinel://[user:pass@]host:port[,host:port...]/masterName[/db]'
+  if (m === null) throw invalidArg('option "redis"', expected, '(a malformed redis+sentinel:// URL)')
+  const [, scheme, userinfo, hosts, name, db] = m
+  const sentinels = hosts.split(',').map((h) => `${scheme}://${/:\d+$/.test(h) ? h : h + ':26379'}`)
+  const out = { sentinels, name: decodeURIComponent(name) }
+  if (userinfo !== undefined) {
+    const colon = userinfo.indexOf(':')
+    const username = decodeURIComponent(colon < 0 ? userinfo : userinfo.slice(0, colon))
+    if (username !== '') out.username = username
+    if (colon >= 0) out.password = decodeURIComponent(userinfo.slice(colon + 1))
+  }
+  if (db !== undefined) out.db = Number(db)
+  return { options: out, tls: scheme === 'rediss' }
+}
+
 /** A sentinel given as a URL, `host:port`, or `{ host, port }`: its URL. */
 function sentinelUrl(value, name) {
   if (typeof value === 'string') {
@@ -216,6 +242,13 @@ function sentinelUrl(value, name) {
  * host is a placeholder the native side replaces.
  */
 function sentinelOption(redis) {
+  let scheme = 'redis'
+  if (typeof redis === 'string') {
+    const fromUrl = sentinelFromUrl(redis)
+    if (fromUrl === undefined) return undefined
+    redis = fromUrl.options
+    if (fromUrl.tls) scheme = 'rediss'
+  }
   if (!isObject(redis) || Array.isArray(redis)) return undefined
   for (const key of Object.keys(redis)) {
     if (!SENTINEL_KEYS.has(key) && redis[key] !== undefined) {
@@ -229,7 +262,7 @@ function sentinelOption(redis) {
     throw invalidArg('option "redis".name', "the master's name in the sentinels' configuration (e.g. 'mymaster')", redis.name)
   }
   const sentinels = redis.sentinels.map((s, i) => sentinelUrl(s, `option "redis".sentinels[${i}]`))
-  const master = new URL('redis://sentinel-master:6379')
+  const master = new URL(`${scheme}://sentinel-master:6379`)
   for (const key of ['username', 'password']) {
     const value = redis[key]
     if (value === undefined || value === null) continue
