@@ -275,12 +275,12 @@ impl RedisLock {
           match tokio::time::timeout_at(d, call).await {
             Ok(r) => r,
             // Not one answer before the timeout from a Redis this client
-            // never reached (connecting hangs): the error says where. One
-            // it had reached is in an outage, which ends a wait as any
-            // timeout does. Either way the ACQUIRE may still run when
+            // never reached (connecting hangs), or to a try: the error says
+            // where. One it had reached is in an outage, which ends a wait
+            // as any timeout does. Either way the ACQUIRE may still run when
             // Redis comes back: `pending` cancels it then (and releases
             // what it was granted).
-            Err(_) if first && self.inner.conn.get().is_none() => {
+            Err(_) if first && (self.inner.conn.get().is_none() || opts.mode == Mode::Try) => {
               let waited = opts.timeout.unwrap_or_default().as_millis();
               return Err(self.error(format!(
                 "no answer within the acquire timeout ({waited} ms)"
@@ -303,7 +303,12 @@ impl RedisLock {
         // after a restart) with the reconnect back-off, until it answers or
         // the timeout passes, which then ends the wait as any timeout does.
         // Without a timeout, an outage longer than OUTAGE_LIMIT is reported.
-        Err(e) if !first || matches!(e, RedisLockError::Unreachable { .. }) => {
+        // A try (Mode::Try) waits for nothing, an outage included: it
+        // reports it at once (a quorum counts that master as refusing).
+        Err(e)
+          if !first
+            || (opts.mode != Mode::Try && matches!(e, RedisLockError::Unreachable { .. })) =>
+        {
           let since = *outage.get_or_insert(sent);
           if deadline.is_none() && since.elapsed() >= OUTAGE_LIMIT {
             return Err(e);
