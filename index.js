@@ -43,6 +43,10 @@ function promiseOption(P) {
 function AsyncLock(opts) {
   opts = opts || {}
   this.Promise = promiseOption(opts.Promise)
+  // The reach is opened last (below), but `queues` keeps its place among
+  // the own properties, where async-lock has it.
+  let space = null
+  Object.defineProperty(this, 'queues', { enumerable: true, get: () => space.snapshot() })
   this.domainReentrant = opts.domainReentrant || false
   if (this.domainReentrant) {
     if (typeof process === 'undefined' || typeof process.domain === 'undefined') {
@@ -61,15 +65,12 @@ function AsyncLock(opts) {
   // Opened last, once every other option has passed: a Redis client opened
   // by a constructor that then threw would keep its share of the
   // connection, and that URL's last close() would never come.
-  const space = openSpace(opts)
+  space = openSpace(opts)
   Object.defineProperty(this, '_space', { value: space })
   // Never a URL: a Redis lock is named by its `name` option only.
   Object.defineProperty(this, '_stats', {
     value: new Stats(reachOf(opts), typeof opts.name === 'string' ? opts.name : undefined),
   })
-  // Read-only view in async-lock's shape: a key is present while held or
-  // waited on, its value's length is the number of waiters.
-  Object.defineProperty(this, 'queues', { enumerable: true, get: () => space.snapshot() })
 }
 
 AsyncLock.DEFAULT_TIMEOUT = 0 // never
