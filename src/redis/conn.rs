@@ -874,13 +874,14 @@ fn may_be_failover(e: &RedisError) -> bool {
 /// A failure of a command on a connection that had worked which may pass
 /// on its own: the connection dropped or was refused, a command timed out,
 /// or the server is between roles (a failover: `READONLY`, `MASTERDOWN`,
-/// `LOADING`; a cluster re-sharding or failing over: `TRYAGAIN`,
-/// `CLUSTERDOWN`). An authentication or certificate failure is not one:
-/// waiting does not fix a wrong password.
+/// `LOADING`; a cluster re-sharding, failing over or a node rejoining:
+/// `TRYAGAIN`, `CLUSTERDOWN`, and a `MOVED`/`ASK` that redis-rs's own
+/// redirects did not settle). An authentication or certificate failure is
+/// not one: waiting does not fix a wrong password.
 pub fn is_outage(e: &RedisError) -> bool {
   let between_roles = matches!(
     e.code(),
-    Some("READONLY" | "MASTERDOWN" | "LOADING" | "TRYAGAIN" | "CLUSTERDOWN")
+    Some("READONLY" | "MASTERDOWN" | "LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MOVED" | "ASK")
   );
   let lost = may_be_failover(e) || matches!(e.kind(), redis::ErrorKind::ClusterConnectionNotFound);
   (between_roles || lost) && describe(e) == e.to_string()
