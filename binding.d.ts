@@ -110,6 +110,8 @@ export interface NativeTlsOptions {
   cert?: Buffer
   key?: Buffer
   rejectUnauthorized: boolean
+  /** The name the certificate must be valid for, when it is not the URL's host. */
+  servername?: string
 }
 
 /** Measures the bare cost of a crossing (bench/crossings.js). */

@@ -230,8 +230,12 @@ declare namespace AsyncLock {
      * a request whose keys hash to different slots rejects with a
      * `TypeError` naming the key, before any command is sent.
      *
-     * A `RedisSentinelOptions` object is a Sentinel-managed master: found
-     * through the sentinels and followed across a failover. A
+     * A `RedisSentinelOptions` object, or a
+     * `redis+sentinel://[user:pass@]host:port[,host:port…]/masterName[/db]`
+     * URL (`rediss+sentinel://`: TLS to the sentinels and the master; the
+     * credentials are the master's; a host without a port means 26379), is a
+     * Sentinel-managed master: found through the sentinels and followed
+     * across a failover. A
      * `RedisQuorumOptions` object is a quorum of independent masters (the
      * Redlock algorithm).
      */
@@ -307,9 +311,13 @@ declare namespace AsyncLock {
     /** PEM private key of `cert`. Never shown in any message. */
     key?: string | Uint8Array | undefined
     /**
-     * The name the server certificate must carry. Must equal the URL's host
-     * (keyed-lock checks the certificate against the host it connects to; put
-     * the certificate's name in the URL), else `TypeError`.
+     * The name the server certificate must be valid for (also sent as SNI),
+     * when it is not the URL's host: `rediss://127.0.0.1:6380` with
+     * `servername: 'redis.example.com'`. A certificate not valid for it fails
+     * the first call with `KEYED_LOCK_REDIS` (`TLS certificate verification
+     * failed`). A single Redis only: on a Cluster or through Sentinel, where
+     * the nodes' addresses come from the servers, it must equal the URL's host
+     * (else `TypeError`). Default: the URL's host.
      */
     servername?: string | undefined
     /** `false` accepts any server certificate (testing only). Default `true`. */
@@ -319,8 +327,10 @@ declare namespace AsyncLock {
   /**
    * A Sentinel-managed master for the `redis` option: keyed-lock asks the
    * sentinels for the master's address (`SENTINEL get-master-addr-by-name`),
-   * and asks again when a command fails as a dropped connection or
-   * `-READONLY`, moving to the new master after a failover.
+   * listens to their `+switch-master` announcements, and asks again when a
+   * command fails as a dropped connection or `-READONLY`, moving to the new
+   * master after a failover; acquisitions started during the switch wait
+   * for it (within their `timeout`).
    */
   interface RedisSentinelOptions {
     /**

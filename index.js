@@ -43,14 +43,9 @@ function promiseOption(P) {
 function AsyncLock(opts) {
   opts = opts || {}
   this.Promise = promiseOption(opts.Promise)
-  const space = openSpace(opts)
-  Object.defineProperty(this, '_space', { value: space })
-  // Never a URL: a Redis lock is named by its `name` option only.
-  Object.defineProperty(this, '_stats', {
-    value: new Stats(reachOf(opts), typeof opts.name === 'string' ? opts.name : undefined),
-  })
-  // Read-only view in async-lock's shape: a key is present while held or
-  // waited on, its value's length is the number of waiters.
+  // The reach is opened last (below), but `queues` keeps its place among
+  // the own properties, where async-lock has it.
+  let space = null
   Object.defineProperty(this, 'queues', { enumerable: true, get: () => space.snapshot() })
   this.domainReentrant = opts.domainReentrant || false
   if (this.domainReentrant) {
@@ -67,6 +62,15 @@ function AsyncLock(opts) {
     timeOption('maxExecutionTime', opts.maxExecutionTime) ||
     timeOption('AsyncLock.DEFAULT_MAX_EXECUTION_TIME', AsyncLock.DEFAULT_MAX_EXECUTION_TIME)
   this.maxPending = maxPendingOption(opts.maxPending, AsyncLock.DEFAULT_MAX_PENDING)
+  // Opened last, once every other option has passed: a Redis client opened
+  // by a constructor that then threw would keep its share of the
+  // connection, and that URL's last close() would never come.
+  space = openSpace(opts)
+  Object.defineProperty(this, '_space', { value: space })
+  // Never a URL: a Redis lock is named by its `name` option only.
+  Object.defineProperty(this, '_stats', {
+    value: new Stats(reachOf(opts), typeof opts.name === 'string' ? opts.name : undefined),
+  })
 }
 
 AsyncLock.DEFAULT_TIMEOUT = 0 // never

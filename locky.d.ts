@@ -172,13 +172,14 @@ declare namespace Locky {
   }
 
   /**
-   * Where Redis is: a `redis://`, `rediss://`, `redis+unix://` or `unix://`
-   * URL, or an array of Redis Cluster node URLs; then-redis options; an
+   * Where Redis is: a `redis://`, `rediss://`, `redis+unix://`, `unix://` or
+   * `redis+sentinel://host:port[,host:port…]/masterName` URL, or an array of
+   * Redis Cluster node URLs; then-redis options; an
    * ioredis or node-redis client, single, cluster or Sentinel (only its
    * options are read, keyed-lock never sends commands through it: host, port,
    * credentials, TLS settings, or a Sentinel client's sentinels and master
-   * name; a Sentinel client without a master name, or for a replica, is a
-   * `TypeError`, never read as `localhost:6379`); or a function
+   * name; a Sentinel client without a master name, for a replica, or with an
+   * ioredis `natMap`, is a `TypeError`, never read as `localhost:6379`); or a function
    * returning one of these, called once. Default: `process.env.REDIS_URL`,
    * else `redis://127.0.0.1:6379`.
    */

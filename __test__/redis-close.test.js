@@ -111,3 +111,22 @@ test("a closed Locky's calls reject with KEYED_LOCK_CLOSED (message unchanged)",
     message: 'keyed-lock: this Locky was closed',
   })
 })
+
+test('a constructor that throws after its Redis client could be opened gives its share back: the last close() closes the connection', async () => {
+  // A database of its own, so that this URL's connection can be counted.
+  const url = server.url + '/7'
+  const connections = async () => (await server.command('CLIENT', 'LIST')).split('\n').filter((line) => / db=7 /.test(line)).length
+  const lock = new AsyncLock({ redis: url, name: freshName() })
+  await (await lock.lock('k')).release()
+  assert.equal(await connections(), 1)
+  // An option checked after the redis option was read.
+  assert.throws(() => new AsyncLock({ redis: url, timeout: -1 }), { name: 'TypeError', message: /"timeout"/ })
+  // A quorum whose last URL is refused, after the first one's client was opened.
+  assert.throws(() => new AsyncLock({ redis: { quorum: [url, server.url + '/8', 'http://not-redis'] } }), { name: 'TypeError' })
+  await lock.close()
+  const deadline = Date.now() + 3000
+  while ((await connections()) !== 0) {
+    assert.ok(Date.now() < deadline, 'the connection is still open after the last close()')
+    await sleep(20)
+  }
+})

@@ -189,3 +189,34 @@ test('an ACL user on every node: each node connection authenticates; a wrong pas
   })
   await wrong.close()
 })
+
+test('a node down and back: an acquisition started meanwhile waits for it within its timeout, as on one Redis; past it, the usual timeout', { timeout: 60000 }, async (t) => {
+  // The harness's kill9() awaits an unref'd child's exit: keep the loop alive.
+  const keep = setInterval(() => {}, 1000)
+  t.after(() => clearInterval(keep))
+  const lock = new AsyncLock({ redis: urls, name: 'node-down' })
+  t.after(() => lock.close())
+  await (await lock.lock('k', { timeout: 5000 })).release() // connected, slots known
+  // The node that serves the lock's keys.
+  const slot = await nodes[0].command('CLUSTER', 'KEYSLOT', lockKeys('keyed-lock', 'node-down', 'k')[0])
+  const ranges = await nodes[0].command('CLUSTER', 'SLOTS')
+  const owner = ranges.find(([from, to]) => slot >= from && slot <= to)[2][1]
+  const node = nodes.find((n) => n.port === Number(owner))
+  await node.kill9()
+  const waiting = lock.lock('k', { timeout: 15000 })
+  await sleep(1000)
+  await node.restart() // the same nodes.conf: it comes back with its slots
+  const lease = await waiting
+  assert.ok(lease.token > 0)
+  await lease.release()
+  await node.kill9()
+  const started = Date.now()
+  await assert.rejects(lock.lock('k', { timeout: 800 }), { message: 'async-lock timed out in queue k' })
+  assert.ok(Date.now() - started < 800 + 1500, `rejected after ${Date.now() - started} ms`)
+  await node.restart()
+  const deadline = Date.now() + 20000
+  while (!/cluster_state:ok/.test(await node.command('CLUSTER', 'INFO'))) {
+    assert.ok(Date.now() < deadline, 'the cluster came back')
+    await sleep(100)
+  }
+})

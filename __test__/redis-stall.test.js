@@ -143,7 +143,8 @@ test('a Redis stall past the 5 s command timeout: failed acquires, given-up wait
   const held = await a.lock('released-in-stall', { timeout: 3000 })
   server.pause()
   const started = now()
-  // No timeout of its own: the command timeout fails it.
+  // No timeout of its own: the command timeout fails its ACQUIRE, which is
+  // re-run (an outage is ridden out, up to a minute) until Redis answers.
   const noTimeout = settle(a.acquire('no-timeout', () => {}))
   // Gives up at once; its CANCEL is itself unanswered past the command
   // timeout and is retried.
@@ -156,12 +157,11 @@ test('a Redis stall past the 5 s command timeout: failed acquires, given-up wait
   await sleep(5800 - (now() - started))
   server.resume()
   const resumedAt = now()
-  const failed = await noTimeout
-  assert.ok(failed instanceof Error && failed.code === 'KEYED_LOCK_REDIS', `rejected naming Redis: ${failed}`)
+  assert.equal(await noTimeout, 'resolved', 'granted once Redis answered (its callback ran), not failed')
   assert.ok((await quick) instanceof Error)
   const release = await released
   assert.ok(release === true || release === false || release.code === 'KEYED_LOCK_REDIS', String(release))
-  await takeNext('no-timeout', resumedAt, 'acquire() failed by the command timeout')
+  await takeNext('no-timeout', resumedAt, 'acquire() that rode out the stall')
   await takeNext('quick', resumedAt, 'acquire() given up, its CANCEL retried past the command timeout')
   await takeNext('released-in-stall', resumedAt, 'released during the stall')
   t.diagnostic(`next acquirer's wait after resume (ms): ${waits.join(', ')}`)

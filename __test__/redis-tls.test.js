@@ -11,56 +11,16 @@ const assert = require('node:assert/strict')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
-const { spawnSync } = require('node:child_process')
 const AsyncLock = require('../index.js')
 const Locky = require('../locky.js')
 const ExclusiveLock = require('../exclusive-lock.js')
 const { startRedis, freePort } = require('../support/redis-harness')
-
-function openssl(dir, ...args) {
-  const r = spawnSync('openssl', args, { cwd: dir, encoding: 'utf8' })
-  if (r.error && r.error.code === 'ENOENT') throw new Error('the TLS tests need the openssl CLI (apt-get install -y openssl)')
-  if (r.status !== 0) throw new Error(`openssl ${args.join(' ')} failed:\n${r.stderr}`)
-}
-
-const EC = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
-
-/** A CA, and certificates it signs: `server` (127.0.0.1, localhost) and `client`; `other` is a CA that signed nothing here. */
-function makeCertificates(dir) {
-  for (const ca of ['ca', 'other']) {
-    openssl(dir, 'req', '-x509', ...EC, '-keyout', `${ca}.key`, '-out', `${ca}.crt`, '-days', '2', '-subj', `/CN=keyed-lock test ${ca}`,
-      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign')
-  }
-  const leaf = (name, ext) => {
-    fs.writeFileSync(path.join(dir, `${name}.ext`), ext)
-    openssl(dir, 'req', ...EC, '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=${name}`)
-    openssl(dir, 'x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`,
-      '-days', '2', '-extfile', `${name}.ext`)
-  }
-  leaf('server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n')
-  leaf('client', 'extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n')
-  const read = (f) => fs.readFileSync(path.join(dir, f))
-  return {
-    dir,
-    ca: read('ca.crt'),
-    other: read('other.crt'),
-    clientCert: read('client.crt'),
-    clientKey: read('client.key'),
-  }
-}
+const { makeCertificates, tlsArgs } = require('./helpers/tls')
 
 /** A redis-server with a TLS port beside its plain one (the harness checks readiness on the plain one). */
-async function startTls(certs, { authClients }) {
+async function startTls(certs, { authClients, cert }) {
   const tlsPort = await freePort()
-  const server = await startRedis({
-    args: [
-      '--tls-port', String(tlsPort),
-      '--tls-cert-file', path.join(certs.dir, 'server.crt'),
-      '--tls-key-file', path.join(certs.dir, 'server.key'),
-      '--tls-ca-cert-file', path.join(certs.dir, 'ca.crt'),
-      '--tls-auth-clients', authClients ? 'yes' : 'no',
-    ],
-  })
+  const server = await startRedis({ args: tlsArgs(certs, tlsPort, { authClients, cert }) })
   server.tlsPort = tlsPort
   return server
 }
@@ -172,11 +132,16 @@ test('the tls option is validated: TypeErrors naming it', () => {
     [{ key: certs.clientKey }, /option "tls"\.cert/],
     [{ ciphers: 'x' }, /option "tls"\.ciphers/],
     ['yes', /option "tls"/],
-    [{ servername: 'elsewhere.example' }, /option "tls\.servername"/],
+    [{ servername: '' }, /option "tls"\.servername/],
   ]
   for (const [tls, message] of cases) {
     assert.throws(() => new AsyncLock({ redis: url, tls }), (err) => err instanceof TypeError && message.test(err.message))
   }
+  // A servername other than the host, where the addresses come from the
+  // servers: refused rather than applied to nodes it may not name.
+  const elsewhere = { servername: 'elsewhere.example' }
+  assert.throws(() => new AsyncLock({ redis: [url], tls: elsewhere }), /option "tls\.servername"/)
+  assert.throws(() => new AsyncLock({ redis: { sentinels: [url], name: 'm' }, tls: elsewhere }), /option "tls\.servername"/)
   // No TLS on a unix socket.
   assert.throws(() => new AsyncLock({ redis: 'redis+unix:///tmp/x.sock', tls: true }), TypeError)
   // The key never shows in a message.
@@ -188,6 +153,42 @@ test('the tls option is validated: TypeErrors naming it', () => {
     }
   })()
   assert.ok(!err.message.includes('SECRET'))
+})
+
+test('servername: a certificate issued for another name than the host connected to', async (t) => {
+  // Issued for redis.test only; reached at 127.0.0.1.
+  const named = await startTls(certs, { authClients: false, cert: 'named' })
+  t.after(() => named.stop())
+  const url = `rediss://127.0.0.1:${named.tlsPort}`
+  await roundTrip({ redis: url, tls: { ca: certs.ca, servername: 'redis.test' } })
+  // Checked for the host: refused, as a certificate failure.
+  for (const tls of [{ ca: certs.ca }, { ca: certs.ca, servername: 'other.test' }]) {
+    const lock = new AsyncLock({ redis: url, tls, name: 'tls', prefix: `n-${tls.servername}` })
+    const err = await rejection(lock.lock('k', { timeout: 4000 }))
+    await lock.close()
+    assert.equal(err.code, 'KEYED_LOCK_REDIS')
+    assert.match(err.message, /TLS certificate verification failed/)
+    assert.match(err.message, new RegExp(`rediss://127\\.0\\.0\\.1:${named.tlsPort}`))
+  }
+  // The connection is remade (same name) after the server drops it, and a
+  // waiter is still handed the lock over it.
+  const a = new AsyncLock({ redis: url, tls: { ca: certs.ca, servername: 'redis.test' }, name: 'named' })
+  const b = new AsyncLock({ redis: url, tls: { ca: certs.ca, servername: 'redis.test' }, name: 'named', prefix: 'named-b' })
+  t.after(() => Promise.all([a.close(), b.close()]))
+  await (await a.lock('k', { timeout: 4000 })).release()
+  await named.command('CLIENT', 'KILL', 'TYPE', 'pubsub')
+  await named.command('CLIENT', 'KILL', 'TYPE', 'normal')
+  const held = await a.lock('k', { timeout: 4000 })
+  const waiting = a.lock('k', { timeout: 4000 })
+  await new Promise((r) => setTimeout(r, 100))
+  await held.release()
+  const next = await waiting
+  assert.ok(next.token > held.token)
+  await next.release()
+  // Read from an ioredis client's tls option by the facades too.
+  const locky = new Locky({ redis: { options: { host: '127.0.0.1', port: named.tlsPort, tls: { ca: certs.ca, servername: 'redis.test' } } } })
+  assert.equal(await locky.lock([{ resource: 'n', locker: 'me' }]), true)
+  await locky.close()
 })
 
 test('with tls options a redis:// URL is upgraded to TLS (as ioredis does)', async () => {
@@ -222,7 +223,9 @@ test('the facades refuse a Sentinel client they cannot follow rather than misrou
   const nameless = { set() {}, options: { sentinels: [{ host: '127.0.0.1', port: 26379 }], host: 'localhost', port: 6379 } }
   const replica = { set() {}, options: { sentinels: [{ host: '127.0.0.1', port: 26379 }], name: 'mymaster', role: 'slave' } }
   const nodeRedisNameless = { set() {}, options: { sentinelRootNodes: [{ host: '127.0.0.1', port: 26379 }] } }
-  for (const client of [nameless, replica, nodeRedisNameless]) {
+  // ioredis's natMap rewrites the sentinels' addresses: not followed, so refused.
+  const natMapped = { set() {}, options: { sentinels: [{ host: '127.0.0.1', port: 26379 }], name: 'mymaster', natMap: { '10.0.0.1:6379': { host: '127.0.0.1', port: 6379 } } } }
+  for (const client of [nameless, replica, nodeRedisNameless, natMapped]) {
     assert.throws(() => new Locky({ redis: client }), (err) => err instanceof TypeError && /Sentinel/.test(err.message) && /option "redis"/.test(err.message))
     assert.throws(
       () => new ExclusiveLock({ name: 'r', cache_connection: client }),

@@ -101,7 +101,7 @@ const TTL_MAX_MS = 2 ** 31 - 1
  */
 function redisSentinelClient(name) {
   const err = new TypeError(
-    `keyed-lock: ${name} is a Redis Sentinel client keyed-lock cannot follow (it needs the master's name, and the master, not a replica): ` +
+    `keyed-lock: ${name} is a Redis Sentinel client keyed-lock cannot follow (it needs the master's name, the master rather than a replica, and no natMap): ` +
       "its host and port are not the master's, and reading them would send the locks to whatever Redis listens there.",
   )
   err.code = 'ERR_INVALID_ARG_VALUE'

@@ -114,7 +114,7 @@ class RedisClient {
     // `tls`: already read by lib/redis/options.js tlsOptions (or undefined);
     // an object `url` is a Sentinel-managed master (lib/redis/options.js).
     const sentinel = redisOptions.sentinelOption(url)
-    const conn = redisOptions.connection(sentinel ? sentinel.sentinels : checkUrl(url, 'option "redis"'), tls, sentinel)
+    const conn = redisOptions.connection(sentinel ? sentinel.sentinels : checkUrl(url, 'option "redis"'), tls, sentinel, Array.isArray(url))
     const urls = conn.urls
     if (typeof prefix !== 'string' || prefix === '') throw invalidArg('option "prefix"', 'a non-empty string', prefix)
     checkText(prefix, 'option "prefix"')

@@ -69,16 +69,18 @@ function tlsOptions(tls, name = 'option "tls"', strict = true) {
 /**
  * The URL(s) and native options of a connection: with TLS options a
  * `redis://` URL is upgraded to `rediss://` (as ioredis does with `tls`), a
- * unix socket is refused (no TLS there), and `servername` must be the URL's
- * host (the TLS name is the host keyed-lock connects to; put the certificate's
- * name in the URL). `key` identifies the settings for the per-thread client
- * cache without keeping a copy of the private key in it.
+ * unix socket is refused (no TLS there). `servername` (the name the server
+ * certificate must be valid for, sent as SNI) may differ from the URL's host
+ * for a single Redis (connect to 127.0.0.1, verify `redis.test`); on a
+ * Cluster or through Sentinel, where the nodes' addresses come from the
+ * servers, it must be the URL's host. `key` identifies the settings for the
+ * per-thread client cache without keeping a copy of the private key in it.
  */
-function connection(urls, tls, sentinel) {
+function connection(urls, tls, sentinel, addressesFromServers = false) {
   if (sentinel !== undefined) {
     // The sentinels keep their own scheme; `tls` is for the master (and for
     // any rediss:// sentinel).
-    const master = tls === undefined ? sentinel.masterUrl : connection([sentinel.masterUrl], tls).urls[0]
+    const master = tls === undefined ? sentinel.masterUrl : connection([sentinel.masterUrl], tls, undefined, true).urls[0]
     const inner = tls === undefined ? { native: {}, key: '' } : connection([], tls)
     const native = { ...inner.native, sentinel: { name: sentinel.name, masterUrl: master } }
     return { urls, native, key: `\0sentinel:${sentinel.name}\0${master}${inner.key}` }
@@ -89,7 +91,7 @@ function connection(urls, tls, sentinel) {
     if (unix) throw invalidArg('option "tls"', 'unset for a unix socket URL (TLS needs a TCP rediss:// URL)', tls)
     return url.startsWith('redis://') ? 'rediss://' + url.slice('redis://'.length) : url
   })
-  if (tls.servername !== undefined) {
+  if (tls.servername !== undefined && (addressesFromServers || out.length !== 1)) {
     for (const url of out) {
       let host
       try {
@@ -100,7 +102,7 @@ function connection(urls, tls, sentinel) {
       if (host !== tls.servername) {
         throw invalidArg(
           'option "tls.servername"',
-          "the URL's host (keyed-lock verifies the certificate for the host it connects to: put that name in the URL)",
+          "the URL's host on a Redis Cluster or through Sentinel (the nodes' addresses come from the servers)",
           tls.servername,
         )
       }
@@ -108,9 +110,9 @@ function connection(urls, tls, sentinel) {
   }
   const hash = crypto.createHash('sha256')
   for (const part of [tls.ca, tls.cert, tls.key]) hash.update(part ?? '').update('\0')
-  hash.update(String(tls.rejectUnauthorized))
-  const native = { tls: { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized } }
-  for (const k of ['ca', 'cert', 'key']) if (native.tls[k] === undefined) delete native.tls[k]
+  hash.update(String(tls.rejectUnauthorized)).update('\0').update(tls.servername ?? '')
+  const native = { tls: { ca: tls.ca, cert: tls.cert, key: tls.key, rejectUnauthorized: tls.rejectUnauthorized, servername: tls.servername } }
+  for (const k of ['ca', 'cert', 'key', 'servername']) if (native.tls[k] === undefined) delete native.tls[k]
   return { urls: out, native, key: '\0tls:' + hash.digest('hex') }
 }
 
@@ -158,16 +160,25 @@ function sentinelFromClient(client, name) {
   const nodeRedis = Array.isArray(options.sentinelRootNodes) || Array.isArray(client.sentinelRootNodes)
   if (!ioredis && !nodeRedis) return undefined
   const masterName = options.name
-  if (typeof masterName !== 'string' || masterName === '' || (ioredis && options.role === 'slave')) throw redisSentinelClient(name)
+  // ioredis's natMap rewrites the addresses the sentinels give: read
+  // without it, the locks would go to the unmapped ones.
+  const mapped = ioredis && options.natMap !== undefined && options.natMap !== null
+  if (typeof masterName !== 'string' || masterName === '' || (ioredis && options.role === 'slave') || mapped) throw redisSentinelClient(name)
   const nodes = ioredis ? options.sentinels : options.sentinelRootNodes ?? client.sentinelRootNodes
   const node = isObject(options.nodeClientOptions) ? options.nodeClientOptions : {}
   const sentinelSide = isObject(options.sentinelClientOptions) ? options.sentinelClientOptions : {}
   const sentinelUser = ioredis ? options.sentinelUsername : sentinelSide.username
   const sentinelPass = ioredis ? options.sentinelPassword : sentinelSide.password
+  // Sentinels over TLS: ioredis's enableTLSForSentinelMode / sentinelTLS,
+  // node-redis's sentinelClientOptions.socket.tls (the `tls` settings,
+  // read by tlsFromClient, apply to them as to the master).
+  const sentinelTls = ioredis
+    ? Boolean(options.enableTLSForSentinelMode || options.sentinelTLS)
+    : isObject(sentinelSide.socket) && Boolean(sentinelSide.socket.tls)
   const sentinels = nodes.map((n) => {
     const host = isObject(n) ? (n.host ?? (isObject(n.socket) ? n.socket.host : undefined)) : undefined
     const port = isObject(n) ? (n.port ?? (isObject(n.socket) ? n.socket.port : undefined)) : undefined
-    const url = new URL(`redis://${host && host.includes(':') && !host.startsWith('[') ? `[${host}]` : host || '127.0.0.1'}:${port ?? 26379}`)
+    const url = new URL(`${sentinelTls ? 'rediss' : 'redis'}://${host && host.includes(':') && !host.startsWith('[') ? `[${host}]` : host || '127.0.0.1'}:${port ?? 26379}`)
     if (typeof sentinelUser === 'string' && sentinelUser !== '') url.username = sentinelUser
     if (typeof sentinelPass === 'string' && sentinelPass !== '') url.password = sentinelPass
     return url.href.replace(/\/$/, '')
@@ -183,6 +194,32 @@ function sentinelFromClient(client, name) {
 }
 
 const SENTINEL_KEYS = new Set(['sentinels', 'name', 'username', 'password', 'db'])
+
+const SENTINEL_URL = /^(rediss?)\+sentinel:\/\/(?:(.*)@)?([^@/?#]+)\/([^/?#]+)(?:\/(\d+))?\/?$/
+
+/**
+ * `redis+sentinel://[user:pass@]host:port[,host:port…]/name[/db]` (or
+ * `rediss+sentinel://`, TLS to the sentinels and the master) as the object
+ * form of the Sentinel option; the credentials are the master's. Undefined
+ * for any other string.
+ */
+function sentinelFromUrl(text) {
+  if (!/^rediss?\+sentinel:/.test(text)) return undefined
+  const m = SENTINEL_URL.exec(text)
+  const expected = 'a Sentinel URL: redis+sentinel://[user:pass@]host:port[,host:port...]/masterName[/db]'
+  if (m === null) throw invalidArg('option "redis"', expected, '(a malformed redis+sentinel:// URL)')
+  const [, scheme, userinfo, hosts, name, db] = m
+  const sentinels = hosts.split(',').map((h) => `${scheme}://${/:\d+$/.test(h) ? h : h + ':26379'}`)
+  const out = { sentinels, name: decodeURIComponent(name) }
+  if (userinfo !== undefined) {
+    const colon = userinfo.indexOf(':')
+    const username = decodeURIComponent(colon < 0 ? userinfo : userinfo.slice(0, colon))
+    if (username !== '') out.username = username
+    if (colon >= 0) out.password = decodeURIComponent(userinfo.slice(colon + 1))
+  }
+  if (db !== undefined) out.db = Number(db)
+  return { options: out, tls: scheme === 'rediss' }
+}
 
 /** A sentinel given as a URL, `host:port`, or `{ host, port }`: its URL. */
 function sentinelUrl(value, name) {
@@ -205,6 +242,13 @@ function sentinelUrl(value, name) {
  * host is a placeholder the native side replaces.
  */
 function sentinelOption(redis) {
+  let scheme = 'redis'
+  if (typeof redis === 'string') {
+    const fromUrl = sentinelFromUrl(redis)
+    if (fromUrl === undefined) return undefined
+    redis = fromUrl.options
+    if (fromUrl.tls) scheme = 'rediss'
+  }
   if (!isObject(redis) || Array.isArray(redis)) return undefined
   for (const key of Object.keys(redis)) {
     if (!SENTINEL_KEYS.has(key) && redis[key] !== undefined) {
@@ -218,7 +262,7 @@ function sentinelOption(redis) {
     throw invalidArg('option "redis".name', "the master's name in the sentinels' configuration (e.g. 'mymaster')", redis.name)
   }
   const sentinels = redis.sentinels.map((s, i) => sentinelUrl(s, `option "redis".sentinels[${i}]`))
-  const master = new URL('redis://sentinel-master:6379')
+  const master = new URL(`${scheme}://sentinel-master:6379`)
   for (const key of ['username', 'password']) {
     const value = redis[key]
     if (value === undefined || value === null) continue

@@ -36,7 +36,14 @@ function quorumUrls(redis) {
 class QuorumClient {
   /** One per-master client each (RedisClient.open: shared per thread, url and prefix). */
   constructor(urls, { prefix, tls } = {}) {
-    this.members = urls.map((url) => RedisClient.open(url, { prefix, tls }))
+    this.members = []
+    try {
+      for (const url of urls) this.members.push(RedisClient.open(url, { prefix, tls }))
+    } catch (err) {
+      // A later URL refused: the clients already opened give their share back.
+      for (const member of this.members) member.close().catch(() => {})
+      throw err
+    }
     this.majority = Math.floor(urls.length / 2) + 1
     this.prefix = prefix
     this.cluster = false

@@ -60,6 +60,8 @@ const nonEmpty = (value) => (typeof value === 'string' && value !== '' ? value :
 /** A URL string the Rust client can open, or undefined. */
 function parseUrl(text) {
   if (typeof text !== 'string') return undefined
+  // A Sentinel URL (several hosts): read by lib/redis/options.js sentinelOption.
+  if (/^rediss?\+sentinel:\/\/[^/]+\/[^/]/.test(text)) return text
   let url
   try {
     url = new URL(text)

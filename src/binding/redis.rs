@@ -44,6 +44,8 @@ pub struct NativeTlsOptions {
   pub cert: Option<Buffer>,
   pub key: Option<Buffer>,
   pub reject_unauthorized: bool,
+  /// The name the certificate must be valid for, when it is not the URL's host.
+  pub servername: Option<String>,
 }
 
 /// A Sentinel-managed master: its name, and a URL giving the scheme,
@@ -70,6 +72,7 @@ impl From<NativeConnOptions> for ConnOptions {
         cert: t.cert.map(|b| b.to_vec()),
         key: t.key.map(|b| b.to_vec()),
         reject_unauthorized: t.reject_unauthorized,
+        servername: t.servername,
       }),
       sentinel: o.sentinel.map(|s| SentinelOptions {
         name: s.name,

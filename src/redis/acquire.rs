@@ -13,6 +13,7 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::conn::{next_delay, MIN_RECONNECT_DELAY, OUTAGE_LIMIT};
 use super::dispatch::{FirstCall, Job, Submit, Verdict};
 use super::reply::{array, int_at, string_at, tokens, tokens_and_pttl, value_string};
 use super::watchdog::{watchdog, LeaseStart};
@@ -173,7 +174,17 @@ impl RedisLock {
     // the script's own reply reaches us.
     self.inner.waiters.lock().insert(id.clone(), tx);
     let unregister = Unregister(self.inner.clone(), id.clone());
-    if self.inner.aborted_early.lock().remove(&request) {
+    let aborted = {
+      let mut early = self.inner.aborted_early.lock();
+      early.last_started = early.last_started.max(request);
+      let aborted = early.requests.remove(&request);
+      if !early.requests.is_empty() {
+        // Aborted before a start that never came (its call threw first).
+        early.requests.retain(|&r| r > request);
+      }
+      aborted
+    };
+    if aborted {
       return Ok(Started::Done(Acquired::TimedOut));
     }
     let mode = match opts.mode {
@@ -241,6 +252,9 @@ impl RedisLock {
     let deadline = opts.timeout.map(|t| Instant::now() + t);
     let mut first_reply = Some(first_reply);
     let mut first = true;
+    // Since when Redis has been failing us, and the next back-off pause.
+    let mut outage: Option<Instant> = None;
+    let mut pause = MIN_RECONNECT_DELAY;
     // The server's clock as last seen: (when that ACQUIRE was sent, the
     // server's µs while it ran). A grant message says when Redis granted
     // in server time; mapped through this it is a local instant no later
@@ -263,11 +277,13 @@ impl RedisLock {
         Some(d) => {
           match tokio::time::timeout_at(d, call).await {
             Ok(r) => r,
-            // Not one answer from Redis before the timeout: that is an
-            // unreachable (or stalled) Redis, and the error says where.
-            // The ACQUIRE may still run when Redis comes back: `pending`
-            // cancels it then (and releases what it was granted).
-            Err(_) if first => {
+            // Not one answer before the timeout from a Redis this client
+            // never reached (connecting hangs), or to a try: the error says
+            // where. One it had reached is in an outage, which ends a wait
+            // as any timeout does. Either way the ACQUIRE may still run when
+            // Redis comes back: `pending` cancels it then (and releases
+            // what it was granted).
+            Err(_) if first && (self.inner.conn.get().is_none() || opts.mode == Mode::Try) => {
               let waited = opts.timeout.unwrap_or_default().as_millis();
               return Err(self.error(format!(
                 "no answer within the acquire timeout ({waited} ms)"
@@ -279,19 +295,47 @@ impl RedisLock {
         None => call.await,
       };
       let reply = match reply {
-        Ok(r) => r,
-        // Unreachable at the start: say so at once, naming the URL (a
-        // command timeout included: `pending` cancels what may still run).
-        Err(e) if first => return Err(e),
-        // A drop mid-wait: keep re-running (re-enqueues after a restart)
-        // until it answers or the timeout passes.
-        Err(e) => {
-          if deadline.is_some_and(|d| Instant::now() + Duration::from_millis(100) >= d) {
+        Ok(r) => {
+          outage = None;
+          pause = MIN_RECONNECT_DELAY;
+          r
+        }
+        // An outage of a Redis this client had reached (a failover, a
+        // restart, a dropped connection), or any failure once queued: keep
+        // re-running (re-resolving the master, reconnecting; re-enqueueing
+        // after a restart) with the reconnect back-off, until it answers or
+        // the timeout passes, which then ends the wait as any timeout does.
+        // Without a timeout, an outage longer than OUTAGE_LIMIT is reported.
+        // A try (Mode::Try) waits for nothing, an outage included: it
+        // reports it at once (a quorum counts that master as refusing).
+        Err(e)
+          if !first
+            || (opts.mode != Mode::Try && matches!(e, RedisLockError::Unreachable { .. })) =>
+        {
+          let since = *outage.get_or_insert(sent);
+          if deadline.is_none() && since.elapsed() >= OUTAGE_LIMIT {
             return Err(e);
           }
-          tokio::time::sleep(Duration::from_millis(100)).await;
+          let retry = Instant::now() + pause;
+          pause = next_delay(pause);
+          match tokio::time::timeout_at(deadline.map_or(retry, |d| d.min(retry)), rx.recv()).await {
+            Ok(Some(Wake::Abort)) => return self.give_up(&mut pending, names, &opts).await,
+            Ok(None) => return Err(RedisLockError::Closed),
+            // Reconnected, or moved to a new master (or a grant, which the
+            // re-run finds): at once.
+            Ok(Some(_)) => {}
+            Err(_) if deadline.is_some_and(|d| Instant::now() >= d) => {
+              return self.give_up(&mut pending, names, &opts).await
+            }
+            Err(_) => {}
+          }
           continue;
         }
+        // Refused at the start (a client that never connected: a wrong
+        // address, password or certificate), or a failure that waiting
+        // does not fix: at once, naming the URL (`pending` cancels what
+        // may still run).
+        Err(e) => return Err(e),
       };
       first = false;
       let items = array(&reply)?;

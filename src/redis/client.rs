@@ -45,6 +45,8 @@ pub(super) enum Client {
   Cluster(Vec<redis::ConnectionInfo>, ConnOptions),
   /// A Sentinel-managed master, found (and followed) through the sentinels.
   Sentinel(Arc<conn::SentinelTarget>),
+  /// A single Redis over TLS whose certificate names another host.
+  Named(Arc<conn::NamedTarget>),
 }
 
 #[derive(Clone)]
@@ -52,6 +54,7 @@ pub(super) enum Conn {
   Single(ConnectionManager),
   Cluster(ClusterConnection),
   Sentinel(conn::SentinelConn),
+  Named(conn::NamedConn),
 }
 
 impl RedisLock {
@@ -122,6 +125,14 @@ impl RedisLock {
   /// [`RedisLock::new`] with TLS settings (see [`conn`]).
   pub fn new_with(url: &str, prefix: &str, opts: &ConnOptions, on_lost: LostFn) -> Result<Self> {
     let shown = redact(url);
+    if let Some(target) = conn::named_target(url, &shown, opts)? {
+      return Ok(Self::with_client(
+        shown,
+        Client::Named(Arc::new(target)),
+        prefix,
+        on_lost,
+      ));
+    }
     let client = conn::single_client(url, &shown, opts)?;
     Ok(Self::with_client(
       shown,
@@ -163,6 +174,18 @@ impl RedisLock {
 
   pub fn url(&self) -> &str {
     &self.inner.url
+  }
+
+  /// A failed command's error: [`RedisLockError::Unreachable`] for an
+  /// outage (see `conn::is_outage`), which acquisitions ride out.
+  pub(super) fn failed(&self, e: redis::RedisError) -> RedisLockError {
+    if conn::is_outage(&e) {
+      return RedisLockError::Unreachable {
+        url: self.inner.url.clone(),
+        message: e.to_string(),
+      };
+    }
+    self.error(e)
   }
 
   pub(super) fn error(&self, e: impl std::fmt::Display) -> RedisLockError {
@@ -208,6 +231,16 @@ impl RedisLock {
               )
               .await?;
               Ok(Conn::Sentinel(conn))
+            }
+            Client::Named(target) => {
+              let conn = conn::NamedConn::connect(
+                target.clone(),
+                tx,
+                &inner.channel,
+                &inner.scripts.acquire,
+              )
+              .await?;
+              Ok(Conn::Named(conn))
             }
             Client::Cluster(nodes, opts) => {
               let client = conn::cluster_client(nodes, opts, tx)?;
@@ -278,8 +311,9 @@ impl RedisLock {
       Conn::Single(c) => invocation.invoke_async(c).await,
       Conn::Cluster(c) => invocation.invoke_async(c).await,
       Conn::Sentinel(c) => invocation.invoke_async(c).await,
+      Conn::Named(c) => invocation.invoke_async(c).await,
     }
-    .map_err(|e| self.error(e))
+    .map_err(|e| self.failed(e))
   }
 
   /// A raw command, for the facades' own bookkeeping.
@@ -296,7 +330,8 @@ impl RedisLock {
       Conn::Single(c) => cmd.query_async(c).await,
       Conn::Cluster(c) => cmd.query_async(c).await,
       Conn::Sentinel(c) => cmd.query_async(c).await,
+      Conn::Named(c) => cmd.query_async(c).await,
     }
-    .map_err(|e| self.error(e))
+    .map_err(|e| self.failed(e))
   }
 }

@@ -1,6 +1,6 @@
 //! How the Redis reach connects: URLs, TLS, credentials, timeouts and
-//! reconnect back-off, in one place for every mode (one Redis, a Redis
-//! Cluster), so each mode needs only what it must and all of them fail and
+//! reconnect back-off, in one place for every mode (one Redis, a
+//! Sentinel-managed master, a Redis Cluster), so each mode needs only what it must and all of them fail and
 //! retry the same way.
 //!
 //! - **TLS** (`rediss://`): rustls with the `ring` provider, so the addon
@@ -16,13 +16,22 @@
 //!   subscription connection) and, on a cluster, every node's connection.
 //! - **Sentinel**: the master's address comes from the sentinels
 //!   (`SENTINEL get-master-addr-by-name`, first sentinel that answers,
-//!   checked with `ROLE`). A command that fails as a dropped connection or
-//!   `-READONLY` makes [`SentinelConn`] ask the sentinels again (at most one
-//!   question in flight, at most every [`FAILOVER_POLL`]); when they name
-//!   another master it connects there, subscribes, and wakes every waiter
-//!   to re-run ACQUIRE (as a reconnect does). The failed command itself is
-//!   not retried here: the callers' own retries do that (a waiter's
+//!   checked with `ROLE`). [`SentinelConn`] moves to another master when a
+//!   sentinel announces one (`+switch-master`, subscribed on every
+//!   sentinel: the failover is followed as soon as it is made), or when a
+//!   command fails as a dropped connection or `-READONLY` and the sentinels,
+//!   asked again (at most one question in flight, at most every
+//!   [`FAILOVER_POLL`]), name another one. It then connects there,
+//!   subscribes, and wakes every waiter to re-run ACQUIRE (as a reconnect
+//!   does). The failed command itself is not retried here: the callers' own
+//!   retries do that (an acquisition riding out the outage, a waiter's
 //!   heartbeat, a background RELEASE, a watchdog renewal).
+//! - **Outages**: a command that fails in a way that may pass
+//!   ([`is_outage`]) on a connection that had worked is retried by an
+//!   acquisition with the reconnect back-off until its timeout (then the
+//!   usual timeout), or, without a timeout, for up to [`OUTAGE_LIMIT`] (then
+//!   the connection error); a client that never reached Redis fails at
+//!   once. The same in every mode.
 //! - **Errors** that a user must act on are named: an authentication
 //!   failure and a certificate failure say so (see [`describe`]); the URL in
 //!   every message is redacted by the caller.
@@ -44,9 +53,25 @@ use super::{RedisLockError, Result};
 
 /// Commands and connection attempts give up after this long.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_millis(5000);
-/// Reconnect back-off: redis-rs's exponential delay, capped here, for a
-/// single Redis (the connection manager) and a cluster alike.
-const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(1000);
+/// Reconnect back-off, the same in every mode and for every retry keyed-lock
+/// makes itself (an acquisition riding out an outage, a background CANCEL
+/// or RELEASE): the first pause, doubled after each failure up to
+/// [`MAX_RECONNECT_DELAY`]. redis-rs's connection manager and cluster client
+/// are set to the same numbers.
+pub const MIN_RECONNECT_DELAY: Duration = Duration::from_millis(100);
+pub const MAX_RECONNECT_DELAY: Duration = Duration::from_millis(1000);
+
+/// The pause after `pause` in the reconnect back-off.
+pub fn next_delay(pause: Duration) -> Duration {
+  (pause * 2).min(MAX_RECONNECT_DELAY)
+}
+
+/// An acquisition without a timeout stops riding out an outage once Redis
+/// has been unreachable for this long, and fails with the connection error:
+/// long enough for a Sentinel failover with default settings
+/// (`down-after-milliseconds` 30 s), short enough that a Redis gone for
+/// good is reported rather than waited on for ever.
+pub const OUTAGE_LIMIT: Duration = Duration::from_millis(60_000);
 /// Reconnect attempts per failed command before the command fails (the
 /// next command starts a new round).
 const RECONNECT_RETRIES: usize = 2;
@@ -62,6 +87,9 @@ pub struct TlsOptions {
   pub key: Option<Vec<u8>>,
   /// `false` accepts any server certificate (testing only).
   pub reject_unauthorized: bool,
+  /// The name the server certificate must be valid for (and the SNI),
+  /// when it is not the host connected to (a single Redis only).
+  pub servername: Option<String>,
 }
 
 impl std::fmt::Debug for TlsOptions {
@@ -72,6 +100,7 @@ impl std::fmt::Debug for TlsOptions {
       .field("cert", &self.cert.is_some())
       .field("key", &self.key.as_ref().map(|_| "<redacted>"))
       .field("reject_unauthorized", &self.reject_unauthorized)
+      .field("servername", &self.servername)
       .finish()
   }
 }
@@ -177,6 +206,237 @@ pub fn single_client(url: &str, shown: &str, opts: &ConnOptions) -> Result<redis
   }
 }
 
+/// A single Redis whose certificate is checked for `servername`, not for
+/// the host connected to: the client's address carries the servername
+/// (redis-rs verifies, and sends as SNI, the address's host name) and
+/// [`Rename`] resolves that name to the real host.
+pub struct NamedTarget {
+  client: redis::Client,
+  rename: Rename,
+}
+
+/// Resolves `name` as `host` (and any other name as itself).
+#[derive(Clone)]
+struct Rename {
+  name: String,
+  host: String,
+}
+
+impl redis::io::AsyncDNSResolver for Rename {
+  fn resolve<'a, 'b: 'a>(
+    &'a self,
+    host: &'b str,
+    port: u16,
+  ) -> RedisFuture<'a, Box<dyn Iterator<Item = std::net::SocketAddr> + Send + 'a>> {
+    Box::pin(async move {
+      let host = if host == self.name {
+        self.host.as_str()
+      } else {
+        host
+      };
+      let found = tokio::net::lookup_host((host, port)).await?;
+      Ok(Box::new(found) as Box<dyn Iterator<Item = std::net::SocketAddr> + Send>)
+    })
+  }
+}
+
+/// The [`NamedTarget`] of `url` when `opts` give a `servername` other than
+/// its host (a `rediss://` URL only), else `None`.
+pub fn named_target(url: &str, shown: &str, opts: &ConnOptions) -> Result<Option<NamedTarget>> {
+  let Some(tls) = &opts.tls else {
+    return Ok(None);
+  };
+  let Some(name) = &tls.servername else {
+    return Ok(None);
+  };
+  let info = connection_info(url, shown, Some(tls))?;
+  let (host, port, insecure) = match info.addr() {
+    ConnectionAddr::TcpTls {
+      host,
+      port,
+      insecure,
+      ..
+    } if host != name => (host.clone(), *port, *insecure),
+    _ => return Ok(None),
+  };
+  let info = info.set_addr(ConnectionAddr::TcpTls {
+    host: name.clone(),
+    port,
+    insecure,
+    tls_params: None,
+  });
+  let bad = |e: RedisError| RedisLockError::Url(format!("{shown}: {}", describe(&e)));
+  let client = match certificates(tls, shown)? {
+    Some(certs) => redis::Client::build_with_tls(info, certs).map_err(bad)?,
+    None => redis::Client::open(info).map_err(bad)?,
+  };
+  Ok(Some(NamedTarget {
+    client,
+    rename: Rename {
+      name: name.clone(),
+      host,
+    },
+  }))
+}
+
+struct NamedShared {
+  target: Arc<NamedTarget>,
+  push: PushFn,
+  channel: String,
+  script: Script,
+  /// The connection and its generation (a failed one is dropped only if
+  /// no other command replaced it already).
+  current: tokio::sync::Mutex<(u64, Option<redis::aio::MultiplexedConnection>)>,
+}
+
+/// A connection to a [`NamedTarget`]. redis-rs's connection manager takes
+/// no resolver, so this does its part: one multiplexed connection, made
+/// with the same timeouts and back-off, subscribed and with the script
+/// loaded; replaced on the next command after one fails as a connection
+/// failure (its waiters are told by redis-rs's disconnection push, as with
+/// the manager).
+#[derive(Clone)]
+pub struct NamedConn {
+  shared: Arc<NamedShared>,
+}
+
+impl NamedConn {
+  pub async fn connect<F>(
+    target: Arc<NamedTarget>,
+    push: F,
+    channel: &str,
+    script: &Script,
+  ) -> std::result::Result<Self, RedisError>
+  where
+    F: Fn(PushInfo) -> std::result::Result<(), ()> + Send + Sync + 'static,
+  {
+    let push: PushFn = Arc::new(move |info| {
+      let _ = push(info);
+    });
+    let conn = NamedConn {
+      shared: Arc::new(NamedShared {
+        target,
+        push,
+        channel: channel.to_string(),
+        script: script.clone(),
+        current: tokio::sync::Mutex::new((0, None)),
+      }),
+    };
+    conn.current().await?;
+    Ok(conn)
+  }
+
+  /// The connection now, made (with the reconnect back-off) if there is
+  /// none.
+  async fn current(
+    &self,
+  ) -> std::result::Result<(u64, redis::aio::MultiplexedConnection), RedisError> {
+    let mut current = self.shared.current.lock().await;
+    if let (generation, Some(conn)) = &*current {
+      return Ok((*generation, conn.clone()));
+    }
+    let shared = &self.shared;
+    let mut pause = MIN_RECONNECT_DELAY;
+    let mut attempt = 0;
+    let conn = loop {
+      match self.open().await {
+        Ok(conn) => break conn,
+        Err(e) if attempt >= RECONNECT_RETRIES || !is_outage(&e) => return Err(e),
+        Err(_) => {
+          attempt += 1;
+          tokio::time::sleep(pause).await;
+          pause = next_delay(pause);
+        }
+      }
+    };
+    let reconnected = current.0 > 0;
+    *current = (current.0 + 1, Some(conn.clone()));
+    let generation = current.0;
+    drop(current);
+    if reconnected {
+      // A grant published while there was no connection went unheard.
+      (shared.push)(PushInfo {
+        kind: PushKind::Disconnection,
+        data: vec![],
+      });
+    }
+    Ok((generation, conn))
+  }
+
+  async fn open(&self) -> std::result::Result<redis::aio::MultiplexedConnection, RedisError> {
+    let shared = &self.shared;
+    let push = shared.push.clone();
+    let sender = move |info: PushInfo| {
+      push(info);
+      Ok::<(), ()>(())
+    };
+    let config = redis::AsyncConnectionConfig::new()
+      .set_push_sender(sender)
+      .set_connection_timeout(Some(COMMAND_TIMEOUT))
+      .set_response_timeout(Some(COMMAND_TIMEOUT))
+      .set_dns_resolver(shared.target.rename.clone());
+    let mut conn = shared
+      .target
+      .client
+      .get_multiplexed_async_connection_with_config(&config)
+      .await?;
+    conn.subscribe(&shared.channel).await?;
+    shared.script.load_async(&mut conn).await?;
+    Ok(conn)
+  }
+
+  /// After `e` on the connection of `generation`: forget that connection
+  /// if it failed as a connection, so the next command makes a new one.
+  async fn failed(&self, generation: u64, e: &RedisError) {
+    if !may_be_failover(e) {
+      return;
+    }
+    let mut current = self.shared.current.lock().await;
+    if current.0 == generation {
+      current.1 = None;
+    }
+  }
+}
+
+impl redis::aio::ConnectionLike for NamedConn {
+  fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+    Box::pin(async move {
+      let (generation, mut conn) = self.current().await?;
+      let reply = conn.req_packed_command(cmd).await;
+      if let Err(e) = &reply {
+        self.failed(generation, e).await;
+      }
+      reply
+    })
+  }
+
+  fn req_packed_commands<'a>(
+    &'a mut self,
+    pipeline: &'a redis::Pipeline,
+    offset: usize,
+    count: usize,
+  ) -> RedisFuture<'a, Vec<Value>> {
+    Box::pin(async move {
+      let (generation, mut conn) = self.current().await?;
+      let reply = conn.req_packed_commands(pipeline, offset, count).await;
+      if let Err(e) = &reply {
+        self.failed(generation, e).await;
+      }
+      reply
+    })
+  }
+
+  fn get_db(&self) -> i64 {
+    self
+      .shared
+      .target
+      .client
+      .get_connection_info()
+      .redis_settings()
+      .db()
+  }
+}
+
 /// The seed nodes of a cluster, parsed up front so a bad URL fails at open.
 pub fn cluster_nodes(urls: &[String], opts: &ConnOptions) -> Result<Vec<redis::ConnectionInfo>> {
   let infos = urls
@@ -198,6 +458,7 @@ pub fn manager_config(push: impl redis::aio::AsyncPushSender) -> ConnectionManag
     .set_connection_timeout(Some(COMMAND_TIMEOUT))
     .set_response_timeout(Some(COMMAND_TIMEOUT))
     .set_number_of_retries(RECONNECT_RETRIES)
+    .set_min_delay(MIN_RECONNECT_DELAY)
     .set_max_delay(MAX_RECONNECT_DELAY)
 }
 
@@ -214,6 +475,8 @@ pub fn cluster_client(
     .connection_timeout(COMMAND_TIMEOUT)
     .response_timeout(COMMAND_TIMEOUT)
     .retries(RECONNECT_RETRIES as u32)
+    .min_retry_wait(MIN_RECONNECT_DELAY.as_millis() as u64)
+    .retry_wait_formula(MIN_RECONNECT_DELAY.as_millis() as u64, 2)
     .max_retry_wait(MAX_RECONNECT_DELAY.as_millis() as u64)
     .push_sender(push);
   let tls_nodes = nodes
@@ -387,6 +650,19 @@ struct SentinelShared {
   current: Mutex<Current>,
   checking: AtomicBool,
   last_check: Mutex<Option<Instant>>,
+  /// The master a `+switch-master` announcement named, not yet moved to.
+  announced: Mutex<Option<(String, u16)>>,
+  /// The `+switch-master` subscriptions, one per sentinel: they end with
+  /// this connection (close() closes everything it opened).
+  watchers: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+impl Drop for SentinelShared {
+  fn drop(&mut self) {
+    for watcher in self.watchers.get_mut().drain(..) {
+      watcher.abort();
+    }
+  }
 }
 
 /// A connection to whichever master the sentinels name, replaced when
@@ -411,7 +687,7 @@ impl SentinelConn {
       let _ = push(info);
     });
     let (addr, conn) = connect_master(&target, &push, channel, script).await?;
-    Ok(SentinelConn {
+    let sentinel = SentinelConn {
       shared: Arc::new(SentinelShared {
         target,
         push,
@@ -420,8 +696,26 @@ impl SentinelConn {
         current: Mutex::new(Current { addr, conn }),
         checking: AtomicBool::new(false),
         last_check: Mutex::new(None),
+        announced: Mutex::new(None),
+        watchers: Mutex::new(Vec::new()),
       }),
-    })
+    };
+    let watchers = sentinel
+      .shared
+      .target
+      .sentinels
+      .iter()
+      .map(|client| {
+        let watch = watch_switches(
+          Arc::downgrade(&sentinel.shared),
+          client.clone(),
+          sentinel.shared.target.name.clone(),
+        );
+        tokio::spawn(watch).abort_handle()
+      })
+      .collect();
+    *sentinel.shared.watchers.lock() = watchers;
+    Ok(sentinel)
   }
 
   /// The master's address this connection talks to now.
@@ -433,29 +727,49 @@ impl SentinelConn {
   /// background, one question at a time, at most every FAILOVER_POLL) and
   /// moves to the master they name if it is another one.
   fn check_soon(&self) {
-    let shared = self.shared.clone();
-    if shared.checking.swap(true, Ordering::AcqRel) {
-      return;
-    }
-    tokio::spawn(async move {
-      let wait = shared
-        .last_check
-        .lock()
-        .map(|t| (t + FAILOVER_POLL).saturating_duration_since(Instant::now()))
-        .unwrap_or_default();
-      tokio::time::sleep(wait).await;
+    check(self.shared.clone());
+  }
+
+  fn conn(&self) -> ConnectionManager {
+    self.shared.current.lock().conn.clone()
+  }
+}
+
+/// Moves `shared` to the master the sentinels name now (or the one a
+/// `+switch-master` announced, at once), in the background, one move at a
+/// time; an announcement that comes during a move is acted on after it.
+fn check(shared: Arc<SentinelShared>) {
+  if shared.checking.swap(true, Ordering::AcqRel) {
+    return;
+  }
+  tokio::spawn(async move {
+    loop {
+      let announced = shared.announced.lock().take();
+      if announced.is_none() {
+        let wait = shared
+          .last_check
+          .lock()
+          .map(|t| (t + FAILOVER_POLL).saturating_duration_since(Instant::now()))
+          .unwrap_or_default();
+        tokio::time::sleep(wait).await;
+      }
       *shared.last_check.lock() = Some(Instant::now());
       let now = shared.current.lock().addr.clone();
-      if let Ok(addr) = shared.target.master_addr().await {
-        if addr != now {
-          if let Ok((addr, conn)) = connect_master(
+      let found = match announced {
+        Some(addr) => Ok(addr),
+        None => shared.target.master_addr().await,
+      };
+      match found {
+        Ok(addr) if addr != now => {
+          let moved = connect_master_at(
             &shared.target,
+            addr,
             &shared.push,
             &shared.channel,
             &shared.script,
           )
-          .await
-          {
+          .await;
+          if let Ok((addr, conn)) = moved {
             *shared.current.lock() = Current { addr, conn };
             // Every waiter re-runs ACQUIRE on the new master (re-enqueues),
             // as after a reconnect.
@@ -465,13 +779,86 @@ impl SentinelConn {
             });
           }
         }
+        _ => {}
       }
       shared.checking.store(false, Ordering::Release);
-    });
-  }
+      if shared.announced.lock().is_none() || shared.checking.swap(true, Ordering::AcqRel) {
+        return;
+      }
+    }
+  });
+}
 
-  fn conn(&self) -> ConnectionManager {
-    self.shared.current.lock().conn.clone()
+/// Listens to one sentinel's `+switch-master` announcements (reconnecting
+/// with the reconnect back-off), so a failover is followed as soon as it is
+/// made rather than at the next failed command. Ends with the connection.
+async fn watch_switches(
+  shared: std::sync::Weak<SentinelShared>,
+  sentinel: redis::Client,
+  name: String,
+) {
+  let info = sentinel.get_connection_info().clone();
+  let settings = info
+    .redis_settings()
+    .clone()
+    .set_protocol(ProtocolVersion::RESP3);
+  let Ok(sentinel) = redis::Client::open(info.set_redis_settings(settings)) else {
+    return;
+  };
+  let mut pause = MIN_RECONNECT_DELAY;
+  loop {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let config = redis::AsyncConnectionConfig::new()
+      .set_push_sender(tx)
+      .set_connection_timeout(Some(COMMAND_TIMEOUT))
+      .set_response_timeout(Some(COMMAND_TIMEOUT));
+    let subscribed = async {
+      let mut conn = sentinel
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+      conn.subscribe("+switch-master").await?;
+      Ok::<_, RedisError>(conn)
+    }
+    .await;
+    if let Ok(_conn) = subscribed {
+      pause = MIN_RECONNECT_DELAY;
+      while let Some(push) = rx.recv().await {
+        match push.kind {
+          PushKind::Message => {
+            let Some(addr) = switched_to(&push, &name) else {
+              continue;
+            };
+            let Some(shared) = shared.upgrade() else {
+              return;
+            };
+            *shared.announced.lock() = Some(addr);
+            check(shared);
+          }
+          PushKind::Disconnection => break,
+          _ => {}
+        }
+      }
+    }
+    if shared.strong_count() == 0 {
+      return;
+    }
+    tokio::time::sleep(pause).await;
+    pause = next_delay(pause);
+  }
+}
+
+/// The new master's address in a `+switch-master` message about `name`:
+/// `<name> <old ip> <old port> <new ip> <new port>`.
+fn switched_to(push: &PushInfo, name: &str) -> Option<(String, u16)> {
+  let payload = match push.data.get(1)? {
+    Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?,
+    Value::SimpleString(text) => text.as_str(),
+    _ => return None,
+  };
+  let parts: Vec<&str> = payload.split(' ').collect();
+  match parts.as_slice() {
+    [master, _, _, host, port] if *master == name => Some((host.to_string(), port.parse().ok()?)),
+    _ => None,
   }
 }
 
@@ -484,6 +871,22 @@ fn may_be_failover(e: &RedisError) -> bool {
     || e.code() == Some("READONLY")
 }
 
+/// A failure of a command on a connection that had worked which may pass
+/// on its own: the connection dropped or was refused, a command timed out,
+/// or the server is between roles (a failover: `READONLY`, `MASTERDOWN`,
+/// `LOADING`; a cluster re-sharding, failing over or a node rejoining:
+/// `TRYAGAIN`, `CLUSTERDOWN`, and a `MOVED`/`ASK` that redis-rs's own
+/// redirects did not settle). An authentication or certificate failure is
+/// not one: waiting does not fix a wrong password.
+pub fn is_outage(e: &RedisError) -> bool {
+  let between_roles = matches!(
+    e.code(),
+    Some("READONLY" | "MASTERDOWN" | "LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MOVED" | "ASK")
+  );
+  let lost = may_be_failover(e) || matches!(e.kind(), redis::ErrorKind::ClusterConnectionNotFound);
+  (between_roles || lost) && describe(e) == e.to_string()
+}
+
 /// Asks the sentinels for the master, connects, and checks with ROLE that
 /// it is one (a sentinel may name a master that was just demoted).
 async fn connect_master(
@@ -492,7 +895,19 @@ async fn connect_master(
   channel: &str,
   script: &Script,
 ) -> std::result::Result<((String, u16), ConnectionManager), RedisError> {
-  let (host, port) = target.master_addr().await?;
+  let addr = target.master_addr().await?;
+  connect_master_at(target, addr, push, channel, script).await
+}
+
+/// Connects to the master at `(host, port)`, and checks with ROLE that it
+/// is one.
+async fn connect_master_at(
+  target: &SentinelTarget,
+  (host, port): (String, u16),
+  push: &PushFn,
+  channel: &str,
+  script: &Script,
+) -> std::result::Result<((String, u16), ConnectionManager), RedisError> {
   let client = target.master_client(&host, port)?;
   let push = push.clone();
   let sender = move |info: PushInfo| {

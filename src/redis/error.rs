@@ -13,6 +13,13 @@ pub enum RedisLockError {
     url: String,
     message: String,
   },
+  /// A command on a connection that had worked failed in a way that may
+  /// pass (an outage: see `conn::is_outage`). Same code and text as
+  /// [`RedisLockError::Redis`]; an acquisition retries it until its timeout.
+  Unreachable {
+    url: String,
+    message: String,
+  },
   /// A script replied with something this version does not understand.
   Protocol(String),
   Closed,
@@ -26,7 +33,9 @@ impl std::fmt::Display for RedisLockError {
   fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
     match self {
       RedisLockError::Url(m) => f.write_str(m),
-      RedisLockError::Redis { url, message } => write!(f, "{url}: {message}"),
+      RedisLockError::Redis { url, message } | RedisLockError::Unreachable { url, message } => {
+        write!(f, "{url}: {message}")
+      }
       RedisLockError::Protocol(m) => write!(f, "unexpected reply: {m}"),
       RedisLockError::Closed => write!(f, "the Redis lock client is closed"),
       RedisLockError::NoLease(id) => write!(f, "no lease {id} on this client"),
@@ -44,7 +53,7 @@ impl Coded for RedisLockError {
   fn code(&self) -> ErrorCode {
     match self {
       RedisLockError::Url(_) => ErrorCode::RedisUrl,
-      RedisLockError::Redis { .. } => ErrorCode::Redis,
+      RedisLockError::Redis { .. } | RedisLockError::Unreachable { .. } => ErrorCode::Redis,
       RedisLockError::Protocol(_) => ErrorCode::RedisProtocol,
       RedisLockError::Closed => ErrorCode::Closed,
       RedisLockError::NoLease(_) => ErrorCode::NoLease,

@@ -247,6 +247,17 @@ struct LeaseState {
   watchdog: Option<tokio::task::AbortHandle>,
 }
 
+/// Aborts that came before their acquisition started. Request ids increase
+/// per client (the JS side numbers them), so an abort for an id at or below
+/// the last one started came after its acquisition settled: there is
+/// nothing to abort, and nothing is kept (else every such late abort would
+/// stay here for ever).
+#[derive(Default)]
+struct EarlyAborts {
+  requests: std::collections::HashSet<u32>,
+  last_started: u32,
+}
+
 /// One process's (one JS thread's) connection to the locks under a prefix.
 #[derive(Clone)]
 pub struct RedisLock {
@@ -265,7 +276,7 @@ struct Inner {
   waiters: Mutex<HashMap<String, mpsc::UnboundedSender<Wake>>>,
   leases: Mutex<HashMap<u32, LeaseState>>,
   /// Requests aborted before their acquisition started.
-  aborted_early: Mutex<std::collections::HashSet<u32>>,
+  aborted_early: Mutex<EarlyAborts>,
   /// First ACQUIREs, in the order acquisitions were started (see
   /// `start_acquire`); drained by one dispatcher task.
   submit: mpsc::UnboundedSender<Job>,
@@ -339,7 +350,10 @@ impl RedisLock {
         let _ = tx.send(Wake::Abort);
       }
       None => {
-        self.inner.aborted_early.lock().insert(request);
+        let mut early = self.inner.aborted_early.lock();
+        if request > early.last_started {
+          early.requests.insert(request);
+        }
       }
     }
   }
@@ -480,6 +494,39 @@ mod tests {
       .find_map(|l| l.trim().strip_prefix("local CLAIM_MS = "))
       .and_then(|v| v.trim().parse::<u128>().ok());
     assert_eq!(lua_ms, Some(CLAIM.as_millis()));
+  }
+
+  /// An abort that lands after its acquisition settled is dropped, not
+  /// kept for ever; one that lands before its acquisition starts still
+  /// ends it.
+  #[test]
+  fn late_aborts_are_not_kept() {
+    let lock =
+      RedisLock::new("redis://127.0.0.1:1", "keyed-lock", Box::new(|_, _| {})).expect("opens");
+    let opts = AcquireOptions {
+      ttl: Duration::from_secs(1),
+      timeout: None,
+      mode: Mode::Wait,
+      max_pending: None,
+      skip_queue: false,
+      owner: String::new(),
+      watchdog: false,
+      space: String::new(),
+    };
+    let names = vec!["k".to_string()];
+    lock.abort(1);
+    let early = lock.start(1, &names, &opts).expect("starts");
+    assert!(matches!(early, Started::Done(Acquired::TimedOut)));
+    for request in 2..1000 {
+      drop(lock.start(request, &names, &opts).expect("starts"));
+      // Its acquisition is over (dropped): the abort comes too late.
+      lock.abort(request);
+    }
+    assert!(lock.inner.aborted_early.lock().requests.is_empty());
+    // An abort for a request never started is dropped by the next start.
+    lock.abort(5000);
+    drop(lock.start(5001, &names, &opts).expect("starts"));
+    assert!(lock.inner.aborted_early.lock().requests.is_empty());
   }
 
   #[test]
