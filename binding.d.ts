@@ -203,12 +203,6 @@ export declare function redisOpen(urls: string[], cluster: boolean, prefix: stri
 export declare function redisRelease(handle: number, lease: number): Promise<boolean>
 
 /**
- * The counted hot calls as raw callbacks (see the module docs), in an
- * object: `lib/spaces/counted.js` asks once.
- */
-export declare function semHotPaths(): object
-
-/**
  * The counted io buffer of this thread, at least `min` slots; a new buffer
  * when it had to grow (the old one must not be used after that).
  */

@@ -863,7 +863,6 @@ module.exports.redisIsBusy = nativeBinding.redisIsBusy
 module.exports.redisLeaseKey = nativeBinding.redisLeaseKey
 module.exports.redisOpen = nativeBinding.redisOpen
 module.exports.redisRelease = nativeBinding.redisRelease
-module.exports.semHotPaths = nativeBinding.semHotPaths
 module.exports.semIoBuffer = nativeBinding.semIoBuffer
 module.exports.semWaitingOn = nativeBinding.semWaitingOn
 module.exports.semWords = nativeBinding.semWords

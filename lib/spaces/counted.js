@@ -23,7 +23,7 @@ const { MIN_SWEEP } = require('./io')
 
 const CONTENDED = -1
 
-const { semAcquireIo, semReleaseIo, semCancelIo, semTakeGrants } = native.semHotPaths()
+const { semAcquireIo, semReleaseIo, semCancelIo, semTakeGrants } = native
 let io = new Int32Array(native.semIoBuffer(0))
 
 /** Makes the counted io buffer hold at least `slots` values (growing replaces it). */

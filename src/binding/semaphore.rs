@@ -6,8 +6,8 @@
 //! # The semaphore io buffer
 //!
 //! The contended calls (`semAcquireIo`, `semReleaseIo`, `semCancelIo`,
-//! `semTakeGrants`) are raw N-API callbacks without arguments, like the
-//! mutex's hot paths (`hot.rs`): a request and its answer travel through an
+//! `semTakeGrants`) are raw N-API callbacks without arguments, registered
+//! with the mutex's hot paths in `hot.rs`: a request and its answer travel through an
 //! `Int32Array` of this thread's own ([`sem_io_buffer`]), not the mutex's
 //! io buffer, whose layout has no room for weights and whose answers never
 //! outnumber their keys. Plain `#[napi]` calls with array arguments cost
@@ -27,18 +27,15 @@
 //! fetches them with `semTakeGrants()`.
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CString};
-use std::ptr;
 use std::sync::atomic::AtomicI32;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
-use napi::sys;
 use napi_derive::napi;
 
 use super::{
-  external_i32, io_range, load, napi_failure, store, to_napi_error, with_thread, write_acquired,
-  Code, NativeError, NativeResult, NativeThread, IO_MIN,
+  external_i32, io_range, load, store, with_thread, write_acquired, Code, NativeError,
+  NativeResult, NativeThread, IO_MIN,
 };
 use crate::core::{Cancel, KeyId, Semaphores, TicketId, UNLIMITED};
 
@@ -102,25 +99,53 @@ pub fn sem_waiting_on(table: u32, key: u32) -> Result<u32, Code> {
 #[derive(Default)]
 struct SemThread {
   io: Option<Arc<[AtomicI32]>>,
+  scratch: Scratch,
+}
+
+/// Buffers reused by every call, so a crossing allocates nothing.
+#[derive(Default)]
+struct Scratch {
   request: Vec<(KeyId, u32)>,
   grants: Vec<TicketId>,
   /// Grants that did not fit the buffer, until `semTakeGrants()`.
   overflow: Vec<TicketId>,
 }
 
+impl Scratch {
+  /// Writes `g, ticket × g` (the grants in `grants`) at `at`, or only `g`,
+  /// keeping the grants in `overflow`, when they do not fit.
+  fn write_grants(&mut self, io: &[AtomicI32], at: usize) -> NativeResult<()> {
+    let count = io_range(io, at, 1)?;
+    store(&count[0], self.grants.len() as i32);
+    match io.get(at + 1..at + 1 + self.grants.len()) {
+      Some(out) => {
+        for (slot, &ticket) in out.iter().zip(self.grants.iter()) {
+          store(slot, ticket as i32);
+        }
+      }
+      None => std::mem::swap(&mut self.grants, &mut self.overflow),
+    }
+    Ok(())
+  }
+}
+
 thread_local! {
   static SEM_THREAD: RefCell<SemThread> = RefCell::new(SemThread::default());
 }
 
-/// Runs `f` on this thread's tables and counted io. Both borrows are
-/// checked: a re-entrant call is an error, never a double borrow.
+/// Runs `f` on this thread's tables, its counted io buffer and scratch.
+/// Both borrows are checked: a re-entrant call is an error, never a double
+/// borrow.
 fn with_sem<T>(
-  f: impl FnOnce(&mut NativeThread, &mut SemThread) -> NativeResult<T>,
+  f: impl FnOnce(&mut NativeThread, &[AtomicI32], &mut Scratch) -> NativeResult<T>,
 ) -> NativeResult<T> {
   with_thread(|t| {
     SEM_THREAD
       .try_with(|s| match s.try_borrow_mut() {
-        Ok(mut s) => f(t, &mut s),
+        Ok(mut s) => {
+          let SemThread { io, scratch } = &mut *s;
+          f(t, io.as_deref().ok_or(NativeError::NoIo)?, scratch)
+        }
         Err(_) => Err(NativeError::Reentrant),
       })
       .unwrap_or(Err(NativeError::ShuttingDown))
@@ -131,18 +156,25 @@ fn with_sem<T>(
 /// when it had to grow (the old one must not be used after that).
 #[napi(catch_unwind, js_name = "semIoBuffer")]
 pub fn sem_io_buffer(env: &Env, min: u32) -> Result<ArrayBuffer<'_>, Code> {
-  let slots = with_sem(|_, s| {
-    let want = (min as usize).max(IO_MIN);
-    if s.io.as_ref().is_none_or(|io| io.len() < want) {
-      s.io = Some(
-        (0..want.next_power_of_two())
-          .map(|_| AtomicI32::new(0))
-          .collect(),
-      );
-    }
-    s.io.clone().ok_or(NativeError::NoIo)
+  let grown = with_thread(|_| {
+    SEM_THREAD
+      .try_with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => {
+          let want = (min as usize).max(IO_MIN);
+          if s.io.as_ref().is_none_or(|io| io.len() < want) {
+            s.io = Some(
+              (0..want.next_power_of_two())
+                .map(|_| AtomicI32::new(0))
+                .collect(),
+            );
+          }
+          s.io.clone().ok_or(NativeError::NoIo)
+        }
+        Err(_) => Err(NativeError::Reentrant),
+      })
+      .unwrap_or(Err(NativeError::ShuttingDown))
   })?;
-  external_i32(env, slots.as_ptr() as *mut i32, slots.len(), slots)
+  external_i32(env, grown.as_ptr() as *mut i32, grown.len(), grown)
 }
 
 /// Reads `n` `(key, weight)` pairs at `at` into `request`.
@@ -162,167 +194,54 @@ fn read_request(
   Ok(())
 }
 
-/// Writes `g, ticket × g` at `at`, or only `g` (keeping the grants in
-/// `overflow`) when they do not fit.
-fn write_grants(
-  io: &[AtomicI32],
-  at: usize,
-  grants: &mut Vec<TicketId>,
-  overflow: &mut Vec<TicketId>,
-) -> NativeResult<()> {
-  let count = io_range(io, at, 1)?;
-  store(&count[0], grants.len() as i32);
-  match io.get(at + 1..at + 1 + grants.len()) {
-    Some(out) => {
-      for (slot, &ticket) in out.iter().zip(grants.iter()) {
-        store(slot, ticket as i32);
-      }
-    }
-    None => std::mem::swap(grants, overflow),
-  }
-  Ok(())
-}
-
-fn sem_acquire_body() -> NativeResult<()> {
-  with_sem(|t, s| {
-    let SemThread { io, request, .. } = s;
-    let io = io.as_deref().ok_or(NativeError::NoIo)?;
+pub(super) fn sem_acquire_body() -> NativeResult<()> {
+  with_sem(|t, io, scratch| {
     let head = io_range(io, 0, 3)?;
     let max_pending = match load(&head[1]) {
       n if n < 0 => UNLIMITED,
       n => n as u32,
     };
     let skip = load(&head[2]) != 0;
-    read_request(io, 3, request)?;
+    read_request(io, 3, &mut scratch.request)?;
     let acquired = sem_mut(t, load(&head[0]) as u32)?
-      .acquire(request, max_pending, skip)
+      .acquire(&scratch.request, max_pending, skip)
       .map_err(NativeError::Core)?;
     write_acquired(io, acquired);
     Ok(())
   })
 }
 
-fn sem_release_body() -> NativeResult<()> {
-  with_sem(|t, s| {
-    let SemThread {
-      io,
-      request,
-      grants,
-      overflow,
-    } = s;
-    let io = io.as_deref().ok_or(NativeError::NoIo)?;
+pub(super) fn sem_release_body() -> NativeResult<()> {
+  with_sem(|t, io, scratch| {
     let table = load(&io_range(io, 0, 1)?[0]) as u32;
-    read_request(io, 1, request)?;
-    grants.clear();
+    read_request(io, 1, &mut scratch.request)?;
+    scratch.grants.clear();
     sem_mut(t, table)?
-      .release(request, grants)
+      .release(&scratch.request, &mut scratch.grants)
       .map_err(NativeError::Core)?;
-    write_grants(io, 0, grants, overflow)
+    scratch.write_grants(io, 0)
   })
 }
 
-fn sem_cancel_body() -> NativeResult<()> {
-  with_sem(|t, s| {
-    let SemThread {
-      io,
-      grants,
-      overflow,
-      ..
-    } = s;
-    let io = io.as_deref().ok_or(NativeError::NoIo)?;
+pub(super) fn sem_cancel_body() -> NativeResult<()> {
+  with_sem(|t, io, scratch| {
     let head = io_range(io, 0, 2)?;
     let table = sem_mut(t, load(&head[0]) as u32)?;
     let ticket = load(&head[1]) as TicketId;
     let blocking = table.blocking_index(ticket);
-    grants.clear();
-    let cancel = table.cancel(ticket, grants);
+    scratch.grants.clear();
+    let cancel = table.cancel(ticket, &mut scratch.grants);
     store(&head[0], (cancel == Cancel::Cancelled) as i32);
     store(&head[1], blocking.map_or(-1, |i| i as i32));
-    write_grants(io, 2, grants, overflow)
+    scratch.write_grants(io, 2)
   })
 }
 
-fn sem_take_grants_body() -> NativeResult<()> {
-  with_sem(|_, s| {
-    let SemThread {
-      io,
-      grants,
-      overflow,
-      ..
-    } = s;
-    let io = io.as_deref().ok_or(NativeError::NoIo)?;
-    std::mem::swap(grants, overflow);
-    overflow.clear();
+pub(super) fn sem_take_grants_body() -> NativeResult<()> {
+  with_sem(|_, io, scratch| {
+    std::mem::swap(&mut scratch.grants, &mut scratch.overflow);
+    scratch.overflow.clear();
     // JS grew the buffer first; if it did not, the grants stay kept.
-    write_grants(io, 0, grants, overflow)
+    scratch.write_grants(io, 0)
   })
-}
-
-type Body = fn() -> NativeResult<()>;
-
-/// Runs `body`; a failure or a panic becomes a thrown JS error, through the
-/// one mapping. Never unwinds into the engine.
-unsafe fn call(env: sys::napi_env, body: Body) -> sys::napi_value {
-  let error = match std::panic::catch_unwind(body) {
-    Ok(Ok(())) => return ptr::null_mut(),
-    Ok(Err(e)) => e,
-    Err(_) => NativeError::Panic,
-  };
-  // SAFETY: `env` is the live env of this callback, with no exception
-  // pending (the body does not call into JS).
-  unsafe { JsError::from(to_napi_error(&error)).throw_into(env) };
-  ptr::null_mut()
-}
-
-macro_rules! sem_callback {
-  ($name:ident, $body:path) => {
-    unsafe extern "C" fn $name(
-      env: sys::napi_env,
-      _info: sys::napi_callback_info,
-    ) -> sys::napi_value {
-      // SAFETY: called by Node with the env of the current call.
-      unsafe { call(env, $body) }
-    }
-  };
-}
-
-sem_callback!(raw_sem_acquire, sem_acquire_body);
-sem_callback!(raw_sem_release, sem_release_body);
-sem_callback!(raw_sem_cancel, sem_cancel_body);
-sem_callback!(raw_sem_take_grants, sem_take_grants_body);
-
-/// The counted hot calls as raw callbacks (see the module docs), in an
-/// object: `lib/spaces/counted.js` asks once.
-#[napi(catch_unwind, js_name = "semHotPaths")]
-pub fn sem_hot_paths(env: &Env) -> Result<Object<'_>, Code> {
-  let mut paths = Object::new(env).map_err(napi_failure)?;
-  let table: [(&str, sys::napi_callback); 4] = [
-    ("semAcquireIo", Some(raw_sem_acquire)),
-    ("semReleaseIo", Some(raw_sem_release)),
-    ("semCancelIo", Some(raw_sem_cancel)),
-    ("semTakeGrants", Some(raw_sem_take_grants)),
-  ];
-  for (name, cb) in table {
-    let c_name = CString::new(name).map_err(|e| napi_failure(Error::from_reason(e.to_string())))?;
-    let mut func = ptr::null_mut();
-    // SAFETY: `env` is the env of this call; the name is NUL-terminated;
-    // `func` receives the new function.
-    check_status!(unsafe {
-      sys::napi_create_function(
-        env.raw(),
-        c_name.as_ptr() as *const c_char,
-        name.len() as isize,
-        cb,
-        ptr::null_mut(),
-        &mut func,
-      )
-    })
-    .map_err(napi_failure)?;
-    // SAFETY: `func` was just created in this env.
-    let value = unsafe { Unknown::from_raw_unchecked(env.raw(), func) };
-    paths
-      .set_named_property(name, value)
-      .map_err(napi_failure)?;
-  }
-  Ok(paths)
 }
