@@ -178,12 +178,13 @@ pub fn sem_io_buffer(env: &Env, min: u32) -> Result<ArrayBuffer<'_>, Code> {
 }
 
 /// Reads `n` `(key, weight)` pairs at `at` into `request`.
-fn read_request(
-  io: &[AtomicI32],
-  at: usize,
-  request: &mut Vec<(KeyId, u32)>,
-) -> NativeResult<()> {
-  let n = load(io_range(io, at, 1)?.first().ok_or(NativeError::IoSlot(at))?).max(0) as usize;
+fn read_request(io: &[AtomicI32], at: usize, request: &mut Vec<(KeyId, u32)>) -> NativeResult<()> {
+  let n = load(
+    io_range(io, at, 1)?
+      .first()
+      .ok_or(NativeError::IoSlot(at))?,
+  )
+  .max(0) as usize;
   let pairs = io_range(io, at + 1, 2 * n)?;
   request.clear();
   request.extend(
