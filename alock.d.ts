@@ -17,8 +17,11 @@
  *
  * @param key the key to lock.
  * @param callback the work, `callback(done)`.
+ * @param options keyed-lock's addition, only to be refused: see
+ *   `lock.OneHolderOptions`.
  * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) when `callback` is not a
- *   function (before anything is locked), or when `key`'s `String()` form
+ *   function, or `options` asks for more than one holder (naming the option;
+ *   both before anything is locked), or when `key`'s `String()` form
  *   throws. An exception thrown by `callback` on a free key comes out of
  *   `lock()`, and the key stays held until `done` is called.
  *
@@ -28,9 +31,29 @@
  *   fs.appendFile('a.txt', line, () => done())
  * })
  */
-declare function lock(key: string | number | symbol, callback: (done: () => void) => void): void
+declare function lock(
+  key: string | number | symbol,
+  callback: (done: () => void) => void,
+  options?: lock.OneHolderOptions,
+): void
 
 declare namespace lock {
+  /**
+   * keyed-lock's semaphore options (docs/semaphores.md) as this face takes
+   * them: alock admits one holder per key, so each is accepted only with the
+   * value that says so, and any other value is a `TypeError` naming the
+   * option, thrown before anything is locked (never silently ignored). For
+   * a semaphore or a read/write lock use `new AsyncLock({ permits })`.
+   */
+  interface OneHolderOptions {
+    /** Only `1`: one holder per key. */
+    permits?: 1
+    /** Only `1`: a hold takes the key's one permit. */
+    weight?: 1
+    /** Only `'exclusive'`: there are no shared holds here. */
+    mode?: 'exclusive'
+  }
+
   /**
    * keyed-lock's addition: the same `lock(key, callback)` over one lock space
    * shared by every worker thread of the process (the plain `lock` is shared
@@ -43,7 +66,11 @@ declare namespace lock {
    * // in the main thread and in any worker:
    * lock.shared('report.csv', (done) => appendLines().finally(done))
    */
-  const shared: (key: string | number | symbol, callback: (done: () => void) => void) => void
+  const shared: (
+    key: string | number | symbol,
+    callback: (done: () => void) => void,
+    options?: OneHolderOptions,
+  ) => void
 }
 
 export = lock

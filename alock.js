@@ -8,7 +8,7 @@
 
 const { openSpace, releaseKeys, GRANTED, QUEUED } = require('./lib/spaces')
 const { invalidArg, internalError } = require('./lib/errors')
-const { normalizeKey } = require('./lib/validate')
+const { normalizeKey, oneHolderOnly } = require('./lib/validate')
 
 const UNLIMITED = -1
 
@@ -33,8 +33,11 @@ class Hold {
 }
 
 function createLock(space) {
-  return function lock(key, callback) {
+  // alock's lock(key, callback) has no options; a third argument that asks
+  // for a semaphore or a shared hold is refused rather than dropped.
+  return function lock(key, callback, options) {
     if (typeof callback !== 'function') throw invalidArg('callback', 'a function', callback)
+    if (options !== undefined) oneHolderOnly('alock', options)
     const id = space.intern(normalizeKey(key))
     const hold = new Hold(space, id, callback)
     const outcome = space.acquireOne(id, UNLIMITED, false, hold, 0)

@@ -265,14 +265,11 @@ export declare function redisOpen(urls: string[], cluster: boolean, prefix: stri
 
 export declare function redisRelease(handle: number, lease: number): Promise<boolean>
 
-/** `[outcome, ticket or key index]`. */
-export declare function semAcquire(table: number, maxPending: number, skipQueue: boolean, keys: Array<number>, weights: Array<number>): Array<number>
-
-/** `[cancelled (1/0), blocking key index, ticket × g]`. */
-export declare function semCancel(table: number, ticket: number): Array<number>
-
-/** Gives back the permits; returns the tickets granted, in grant order. */
-export declare function semRelease(table: number, keys: Array<number>, weights: Array<number>): Array<number>
+/**
+ * The counted io buffer of this thread, at least `min` slots; a new buffer
+ * when it had to grow (the old one must not be used after that).
+ */
+export declare function semIoBuffer(min: number): ArrayBuffer
 
 /** Live waiters on a counted key (for the `queues` view). */
 export declare function semWaitingOn(table: number, key: number): number

@@ -156,6 +156,18 @@ declare namespace ExclusiveLock {
     lock_contents?: string
     /** Default `'exclusive-lock'`. */
     key_prefix?: string
+    /**
+     * keyed-lock: `permits`, `weight` and `mode` are accepted only as `1`,
+     * `1` and `'exclusive'` (one holder, which this lock always is); any other
+     * value is a `TypeError` (code `ERR_INVALID_ARG_VALUE`) naming the option,
+     * thrown by the constructor after the original's checks. For a semaphore
+     * or a read/write lock use `new AsyncLock({ permits })`.
+     */
+    permits?: 1
+    /** keyed-lock: only `1` (see `permits`). */
+    weight?: 1
+    /** keyed-lock: only `'exclusive'` (see `permits`). */
+    mode?: 'exclusive'
     /** Other options are accepted and ignored, as the original's schema allowed. */
     [option: string]: unknown
   }

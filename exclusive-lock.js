@@ -12,7 +12,7 @@ const { EventEmitter } = require('events')
 const { cacheConnectionUrl } = require('./lib/redis/url')
 const { HeldLease, openClient } = require('./lib/redis/held-lease')
 const { tlsFromClient } = require('./lib/redis/options')
-const { ttlOption } = require('./lib/validate')
+const { ttlOption, oneHolderOnly } = require('./lib/validate')
 const { LockLostError } = require('./lib/lease')
 const { messages } = require('./lib/errors')
 
@@ -132,6 +132,8 @@ class ExclusiveLock extends EventEmitter {
     // keyed-lock's own checks, after the original's: a ttl a lease can live
     // with (lib/errors.js TTL_MIN_MS..TTL_MAX_MS), and where the client points.
     ttlOption('option "lock_ttl_ms"', lock_ttl_ms)
+    // An exclusive lock is one holder: asking for more is refused, not ignored.
+    oneHolderOnly('ExclusiveLock', opts)
     this.#url = cacheConnectionUrl(cache_connection)
     this.#tls = tlsFromClient(cache_connection)
 

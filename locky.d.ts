@@ -81,7 +81,8 @@ declare class Locky extends EventEmitter {
    * failure gives back what the call took (all or nothing, as fast-locky's
    * MULTI) and goes through the `'error'` rule.
    *
-   * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) synchronously when `collection` is not an array of objects.
+   * @throws TypeError (code `ERR_INVALID_ARG_VALUE`) synchronously when `collection` is not an array of objects,
+   *   or an item asks for more than one holder (`weight` other than 1, `mode` other than `'exclusive'`).
    */
   lock(collection: ReadonlyArray<Locky.LockItem>, force?: boolean): Promise<true | undefined>
   /**
@@ -214,6 +215,14 @@ declare namespace Locky {
      * @maximum 2147483647
      */
     leaseTtl?: number
+    /**
+     * keyed-lock: only `1` (or unset). A Locky keeps one locker per
+     * resource, so it is no semaphore: any other value is a `TypeError`
+     * naming `permits`, thrown by the constructor (as is a `weight` or
+     * `mode` here that asks for more than one holder). For a semaphore or a
+     * read/write lock use `new AsyncLock({ permits })`.
+     */
+    permits?: 1
   }
 
   /** One entry of `lock(collection)`. */
@@ -222,6 +231,18 @@ declare namespace Locky {
     resource: unknown
     /** Stored as `String(locker)`; `'lock'` events pass the value given. */
     locker: unknown
+    /**
+     * keyed-lock: only `1` (or unset): a lock is one locker's. Any other
+     * value is a `TypeError` naming `weight`, thrown by `lock()` before
+     * anything is locked.
+     */
+    weight?: 1
+    /**
+     * keyed-lock: only `'exclusive'` (or unset): there are no shared locks
+     * here. `'shared'` is a `TypeError` naming `mode`, thrown by `lock()`
+     * before anything is locked.
+     */
+    mode?: 'exclusive'
   }
 
   export import LockLostError = AsyncLock.LockLostError

@@ -13,7 +13,7 @@ const { EventEmitter } = require('events')
 const { lockyConnection } = require('./lib/redis/url')
 const { HeldLease, openClient } = require('./lib/redis/held-lease')
 const { invalidArg, closedError, messages } = require('./lib/errors')
-const { ttlOption: leaseTtl } = require('./lib/validate')
+const { ttlOption: leaseTtl, oneHolderOnly } = require('./lib/validate')
 
 // With `ttl: null` fast-locky's locks never expired. Here they are leases of
 // this length that keyed-lock's watchdog renews (every third of it) while the
@@ -94,6 +94,8 @@ class Locky extends EventEmitter {
    */
   constructor(options) {
     super()
+    // One locker per resource: a Locky is no semaphore (docs/compat.md).
+    oneHolderOnly('Locky', options)
     const { url, client, tls } = lockyConnection(option(options, 'redis'))
     this.formatter = new Formatter(option(options, 'name'))
     this.ttl = option(options, 'ttl', null)
@@ -117,6 +119,7 @@ class Locky extends EventEmitter {
     const items = arrayArg(collection, 'collection')
     for (const item of items) {
       if (item === null || typeof item !== 'object') throw invalidArg('argument "collection"', 'an array of {resource, locker}', item)
+      oneHolderOnly('Locky', item)
     }
     return this.#run(async () => {
       // Items naming one lock go one after another, in input order, as

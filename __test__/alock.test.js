@@ -191,3 +191,34 @@ test('13: no re-entrancy and no timeout: a nested lock of the same key waits for
   })
   assert.deepEqual(log, ['outer still holds', 'inner'])
 })
+
+test('keyed-lock: permits, weight or mode asking for more than one holder is a TypeError naming it, before anything is locked', () => {
+  for (const [options, name] of [
+    [{ weight: 2 }, 'weight'],
+    [{ mode: 'shared' }, 'mode'],
+    [{ permits: 3 }, 'permits'],
+    [{ permits: Infinity, mode: 'shared' }, 'permits'],
+  ]) {
+    let ran = false
+    assert.throws(
+      () => lock('alock:one-holder', () => (ran = true), options),
+      (err) => err instanceof TypeError && err.code === 'ERR_INVALID_ARG_VALUE' && err.message.includes(`option "${name}"`),
+      JSON.stringify(options),
+    )
+    assert.equal(ran, false, 'the callback never ran')
+  }
+  // Nothing was left locked or queued: the key is free at once.
+  const order = []
+  lock('alock:one-holder', (done) => {
+    order.push('free')
+    // The values that say "one holder" are what this face is: accepted.
+    lock('alock:one-holder', (inner) => {
+      order.push('second')
+      inner()
+    }, { permits: 1, weight: 1, mode: 'exclusive' })
+    assert.deepEqual(order, ['free'], 'the second waits for the first, as any alock waiter')
+    done()
+  })
+  assert.deepEqual(order, ['free', 'second'])
+  assert.throws(() => lock.shared('alock:one-holder', () => {}, { mode: 'shared' }), /option "mode"/)
+})

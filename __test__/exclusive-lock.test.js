@@ -155,6 +155,23 @@ test('validation failures are logged with log.error before the throw; the later 
   assert.equal(log.calls.length, 1)
 })
 
+test('keyed-lock: permits, weight or mode asking for more than one holder is a TypeError naming it, after the original checks', () => {
+  for (const [options, name] of [
+    [{ permits: 2 }, 'permits'],
+    [{ weight: 3 }, 'weight'],
+    [{ mode: 'shared' }, 'mode'],
+  ]) {
+    assert.throws(
+      () => newLock(options),
+      (err) => err instanceof TypeError && err.code === 'ERR_INVALID_ARG_VALUE' && err.message.includes(`option "${name}"`),
+    )
+  }
+  // The original's own errors still come first.
+  assert.throws(() => new ExclusiveLock({ name: 'a', permits: 2 }), (err) => err.code === 'EINVAL')
+  // The values that say "one holder" are what an ExclusiveLock is.
+  assert.equal(newLock({ permits: 1, weight: 1, mode: 'exclusive' }).acquired, false)
+})
+
 test('defaults and fields (item 18)', () => {
   const lock = new ExclusiveLock({ name: 'app', cache_connection: ioredis })
   assert.equal(lock.lock_ttl_ms, 3000)

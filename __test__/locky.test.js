@@ -162,6 +162,16 @@ describe('upstream test/locky.js: constructor (items 1-2)', () => {
   test('constructor sets a set name with passed value', () => {
     assert.equal(newLocky({ set: 'coucou', name }).set, 'coucou')
   })
+  test('keyed-lock: permits, weight or mode asking for more than one holder is a TypeError naming it', () => {
+    for (const [options, name] of [
+      [{ permits: 3 }, 'permits'],
+      [{ permits: Infinity }, 'permits'],
+      [{ mode: 'shared' }, 'mode'],
+    ]) {
+      assert.throws(() => new Locky({ redis: server.url, ...options }), (err) => err instanceof TypeError && err.message.includes(`option "${name}"`))
+    }
+    assert.ok(newLocky({ permits: 1 }).redis, 'one permit is what a Locky is')
+  })
   test('keyed-lock: a ttl that is not a number of milliseconds is a TypeError naming it', () => {
     for (const ttl of ['soon', -1, {}, true]) {
       assert.throws(() => new Locky({ redis: server.url, ttl }), (err) => err instanceof TypeError && /option "ttl"/.test(err.message))
@@ -396,6 +406,21 @@ describe('lock()', () => {
     await holder.lock([{ resource, locker: 'h' }])
     await loser.lock([{ resource, locker: 'l' }])
     assert.deepEqual(await server.command('SMEMBERS', loser.set), [])
+  })
+
+  test('keyed-lock: an item asking for more than one holder is a TypeError naming the option, and nothing is locked', async () => {
+    const locky = newLocky()
+    const resource = uniqueName()
+    for (const [item, name] of [
+      [{ resource, locker: 'l', mode: 'shared' }, 'mode'],
+      [{ resource, locker: 'l', weight: 2 }, 'weight'],
+    ]) {
+      assert.throws(() => locky.lock([{ resource: uniqueName(), locker: 'first' }, item]), (err) => err instanceof TypeError && err.message.includes(`option "${name}"`))
+    }
+    assert.deepEqual(await locky.getLockers([resource]), [null])
+    // The values that say "one holder" are accepted.
+    assert.equal(await locky.lock([{ resource, locker: 'l', weight: 1, mode: 'exclusive' }]), true)
+    assert.deepEqual(await locky.getLockers([resource]), ['l'])
   })
 
   test('arguments that are not arrays are TypeErrors', () => {

@@ -113,6 +113,42 @@ test('read/write lock: shared holders run together, a waiting writer blocks late
   assert.deepEqual(log, ['+r1', '+r2', '-r1', '-r2', '+w', '-w', '+r3', '-r3'])
 })
 
+test('one release or cancel starts thousands of readers at once, each exactly once', async () => {
+  // More grants than the counted io buffer's first size (256 slots): the
+  // surplus travels in a second step (src/binding/semaphore.rs).
+  const lock = new AsyncLock({ permits: Infinity, maxPending: Infinity })
+  const readers = 3000
+  let inside = 0
+  let most = 0
+  let ran = 0
+  const read = () =>
+    lock.acquire('doc', async () => {
+      inside++
+      if (inside > most) most = inside
+      await drain(1)
+      inside--
+      ran++
+    }, { mode: 'shared' })
+  // A writer's release grants them.
+  const writer = await lock.lock('doc', { mode: 'exclusive' })
+  const afterWriter = Array.from({ length: readers }, read)
+  await drain()
+  assert.equal(ran, 0)
+  await writer.release()
+  await Promise.all(afterWriter)
+  assert.equal(ran, readers)
+  assert.equal(most, readers, 'every reader ran beside every other')
+  // A cancelled writer at the head grants them: it times out behind a reader.
+  const reader = await lock.lock('doc', { mode: 'shared' })
+  const blocked = lock.acquire('doc', () => 'writer', { mode: 'exclusive', timeout: 30 })
+  const afterCancel = Array.from({ length: readers }, read)
+  await assert.rejects(blocked, /timed out/)
+  await Promise.all(afterCancel)
+  assert.equal(ran, 2 * readers)
+  await reader.release()
+  assert.equal(lock.isBusy(), false)
+})
+
 test('a timed-out heavy head wakes the lighter waiters behind it', async () => {
   const lock = new AsyncLock({ permits: 2 })
   const held = await lock.lock('k')

@@ -22,7 +22,7 @@ function renderChart(meta, cells, impls) {
   const out = []
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="11">`)
   out.push(`<rect width="100%" height="100%" fill="#fff"/>`)
-  out.push(`<text x="${left}" y="16" font-size="13" font-weight="bold">Speed vs async-lock@1.5.0 (×, log scale; W7: bytes per waiter)</text>`)
+  out.push(`<text x="${left}" y="16" font-size="13" font-weight="bold">Speed vs async-lock@1.5.0 (×, log scale; W7: bytes per waiter; S rows: vs async-mutex's Semaphore)</text>`)
   out.push(`<text x="${left}" y="32" fill="#555">${esc(`${meta.date} · ${meta.cpu} × ${meta.cores} · Node ${meta.node} · ${meta.rounds} round(s), medians`)}</text>`)
   for (const tick of [0.1, 0.3, 1, 3, 10, 30, 100]) {
     const tx = x(tick)
@@ -32,18 +32,20 @@ function renderChart(meta, cells, impls) {
   meta.workloads.forEach((w, gi) => {
     const gy = top + gi * groupH
     const row = cells[w.name]
-    const base = row['async-lock']
+    // The S rows (semaphores) are against async-mutex's Semaphore: async-lock has none.
+    const baseline = w.baseline || 'async-lock'
+    const base = row[baseline]
     out.push(`<text x="${left - 8}" y="${gy + groupH / 2}" text-anchor="end" font-weight="bold">${esc(w.name)}</text>`)
     shown.forEach((impl, bi) => {
       const y = gy + bi * barH
       const s = row[impl]
-      if (!s) return
+      if (!s || impl === baseline) return
       if (s.failed) {
         out.push(`<text x="${x(1) + 4}" y="${y + barH - 2}" fill="#c92a2a">${esc(impl)}: ${esc(s.label)}</text>`)
         return
       }
       if (!base || base.failed) {
-        out.push(`<text x="${x(1) + 4}" y="${y + barH - 2}" fill="#555">${esc(impl)}: ok, async-lock ${base ? esc(base.label) : 'not run'}</text>`)
+        out.push(`<text x="${x(1) + 4}" y="${y + barH - 2}" fill="#555">${esc(impl)}: ok, ${esc(baseline)} ${base ? esc(base.label) : 'not run'}</text>`)
         return
       }
       const r = base.value / s.value

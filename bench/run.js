@@ -20,7 +20,11 @@ const { renderChart } = require('./chart')
 
 const ALL_IMPLS = ['keyed-lock', 'async-lock', 'async-mutex', 'floor']
 const INSTR_IMPLS = ['keyed-lock', 'async-lock', 'floor']
-const INSTR_WORKLOADS = ['W1', 'W2', 'W3', 'W3a', 'W6t', 'W6p']
+const INSTR_WORKLOADS = ['W1', 'W2', 'W3', 'W3a', 'W6t', 'W6p', 'S1', 'S2']
+/** The implementations a workload runs against: all, or those its row names (async-lock has no semaphore). */
+const runsOn = (w, impl) => !w.impls || w.impls.includes(impl)
+/** What a row's × figures are taken against: async-lock, or the row's own baseline. */
+const baselineOf = (w) => w.baseline || 'async-lock'
 let TIME_LIMIT_MS = 60000
 
 function parseArgs(argv) {
@@ -39,6 +43,7 @@ function parseArgs(argv) {
     else if (a === '--jobs') INSTR_JOBS = Number(argv[++i])
     else throw new Error(`unknown option ${a}`)
   }
+  args.implsGiven = args.impls !== null
   if (args.impls === null) args.impls = args.instructions ? INSTR_IMPLS : ALL_IMPLS
   if (args.quick && !argv.includes('--rounds')) args.rounds = 1
   for (const impl of args.impls) if (!ALL_IMPLS.includes(impl)) throw new Error(`unknown implementation ${impl}`)
@@ -111,16 +116,25 @@ function buildTable(args, cells, meta) {
   lines.push(`keyed-lock benchmark — ${meta.date}, ${meta.cpu} × ${meta.cores}, Node ${meta.node}, ${meta.rounds} round(s)${args.quick ? ', QUICK sizes' : ''}`)
   lines.push('')
   lines.push('Each cell: median over rounds of per-process medians (min–max over rounds), then × vs async-lock (>1 = faster, or fewer bytes for W7). Last column: keyed-lock time (bytes for W7) ÷ floor; ≤ 1.3 is the target.')
+  if (meta.workloads.some((w) => w.baseline)) {
+    lines.push('')
+    lines.push(
+      'S rows (semaphores, `permits: 8`): async-lock has none, so their × figures are vs async-mutex\'s `Semaphore` (in **bold**, the row\'s baseline), and the floor is the semaphore floor (`impls/floor-semaphore.js`).',
+    )
+  }
   lines.push('')
   lines.push(`| workload | n | ${impls.join(' | ')} | keyed-lock ÷ floor |`)
   lines.push(`|---|---:|${impls.map(() => '---').join('|')}|---:|`)
   for (const w of meta.workloads) {
     const row = cells[w.name]
-    const base = row['async-lock']
+    const baseline = baselineOf(w)
+    const base = row[baseline]
     const parts = impls.map((impl) => {
+      if (!runsOn(w, impl)) return 'n/a'
       const s = row[impl]
       let text = cellText(w, s)
-      if (s && !s.failed && base && !base.failed && impl !== 'async-lock') text += ' ' + fmtRatio(base.value / s.value)
+      if (impl === baseline && w.baseline) text = `**${text}**`
+      if (s && !s.failed && base && !base.failed && impl !== baseline) text += ' ' + fmtRatio(base.value / s.value)
       return text
     })
     const k = row['keyed-lock']
@@ -242,6 +256,13 @@ function perOperation(totals, sizes) {
   return { pairs, perOp: (Math.min(...at2) - Math.min(...at1)) / extra, min: Math.min(...pairs), max: Math.max(...pairs) }
 }
 
+/** A row's implementations in --instructions mode; by default an S row adds its baseline (async-mutex). */
+function instrImpls(args, w) {
+  const impls = args.impls.filter((impl) => runsOn(w, impl))
+  if (!args.implsGiven && w.baseline && !impls.includes(w.baseline)) impls.splice(1, 0, w.baseline)
+  return impls
+}
+
 async function instructions(args) {
   const chosen = workloads.filter((w) => (args.only ? args.only.includes(w.name) : INSTR_WORKLOADS.includes(w.name)))
   const scratch = fs.mkdtempSync(path.join(require('os').tmpdir(), 'keyed-lock-callgrind-'))
@@ -249,7 +270,7 @@ async function instructions(args) {
   for (const w of chosen) {
     // Sizes: the quick size (at most 10k) and half of it; halved again with --quick.
     const n2 = Math.min(w.quick, 10000) / (args.quick ? 2 : 1)
-    for (const impl of args.impls) jobs.push({ w, impl, sizes: [n2 / 2, n2] })
+    for (const impl of instrImpls(args, w)) jobs.push({ w, impl, sizes: [n2 / 2, n2] })
   }
   const results = {}
   let next = 0
@@ -269,22 +290,30 @@ async function instructions(args) {
   const lines = []
   lines.push(`keyed-lock instruction counts — ${m.date}, Node ${m.node}, valgrind --tool=callgrind${args.quick ? ', QUICK sizes' : ''}`)
   lines.push('')
+  const columns = ALL_IMPLS.filter((impl) => chosen.some((w) => instrImpls(args, w).includes(impl)))
   lines.push(`Instructions per operation, (I(n2) − I(n1)) ÷ (n2 − n1) within one process (startup and fixed costs cancel), all threads: each size's least of ${INSTR_PAIRS} runs (GC and compilation only ever add), then in brackets the range of the ${INSTR_PAIRS} pairs' own differences; then × vs async-lock (>1 = fewer). Last column: keyed-lock ÷ floor.`)
+  if (chosen.some((w) => w.baseline)) {
+    lines.push('')
+    lines.push("S rows (semaphores): × vs async-mutex's `Semaphore` (in **bold**; async-lock has none), and the floor is the semaphore floor.")
+  }
   lines.push('')
-  lines.push(`| workload | n1 → n2 | ${args.impls.join(' | ')} | keyed-lock ÷ floor |`)
-  lines.push(`|---|---:|${args.impls.map(() => '---:').join('|')}|---:|`)
+  lines.push(`| workload | n1 → n2 | ${columns.join(' | ')} | keyed-lock ÷ floor |`)
+  lines.push(`|---|---:|${columns.map(() => '---:').join('|')}|---:|`)
   const failures = []
   for (const w of chosen) {
-    const row = results[w.name]
-    const base = row['async-lock']
-    const cells = args.impls.map((impl) => {
+    const row = results[w.name] || {}
+    const baseline = baselineOf(w)
+    const base = row[baseline]
+    const cells = columns.map((impl) => {
       const r = row[impl]
+      if (!r) return runsOn(w, impl) ? '–' : 'n/a'
       if (!r.ok) {
         failures.push(`- ${w.name} / ${impl}: ${r.failure} — ${r.detail}`)
         return `**FAIL ${r.failure}**`
       }
       let text = `${r.perOp.toFixed(0)} (${r.min.toFixed(0)}–${r.max.toFixed(0)})`
-      if (impl !== 'async-lock' && base && base.ok) text += ' ' + fmtRatio(base.perOp / r.perOp)
+      if (impl === baseline && w.baseline) text = `**${text}**`
+      if (impl !== baseline && base && base.ok) text += ' ' + fmtRatio(base.perOp / r.perOp)
       return text
     })
     const k = row['keyed-lock']
@@ -316,11 +345,12 @@ async function main() {
   const raw = {}
   for (const w of chosen) {
     raw[w.name] = {}
-    for (const impl of args.impls) raw[w.name][impl] = []
+    for (const impl of args.impls) if (runsOn(w, impl)) raw[w.name][impl] = []
   }
   for (let round = 0; round < args.rounds; round++) {
     for (const w of chosen) {
-      const order = args.impls.map((_, i) => args.impls[(i + round) % args.impls.length])
+      const impls = args.impls.filter((impl) => runsOn(w, impl))
+      const order = impls.map((_, i) => impls[(i + round) % impls.length])
       for (const impl of order) {
         const t0 = Date.now()
         const result = await runChild('worker.js', [impl, w.name, args.quick ? '1' : '0'])
@@ -334,7 +364,7 @@ async function main() {
   for (const w of chosen) {
     cells[w.name] = {}
     sizes[w.name] = args.quick ? w.quick : w.n
-    for (const impl of args.impls) cells[w.name][impl] = summarize(w, raw[w.name][impl])
+    for (const impl of args.impls) if (runsOn(w, impl)) cells[w.name][impl] = summarize(w, raw[w.name][impl])
   }
   const meta = {
     ...machine(),

@@ -212,6 +212,53 @@ async function multiKey(lock, n, sets) {
   return { ran, violations }
 }
 
+/**
+ * S1 / S2 (issue 13): n requests queued at once on one key of a semaphore
+ * with SEM_PERMITS permits, each fn async (one awaited microtask); a share
+ * of them exclusive (all the permits: `{ mode: 'exclusive' }`, which the
+ * async-mutex and floor adaptors read as a weight of SEM_PERMITS), the rest
+ * weight 1 (no options). The signature counts runs, the most holders seen
+ * at once and any exclusive holder beside another, from inside fn.
+ */
+const SEM_PERMITS = 8
+const EXCLUSIVE = { mode: 'exclusive' }
+function semaphoreMix(exclusiveShare) {
+  return async (lock, n) => {
+    const random = prng(13)
+    let inside = 0
+    let most = 0
+    let ran = 0
+    let violations = 0
+    let writer = false
+    const all = new Array(n)
+    for (let i = 0; i < n; i++) {
+      const exclusive = random() < exclusiveShare
+      const fn = async () => {
+        if (writer || (exclusive && inside > 0)) violations++
+        inside++
+        if (exclusive) writer = true
+        if (inside > most) most = inside
+        await null
+        ran++
+        inside--
+        if (exclusive) writer = false
+      }
+      all[i] = lock.acquire('k', fn, exclusive ? EXCLUSIVE : undefined)
+    }
+    await Promise.all(all)
+    return { ran, most, violations }
+  }
+}
+/** async-lock has no semaphore: the S rows compare with async-mutex's Semaphore. */
+const SEMAPHORE_IMPLS = ['keyed-lock', 'async-mutex', 'floor']
+const semaphoreRow = (name, exclusiveShare) => ({
+  name, n: 10000, quick: 2000, reps: 5,
+  lockOpts: { permits: SEM_PERMITS, maxPending: Infinity },
+  impls: SEMAPHORE_IMPLS, baseline: 'async-mutex',
+  run: semaphoreMix(exclusiveShare),
+  expect: (n) => ({ ran: n, most: SEM_PERMITS, violations: 0 }),
+})
+
 const W = [
   { name: 'W1', n: 200000, quick: 20000, reps: 5, run: sequential(false), expect: (n) => ({ ran: n }) },
   { name: 'W2', n: 200000, quick: 20000, reps: 5, run: callbackChain, expect: (n) => ({ ran: n }) },
@@ -241,8 +288,11 @@ const W = [
     run: refused, expect: (n) => ({ ran: MAX_PENDING, fifo: true, refused: n - MAX_PENDING }),
   },
   { name: 'W6u', n: 200000, quick: 20000, reps: 5, run: sequential(true), expect: (n) => ({ ran: n }) },
+  // S1: 10k weight-1 requests on one key, 8 permits. S2: the same, 90% shared / 10% exclusive.
+  semaphoreRow('S1', 0),
+  semaphoreRow('S2', 0.1),
   // W7 is measured differently (memory), see worker.js.
   { name: 'W7', n: 1000000, quick: 20000, reps: 1, memory: true, expect: (n) => ({ ran: n }) },
 ]
 
-module.exports = { workloads: W, noop }
+module.exports = { workloads: W, noop, SEM_PERMITS }

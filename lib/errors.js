@@ -42,6 +42,19 @@ const describe = (value) => {
   return String(value)
 }
 
+/**
+ * A face that admits one holder per key (alock, Locky, ExclusiveLock) given
+ * `permits`, `weight` or `mode` with a value other than the one holder it
+ * always is: refused, never ignored.
+ */
+function oneHolderOption(face, name, allowed, value) {
+  return invalidArg(
+    `option "${name}"`,
+    `${allowed} or unset (the ${face} face admits one holder per key; for a semaphore or a read/write lock use AsyncLock's \`permits\`)`,
+    value,
+  )
+}
+
 /** A TypeError that names the argument or option it is about. */
 function invalidArg(name, expected, value) {
   const err = new TypeError(`keyed-lock: ${name} must be ${expected}; got ${describe(value)}`)
@@ -188,6 +201,7 @@ module.exports = {
   messages,
   invalidArg,
   otherLimit,
+  oneHolderOption,
   invalidUrl,
   invalidConnection,
   ttlOutOfRange,

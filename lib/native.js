@@ -8,8 +8,11 @@
 // not generate them: acquire(), release(), cancel() (isolate reach) and
 // processAcquire(), processRelease(), processReleaseIdle(), processCancel()
 // (process reach), which take no arguments and exchange data through the
-// thread's one io buffer (lib/spaces/io.js; layouts in src/binding/mod.rs), and
-// noopRaw(), which bench/crossings.js times.
+// thread's one io buffer (lib/spaces/io.js; layouts in src/binding/mod.rs);
+// semAcquireIo(), semReleaseIo(), semCancelIo(), semTakeGrants() (counted
+// keys, lib/spaces/counted.js), the same through the thread's counted io
+// buffer (layouts in src/binding/semaphore.rs); and noopRaw(), which
+// bench/crossings.js times.
 //
 // OUTCOME is the outcome table of src/core/outcome.rs ({ GRANTED: 0, ... }),
 // read once here so that no JS file spells the codes itself.

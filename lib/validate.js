@@ -1,5 +1,5 @@
 'use strict'
-const { invalidArg, badKey, ttlOutOfRange, TTL_MIN_MS, TTL_MAX_MS } = require('./errors')
+const { invalidArg, oneHolderOption, badKey, ttlOutOfRange, TTL_MIN_MS, TTL_MAX_MS } = require('./errors')
 
 /**
  * A time option (`timeout`, `maxOccupationTime`, `maxExecutionTime`).
@@ -102,6 +102,28 @@ function callWeight(opts, permits, n) {
   return one(weight)
 }
 
+/** What `permits`, `weight` and `mode` may be on a face with one holder per key: exactly that. */
+const ONE_HOLDER = [
+  ['permits', 1, '1'],
+  ['weight', 1, '1'],
+  ['mode', 'exclusive', "'exclusive'"],
+]
+
+/**
+ * Refuses, before anything is locked, `permits`, `weight` or `mode` in
+ * `opts` on a face that admits one holder per key (`face` names it), unless
+ * the value says just that. Anything but a plain object passes: the faces
+ * check their own argument shapes.
+ */
+function oneHolderOnly(face, opts) {
+  if (opts === null || typeof opts !== 'object') return
+  for (const [name, allowed, shown] of ONE_HOLDER) {
+    const value = opts[name]
+    if (value !== undefined && value !== allowed) throw oneHolderOption(face, name, shown, value)
+  }
+}
+
 module.exports.MAX_PERMITS = MAX_PERMITS
+module.exports.oneHolderOnly = oneHolderOnly
 module.exports.permitsOption = permitsOption
 module.exports.callWeight = callWeight

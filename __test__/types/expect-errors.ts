@@ -2,6 +2,8 @@
 // and `@ts-expect-error` fails the build if one of them stops being one.
 import AsyncLock = require('keyed-lock')
 import lock = require('keyed-lock/alock')
+import Locky = require('keyed-lock/locky')
+import ExclusiveLock = require('keyed-lock/exclusive-lock')
 
 const asyncLock = new AsyncLock()
 
@@ -50,5 +52,17 @@ lock('key', (done) => done()).then(() => {})
 lock.shared.acquire('key', () => {})
 // @ts-expect-error shared is read-only
 lock.shared = lock
+// @ts-expect-error alock admits one holder per key: no weight above 1
+lock('key', (done) => done(), { weight: 2 })
+// @ts-expect-error alock has no shared holds
+lock.shared('key', (done) => done(), { mode: 'shared' })
 
 void one
+
+// The Redis faces admit one holder per lock too (keyed-lock's semaphores are AsyncLock's).
+// @ts-expect-error a Locky is no semaphore
+new Locky({ permits: 3 })
+// @ts-expect-error a Locky lock is one locker's
+new Locky().lock([{ resource: 'a', locker: 'me', mode: 'shared' }])
+// @ts-expect-error an ExclusiveLock is one holder
+new ExclusiveLock({ name: 'report', cache_connection: 'redis://127.0.0.1:6379', weight: 2 })

@@ -5,7 +5,33 @@
 // requests take their keys one by one in sorted order (the usual way to
 // avoid deadlock without an all-or-nothing queue). `timeout` uses the
 // library's own withTimeout, which releases a lock that arrives too late.
-const { Mutex, withTimeout } = require('async-mutex')
+//
+// A lock created with `permits` (the S workloads) is the same kind of
+// wrapper over async-mutex's Semaphore: a Map of Semaphore(permits), one
+// deleted once all its permits are back, acquire(key, fn, opts) is
+// runExclusive(fn, weight) with `{ mode: 'exclusive' }` as every permit.
+const { Mutex, Semaphore, withTimeout } = require('async-mutex')
+
+class KeyedSemaphore {
+  constructor(permits) {
+    this.permits = permits
+    this.semaphores = new Map()
+  }
+
+  acquire(key, fn, opts) {
+    const weight = opts === undefined ? 1 : opts.mode === 'exclusive' ? this.permits : opts.weight || 1
+    let semaphore = this.semaphores.get(key)
+    if (semaphore === undefined) {
+      semaphore = new Semaphore(this.permits)
+      this.semaphores.set(key, semaphore)
+    }
+    return semaphore.runExclusive(fn, weight).finally(() => {
+      // A waiter is dispatched inside release(), so every permit back means
+      // nobody holds or awaits this key.
+      if (semaphore.getValue() === this.permits && this.semaphores.get(key) === semaphore) this.semaphores.delete(key)
+    })
+  }
+}
 
 class KeyedMutex {
   constructor(opts) {
@@ -89,4 +115,6 @@ function call(fn) {
   return new Promise((resolve, reject) => fn((err, ret) => (err ? reject(err) : resolve(ret))))
 }
 
-module.exports = { name: 'async-mutex', create: (opts) => new KeyedMutex(opts) }
+const create = (opts) => (opts && opts.permits > 1 ? new KeyedSemaphore(opts.permits) : new KeyedMutex(opts))
+
+module.exports = { name: 'async-mutex', create }

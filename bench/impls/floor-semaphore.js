@@ -1,7 +1,8 @@
 'use strict'
 // The semaphore floor: the least a keyed, weighted, strictly FIFO semaphore
 // with keyed-lock's promise-mode acquire(key, fn, { weight }) has to do in
-// plain JS. Used by bench/semaphore.js only. Per key: permits out and an
+// plain JS; `impls/floor.js` opens one for a lock created with `permits`
+// (the S workloads). `{ mode: 'exclusive' }` takes every permit. Per key: permits out and an
 // array queue with a head index; a waiting head blocks lighter requests
 // behind it (as keyed-lock and async-mutex do); fn runs synchronously on a
 // grant and the release comes in the microtask after it settles.
@@ -21,7 +22,7 @@ class FloorSemaphore {
   }
 
   acquire(key, fn, opts) {
-    const weight = (opts && opts.weight) || 1
+    const weight = opts === undefined ? 1 : opts.mode === 'exclusive' ? this.permits : opts.weight || 1
     let state = this.keys.get(key)
     if (state === undefined) this.keys.set(key, (state = new KeyState()))
     return new Promise((resolve, reject) => {

@@ -272,4 +272,8 @@ class FloorLock {
   }
 }
 
-module.exports = { name: 'floor', create: (opts) => new FloorLock(opts) }
+// A lock created with `permits` (the S workloads) is the semaphore floor.
+const { FloorSemaphore } = require('./floor-semaphore')
+const create = (opts) => (opts && opts.permits > 1 ? new FloorSemaphore(opts.permits) : new FloorLock(opts))
+
+module.exports = { name: 'floor', create }

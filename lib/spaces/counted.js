@@ -10,6 +10,11 @@
 // acquire and release are decided here on the words, without crossing. A
 // waiter's weight is `waiter.weight`: undefined (1 on every key), a number
 // (the same on every key) or an array (one per key, in request order).
+//
+// The contended calls go through this thread's counted io buffer (layouts
+// in src/binding/semaphore.rs), not the mutex's (./io.js): requests carry
+// (key, weight) pairs, and one release may grant more waiters than it names
+// keys.
 
 const native = require('../native')
 const { GRANTED, QUEUED, REJECTED, RELEASED, HANDOFF, EMPTY } = require('./index')
@@ -17,6 +22,14 @@ const { IsolateSpace } = require('./isolate')
 const { MIN_SWEEP } = require('./io')
 
 const CONTENDED = -1
+
+const { semAcquireIo, semReleaseIo, semCancelIo, semTakeGrants } = native
+let io = new Int32Array(native.semIoBuffer(0))
+
+/** Makes the counted io buffer hold at least `slots` values (growing replaces it). */
+function reserveIo(slots) {
+  if (slots > io.length) io = new Int32Array(native.semIoBuffer(slots))
+}
 
 const tables = new FinalizationRegistry((id) => native.dropSemTable(id))
 
@@ -72,32 +85,50 @@ class CountedSpace {
       this.words[id] = word + k
       return GRANTED
     }
-    return this._acquired(native.semAcquire(this.table, maxPending, !!skipQueue, [id], [k]), waiter)
+    io[0] = this.table
+    io[1] = maxPending
+    io[2] = skipQueue ? 1 : 0
+    io[3] = 1
+    io[4] = id
+    io[5] = k
+    semAcquireIo()
+    return this._acquired(waiter)
   }
 
   acquireMany(ids, maxPending, skipQueue, waiter) {
     const words = this.words
-    const weights = new Array(ids.length)
     let free = true
     for (let i = 0; i < ids.length; i++) {
-      const k = (weights[i] = weightAt(waiter, i))
       const word = words[ids[i]]
-      if (!(word >= 0 && word + k <= this.permits)) free = false
+      if (!(word >= 0 && word + weightAt(waiter, i) <= this.permits)) {
+        free = false
+        break
+      }
     }
     if (free) {
-      for (let i = 0; i < ids.length; i++) words[ids[i]] += weights[i]
+      for (let i = 0; i < ids.length; i++) words[ids[i]] += weightAt(waiter, i)
       return GRANTED
     }
-    return this._acquired(native.semAcquire(this.table, maxPending, !!skipQueue, ids, weights), waiter)
+    reserveIo(4 + 2 * ids.length)
+    io[0] = this.table
+    io[1] = maxPending
+    io[2] = skipQueue ? 1 : 0
+    io[3] = ids.length
+    for (let i = 0; i < ids.length; i++) {
+      io[4 + 2 * i] = ids[i]
+      io[5 + 2 * i] = weightAt(waiter, i)
+    }
+    semAcquireIo()
+    return this._acquired(waiter)
   }
 
-  _acquired(out, waiter) {
-    const outcome = out[0]
+  _acquired(waiter) {
+    const outcome = io[0]
     if (outcome === QUEUED) {
-      waiter.ticket = out[1]
-      this.waiters[out[1]] = waiter
+      waiter.ticket = io[1]
+      this.waiters[io[1]] = waiter
     } else if (outcome === REJECTED) {
-      this.rejectedIndex = out[1]
+      this.rejectedIndex = io[1]
     }
     return outcome
   }
@@ -105,10 +136,20 @@ class CountedSpace {
   /**
    * Gives back the permits of keys nobody waits for; the others go to
    * `contended` as [id, weight, ...] pairs (with their weights, since the
-   * hand-off comes after the caller's cb, when `waiter` may be reused).
+   * hand-off comes after the caller's cb, when `waiter` may be reused), or
+   * as a bare id for one key of weight 1 (releaseOne: no array).
    */
   releaseIdle(ids, waiter) {
     const words = this.words
+    if (typeof ids === 'number') {
+      const k = weightAt(waiter, 0)
+      if (words[ids] >= 0) {
+        words[ids] -= k
+        return RELEASED
+      }
+      this.contended = k === 1 ? ids : [ids, k]
+      return HANDOFF
+    }
     let contended = null
     const n = typeof ids === 'number' ? 1 : ids.length
     for (let i = 0; i < n; i++) {
@@ -124,46 +165,70 @@ class CountedSpace {
 
   /** A weight-1 release of one key (the contract's releaseOne). */
   releaseOne(id) {
-    return this.releaseMany([id, 1])
+    if (this.words[id] >= 0) {
+      this.words[id] -= 1
+      return EMPTY
+    }
+    io[0] = this.table
+    io[1] = 1
+    io[2] = id
+    io[3] = 1
+    semReleaseIo()
+    return this._grants(0)
   }
 
   /** Releases [id, weight, ...] pairs; returns the waiters they go to (not started yet). */
   releaseMany(pairs) {
     const words = this.words
-    let keys = null
-    let weights = null
+    reserveIo(2 + pairs.length)
+    let n = 0
     for (let i = 0; i < pairs.length; i += 2) {
       const id = pairs[i]
       const k = pairs[i + 1]
       if (words[id] >= 0) {
         words[id] -= k
       } else {
-        ;(keys || (keys = [])).push(id)
-        ;(weights || (weights = [])).push(k)
+        io[2 + 2 * n] = id
+        io[3 + 2 * n] = k
+        n++
       }
     }
-    if (keys === null) return EMPTY
-    return this._grants(native.semRelease(this.table, keys, weights), 0)
+    if (n === 0) return EMPTY
+    io[0] = this.table
+    io[1] = n
+    semReleaseIo()
+    return this._grants(0)
   }
 
   cancel(waiter) {
-    const out = native.semCancel(this.table, waiter.ticket)
-    if (out[0] === 0) return null
-    this.blockingIndex = out[1]
+    io[0] = this.table
+    io[1] = waiter.ticket
+    semCancelIo()
+    if (io[0] === 0) return null
+    this.blockingIndex = io[1]
     this.waiters[waiter.ticket] = undefined
     waiter.ticket = -1
-    return this._grants(out, 2)
+    return this._grants(2)
   }
 
-  _grants(tickets, at) {
-    if (tickets.length === at) return EMPTY
+  /** The waiters of the grants the last call wrote at `at` (`g, ticket × g`). */
+  _grants(at) {
+    const n = io[at]
+    if (n === 0) return EMPTY
+    if (at + 1 + n > io.length) {
+      // More grants than the buffer holds: Rust kept them until it grows.
+      reserveIo(1 + n)
+      semTakeGrants()
+      at = 0
+    }
     const waiters = this.waiters
-    const out = new Array(tickets.length - at)
-    for (let i = at; i < tickets.length; i++) {
-      const w = waiters[tickets[i]]
-      waiters[tickets[i]] = undefined
+    const out = new Array(n)
+    for (let i = 0; i < n; i++) {
+      const ticket = io[at + 1 + i]
+      const w = waiters[ticket]
+      waiters[ticket] = undefined
       w.ticket = -1
-      out[i - at] = w
+      out[i] = w
     }
     return out
   }

@@ -1,5 +1,6 @@
 //! The hot entry points of the isolate reach (`acquire`, `release`,
-//! `cancel`) and of the process reach (`processAcquire`, `processRelease`,
+//! `cancel`; for counted keys `semAcquireIo`, `semReleaseIo`, `semCancelIo`,
+//! `semTakeGrants`, see `semaphore.rs`) and of the process reach (`processAcquire`, `processRelease`,
 //! `processReleaseIdle`, `processCancel`), registered as raw N-API callbacks. They take no arguments and return `undefined`, so the
 //! argument fetching and result conversion that `#[napi]` wraps around
 //! every function is pure overhead here; skipping it halves the cost of a
@@ -50,6 +51,10 @@ raw_callback!(raw_process_release, super::process::release_body);
 raw_callback!(raw_process_release_idle, super::process::release_idle_body);
 raw_callback!(raw_process_cancel, super::process::cancel_body);
 raw_callback!(raw_noop, noop_body);
+raw_callback!(raw_sem_acquire, super::semaphore::sem_acquire_body);
+raw_callback!(raw_sem_release, super::semaphore::sem_release_body);
+raw_callback!(raw_sem_cancel, super::semaphore::sem_cancel_body);
+raw_callback!(raw_sem_take_grants, super::semaphore::sem_take_grants_body);
 
 fn noop_body() -> std::result::Result<(), NativeError> {
   Ok(())
@@ -57,7 +62,7 @@ fn noop_body() -> std::result::Result<(), NativeError> {
 
 #[napi(module_exports)]
 pub fn register_hot_paths(mut exports: Object, env: Env) -> Result<()> {
-  let table: [(&str, sys::napi_callback); 8] = [
+  let table: [(&str, sys::napi_callback); 12] = [
     ("acquire", Some(raw_acquire)),
     ("release", Some(raw_release)),
     ("cancel", Some(raw_cancel)),
@@ -66,6 +71,10 @@ pub fn register_hot_paths(mut exports: Object, env: Env) -> Result<()> {
     ("processReleaseIdle", Some(raw_process_release_idle)),
     ("processCancel", Some(raw_process_cancel)),
     ("noopRaw", Some(raw_noop)),
+    ("semAcquireIo", Some(raw_sem_acquire)),
+    ("semReleaseIo", Some(raw_sem_release)),
+    ("semCancelIo", Some(raw_sem_cancel)),
+    ("semTakeGrants", Some(raw_sem_take_grants)),
   ];
   for (name, cb) in table {
     let c_name = CString::new(name).map_err(|e| Error::from_reason(e.to_string()))?;

@@ -50,7 +50,9 @@
 //! and `permits`): grants strictly in queue order while the head fits, one
 //! release may grant several heads. Its own module docs give its key words;
 //! docs/semaphores.md gives the API built on it. A one-permit lock stays on
-//! [`Table`].
+//! [`Table`]. Both keep their waiters with the same bookkeeping (ticket
+//! slots, lazy cancellation, queue clean-up: `tickets.rs`) and grow their
+//! words alike; they differ only in what a ticket asks for and when it fits.
 //!
 //! # Cancellation
 //!
@@ -108,6 +110,7 @@ mod error;
 mod outcome;
 mod semaphore;
 mod table;
+mod tickets;
 
 pub use error::{Coded, CoreError, ErrorCode};
 pub use outcome::Outcome;

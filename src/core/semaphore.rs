@@ -30,7 +30,8 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::table::{Acquire, Cancel, KeyId, TicketId, Words};
+use super::table::{grow_keys, Acquire, Cancel, KeyId, TicketId, Words};
+use super::tickets::{check_keys, Tickets};
 use super::CoreError;
 
 /// The word of a counted key with live waiters.
@@ -39,22 +40,8 @@ pub const SEM_CONTENDED: i32 = -1;
 /// The largest limit: a count must fit a word.
 pub const MAX_PERMITS: u32 = i32::MAX as u32;
 
-const NO_TICKET: u32 = u32::MAX;
-const KEEP_QUEUE_CAPACITY: usize = 64;
-
 /// Keys and weights of one request.
 type Request = Box<[(KeyId, u32)]>;
-
-enum Slot {
-  Vacant {
-    next_free: u32,
-  },
-  Waiting(Request),
-  /// Cancelled, still standing in `refs` queues (not at their heads).
-  Cancelled {
-    refs: u32,
-  },
-}
 
 /// State of a `SEM_CONTENDED` key; for other words the word is the truth.
 #[derive(Default)]
@@ -70,9 +57,7 @@ pub struct Semaphores {
   permits: u32,
   words: Arc<Words>,
   queues: Vec<KeyQueue>,
-  slots: Vec<Slot>,
-  free_slot: u32,
-  waiting: usize,
+  tickets: Tickets<Request>,
   /// Keys whose heads may have become grantable (reused buffer).
   dirty: Vec<KeyId>,
 }
@@ -90,9 +75,7 @@ impl Semaphores {
       permits: permits.clamp(1, MAX_PERMITS),
       words: Arc::new(Words::with_len(keys)),
       queues,
-      slots: Vec::new(),
-      free_slot: NO_TICKET,
-      waiting: 0,
+      tickets: Tickets::default(),
       dirty: Vec::new(),
     }
   }
@@ -112,23 +95,12 @@ impl Semaphores {
 
   /// Makes key ids `0..keys` valid. Returns true if the words were replaced.
   pub fn reserve_keys(&mut self, keys: usize) -> bool {
-    let have = self.queues.len();
-    if keys <= have {
-      return false;
-    }
-    let len = keys.max(have * 2);
-    let words = Words::with_len(len);
-    for i in 0..have {
-      words.set(i as KeyId, self.words.get(i as KeyId));
-    }
-    self.words = Arc::new(words);
-    self.queues.resize_with(len, KeyQueue::default);
-    true
+    grow_keys(&mut self.words, &mut self.queues, keys)
   }
 
   /// Waiting tickets in the whole table.
   pub fn waiting(&self) -> usize {
-    self.waiting
+    self.tickets.waiting()
   }
 
   /// Live waiters on `key`.
@@ -154,21 +126,11 @@ impl Semaphores {
   }
 
   fn check(&self, request: &[(KeyId, u32)]) -> Result<(), CoreError> {
-    if request.is_empty() {
-      return Err(CoreError::NoKeys);
+    check_keys(request.len(), |i| request[i].0, self.queues.len())?;
+    match request.iter().find(|&&(_, w)| w == 0 || w > self.permits) {
+      Some(&(k, _)) => Err(CoreError::BadWeight(k)),
+      None => Ok(()),
     }
-    for (i, &(k, w)) in request.iter().enumerate() {
-      if k as usize >= self.queues.len() {
-        return Err(CoreError::KeyOutOfRange(k));
-      }
-      if request[..i].iter().any(|&(other, _)| other == k) {
-        return Err(CoreError::DuplicateKey(k));
-      }
-      if w == 0 || w > self.permits {
-        return Err(CoreError::BadWeight(k));
-      }
-    }
-    Ok(())
   }
 
   fn fits(&self, k: KeyId, w: u32) -> bool {
@@ -228,7 +190,7 @@ impl Semaphores {
       self.take(request);
       return Ok(Acquire::Granted);
     }
-    let ticket = self.alloc_slot(request.into());
+    let ticket = self.tickets.wait(request.into());
     for &(k, _) in request {
       let word = self.words.get(k);
       let q = &mut self.queues[k as usize];
@@ -243,7 +205,6 @@ impl Semaphores {
       q.live += 1;
       self.words.set(k, SEM_CONTENDED);
     }
-    self.waiting += 1;
     Ok(Acquire::Queued(ticket))
   }
 
@@ -268,16 +229,13 @@ impl Semaphores {
     request: &[(KeyId, u32)],
     grants: &mut Vec<TicketId>,
   ) -> Result<(), CoreError> {
-    for (i, &(k, w)) in request.iter().enumerate() {
-      if k as usize >= self.queues.len() {
-        return Err(CoreError::KeyOutOfRange(k));
-      }
-      if request[..i].iter().any(|&(other, _)| other == k) {
-        return Err(CoreError::DuplicateKey(k));
-      }
-      if w == 0 || self.out(k) < w {
-        return Err(CoreError::NotHeld(k));
-      }
+    // A release of no keys is nothing to do, not an error (the mutex's
+    // release says the same).
+    if !request.is_empty() {
+      check_keys(request.len(), |i| request[i].0, self.queues.len())?;
+    }
+    if let Some(&(k, _)) = request.iter().find(|&&(k, w)| w == 0 || self.out(k) < w) {
+      return Err(CoreError::NotHeld(k));
     }
     for &(k, w) in request {
       let word = self.words.get(k);
@@ -295,17 +253,9 @@ impl Semaphores {
   /// Takes a waiting ticket out of every queue and grants whatever its
   /// leaving unblocks (appended to `grants`).
   pub fn cancel(&mut self, ticket: TicketId, grants: &mut Vec<TicketId>) -> Cancel {
-    let request = match self.slots.get_mut(ticket as usize) {
-      Some(slot @ Slot::Waiting(_)) => match std::mem::replace(slot, Slot::Cancelled { refs: 0 }) {
-        Slot::Waiting(request) => request,
-        _ => unreachable!("matched as Waiting just above"),
-      },
-      _ => return Cancel::NotWaiting,
+    let Some(request) = self.tickets.cancel(ticket, |request| request.len()) else {
+      return Cancel::NotWaiting;
     };
-    if let Some(Slot::Cancelled { refs }) = self.slots.get_mut(ticket as usize) {
-      *refs = request.len() as u32;
-    }
-    self.waiting -= 1;
     for &(k, _) in request.iter() {
       let q = &mut self.queues[k as usize];
       q.live -= 1;
@@ -343,7 +293,7 @@ impl Semaphores {
   }
 
   fn grantable(&self, ticket: TicketId) -> bool {
-    let Some(Slot::Waiting(request)) = self.slots.get(ticket as usize) else {
+    let Some(request) = self.tickets.request(ticket) else {
       return false;
     };
     request.iter().all(|&(k, w)| {
@@ -353,17 +303,9 @@ impl Semaphores {
   }
 
   fn grant(&mut self, ticket: TicketId) {
-    let request = match std::mem::replace(
-      &mut self.slots[ticket as usize],
-      Slot::Vacant {
-        next_free: self.free_slot,
-      },
-    ) {
-      Slot::Waiting(request) => request,
-      _ => unreachable!("grant() follows grantable()"),
+    let Some(request) = self.tickets.grant(ticket) else {
+      return;
     };
-    self.free_slot = ticket;
-    self.waiting -= 1;
     for &(k, w) in request.iter() {
       let q = &mut self.queues[k as usize];
       q.queue.pop_front();
@@ -376,25 +318,9 @@ impl Semaphores {
   }
 
   fn drop_cancelled_heads(&mut self, k: KeyId) {
-    while let Some(&head) = self.queues[k as usize].queue.front() {
-      if !matches!(self.slots[head as usize], Slot::Cancelled { .. }) {
-        break;
-      }
-      self.queues[k as usize].queue.pop_front();
-      self.unref_cancelled(head);
-    }
-  }
-
-  fn unref_cancelled(&mut self, ticket: TicketId) {
-    if let Slot::Cancelled { refs } = &mut self.slots[ticket as usize] {
-      *refs -= 1;
-      if *refs == 0 {
-        self.slots[ticket as usize] = Slot::Vacant {
-          next_free: self.free_slot,
-        };
-        self.free_slot = ticket;
-      }
-    }
+    self
+      .tickets
+      .drop_cancelled_heads(&mut self.queues[k as usize].queue);
   }
 
   /// A contended key whose last live waiter left goes back to a count word.
@@ -404,38 +330,16 @@ impl Semaphores {
       return;
     }
     let out = q.out;
-    let mut leftovers = std::mem::take(&mut q.queue);
-    while let Some(t) = leftovers.pop_front() {
-      self.unref_cancelled(t);
-    }
-    let q = &mut self.queues[k as usize];
-    if leftovers.capacity() <= KEEP_QUEUE_CAPACITY {
-      q.queue = leftovers;
-    }
+    self.tickets.clear_queue(&mut q.queue);
     q.out = 0;
     self.words.set(k, out as i32);
-  }
-
-  fn alloc_slot(&mut self, request: Request) -> TicketId {
-    if self.free_slot != NO_TICKET {
-      let t = self.free_slot;
-      if let Slot::Vacant { next_free } = self.slots[t as usize] {
-        self.free_slot = next_free;
-      }
-      self.slots[t as usize] = Slot::Waiting(request);
-      return t;
-    }
-    self.slots.push(Slot::Waiting(request));
-    (self.slots.len() - 1) as TicketId
   }
 
   /// Position, in a waiting ticket's request, of the first key it cannot
   /// have yet (another waiter ahead of it, or no room). Timeout messages
   /// name it.
   pub fn blocking_index(&self, ticket: TicketId) -> Option<usize> {
-    let Some(Slot::Waiting(request)) = self.slots.get(ticket as usize) else {
-      return None;
-    };
+    let request = self.tickets.request(ticket)?;
     request.iter().position(|&(k, w)| {
       let q = &self.queues[k as usize];
       q.queue.front() != Some(&ticket) || q.out + w > self.permits
@@ -444,10 +348,7 @@ impl Semaphores {
 
   /// Keys and weights of a waiting ticket, for introspection and tests.
   pub fn ticket_request(&self, ticket: TicketId) -> Option<&[(KeyId, u32)]> {
-    match self.slots.get(ticket as usize) {
-      Some(Slot::Waiting(request)) => Some(request),
-      _ => None,
-    }
+    self.tickets.request(ticket).map(|request| &request[..])
   }
 }
 

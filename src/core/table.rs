@@ -2,6 +2,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
+use super::tickets::{check_keys, Tickets};
 use super::{CoreError, CONTENDED, HELD, IDLE};
 
 /// A key, interned by the owner of the table. Ids are dense and reusable.
@@ -12,12 +13,6 @@ pub type TicketId = u32;
 
 /// `max_pending` value that means "no limit".
 pub const UNLIMITED: u32 = u32::MAX;
-
-/// Queues bigger than this are freed, not kept for reuse, when they empty:
-/// a drained burst of a million waiters must not pin 4 MB per key.
-const KEEP_QUEUE_CAPACITY: usize = 64;
-
-const NO_TICKET: u32 = u32::MAX;
 
 /// The per-key words (see the module docs, *Key words*), followed by one
 /// count per key: its live waiters (0 unless the word is `CONTENDED`), kept
@@ -78,11 +73,38 @@ impl Words {
     self.slots[self.len + key as usize].store(live as i32, Ordering::Relaxed)
   }
 
+  /// A copy `len` keys long (words and counts), for a table that grows.
+  fn grown(&self, len: usize) -> Words {
+    let words = Words::with_len(len);
+    for k in 0..self.len.min(len) as KeyId {
+      words.set(k, self.get(k));
+      words.set_waiters(k, self.waiters(k) as u32);
+    }
+    words
+  }
+
   /// Start of the array, for a caller that exposes it to another runtime.
   pub fn as_mut_ptr(&self) -> *mut i32 {
     // AtomicI32 has the same in-memory representation as i32.
     self.slots.as_ptr() as *mut i32
   }
+}
+
+/// Makes key ids `0..keys` valid in a table's words and queues (both
+/// tables grow alike). Returns true if the words were replaced.
+pub(super) fn grow_keys<Q: Default>(
+  words: &mut Arc<Words>,
+  queues: &mut Vec<Q>,
+  keys: usize,
+) -> bool {
+  let have = queues.len();
+  if keys <= have {
+    return false;
+  }
+  let len = keys.max(have * 2);
+  *words = Arc::new(words.grown(len));
+  queues.resize_with(len, Q::default);
+  true
 }
 
 /// What [`Table::acquire`] did.
@@ -123,19 +145,6 @@ impl TicketKeys {
   }
 }
 
-enum Slot {
-  Vacant {
-    next_free: u32,
-  },
-  Waiting(TicketKeys),
-  /// Cancelled, but still standing in `refs` queues (not at their heads);
-  /// freed when the last of them drops it, so its id cannot be reused while
-  /// a queue still names it.
-  Cancelled {
-    refs: u32,
-  },
-}
-
 /// State of a key whose word is `CONTENDED`. For other words it is empty and
 /// `held` is meaningless: the word is the truth.
 #[derive(Default)]
@@ -151,9 +160,7 @@ struct KeyQueue {
 pub struct Table {
   words: Arc<Words>,
   queues: Vec<KeyQueue>,
-  slots: Vec<Slot>,
-  free_slot: u32,
-  waiting: usize,
+  tickets: Tickets<TicketKeys>,
 }
 
 impl Default for Table {
@@ -173,9 +180,7 @@ impl Table {
     Table {
       words: Arc::new(Words::with_len(keys)),
       queues,
-      slots: Vec::new(),
-      free_slot: NO_TICKET,
-      waiting: 0,
+      tickets: Tickets::default(),
     }
   }
 
@@ -191,24 +196,12 @@ impl Table {
 
   /// Makes key ids `0..keys` valid. Returns true if the words were replaced.
   pub fn reserve_keys(&mut self, keys: usize) -> bool {
-    let have = self.queues.len();
-    if keys <= have {
-      return false;
-    }
-    let len = keys.max(have * 2);
-    let words = Words::with_len(len);
-    for k in 0..have as KeyId {
-      words.set(k, self.words.get(k));
-      words.set_waiters(k, self.words.waiters(k) as u32);
-    }
-    self.words = Arc::new(words);
-    self.queues.resize_with(len, KeyQueue::default);
-    true
+    grow_keys(&mut self.words, &mut self.queues, keys)
   }
 
   /// Waiting tickets in the whole table.
   pub fn waiting(&self) -> usize {
-    self.waiting
+    self.tickets.waiting()
   }
 
   /// Live waiters on `key`.
@@ -234,18 +227,7 @@ impl Table {
   }
 
   fn check_keys(&self, keys: &[KeyId]) -> Result<(), CoreError> {
-    if keys.is_empty() {
-      return Err(CoreError::NoKeys);
-    }
-    for (i, &k) in keys.iter().enumerate() {
-      if k as usize >= self.queues.len() {
-        return Err(CoreError::KeyOutOfRange(k));
-      }
-      if keys[..i].contains(&k) {
-        return Err(CoreError::DuplicateKey(k));
-      }
-    }
-    Ok(())
+    check_keys(keys.len(), |i| keys[i], self.queues.len())
   }
 
   /// The uncontended acquire that the owner may also do on the words
@@ -296,7 +278,7 @@ impl Table {
       keys.iter().for_each(|&k| self.words.set(k, HELD));
       return Ok(Acquire::Granted);
     }
-    let ticket = self.alloc_slot(match keys {
+    let ticket = self.tickets.wait(match keys {
       [k] => TicketKeys::One(*k),
       _ => TicketKeys::Many(keys.into()),
     });
@@ -318,7 +300,6 @@ impl Table {
       self.words.set_waiters(k, q.live);
       self.words.set(k, CONTENDED);
     }
-    self.waiting += 1;
     if skip_queue && self.try_grant(ticket) {
       return Ok(Acquire::Granted);
     }
@@ -351,19 +332,10 @@ impl Table {
   /// Takes a waiting ticket out of every queue; grants whatever its leaving
   /// unblocks (appended to `grants`).
   pub fn cancel(&mut self, ticket: TicketId, grants: &mut Vec<TicketId>) -> Cancel {
-    let keys = match self.slots.get_mut(ticket as usize) {
-      Some(slot @ Slot::Waiting(_)) => match std::mem::replace(slot, Slot::Cancelled { refs: 0 }) {
-        Slot::Waiting(keys) => keys,
-        _ => unreachable!("matched as Waiting just above"),
-      },
-      _ => return Cancel::NotWaiting,
+    let Some(keys) = self.tickets.cancel(ticket, |keys| keys.as_slice().len()) else {
+      return Cancel::NotWaiting;
     };
-    let keys = keys.as_slice();
-    if let Some(Slot::Cancelled { refs }) = self.slots.get_mut(ticket as usize) {
-      *refs = keys.len() as u32;
-    }
-    self.waiting -= 1;
-    for &k in keys {
+    for &k in keys.as_slice() {
       let q = &mut self.queues[k as usize];
       q.live -= 1;
       self.words.set_waiters(k, q.live);
@@ -394,7 +366,7 @@ impl Table {
   /// Grants `ticket` if it heads the queue of every one of its keys and none
   /// is held. Settles the words of its keys when it does.
   fn try_grant(&mut self, ticket: TicketId) -> bool {
-    let Some(Slot::Waiting(keys)) = self.slots.get(ticket as usize) else {
+    let Some(keys) = self.tickets.request(ticket) else {
       return false;
     };
     let grantable = keys.as_slice().iter().all(|&k| {
@@ -404,17 +376,9 @@ impl Table {
     if !grantable {
       return false;
     }
-    let keys = match std::mem::replace(
-      &mut self.slots[ticket as usize],
-      Slot::Vacant {
-        next_free: self.free_slot,
-      },
-    ) {
-      Slot::Waiting(keys) => keys,
-      _ => unreachable!("matched as Waiting just above"),
+    let Some(keys) = self.tickets.grant(ticket) else {
+      return false;
     };
-    self.free_slot = ticket;
-    self.waiting -= 1;
     for &k in keys.as_slice() {
       let q = &mut self.queues[k as usize];
       q.queue.pop_front();
@@ -429,25 +393,9 @@ impl Table {
 
   /// Restores the invariant that a queue's front is a live ticket.
   fn drop_cancelled_heads(&mut self, k: KeyId) {
-    while let Some(&head) = self.queues[k as usize].queue.front() {
-      if !matches!(self.slots[head as usize], Slot::Cancelled { .. }) {
-        break;
-      }
-      self.queues[k as usize].queue.pop_front();
-      self.unref_cancelled(head);
-    }
-  }
-
-  fn unref_cancelled(&mut self, ticket: TicketId) {
-    if let Slot::Cancelled { refs } = &mut self.slots[ticket as usize] {
-      *refs -= 1;
-      if *refs == 0 {
-        self.slots[ticket as usize] = Slot::Vacant {
-          next_free: self.free_slot,
-        };
-        self.free_slot = ticket;
-      }
-    }
+    self
+      .tickets
+      .drop_cancelled_heads(&mut self.queues[k as usize].queue);
   }
 
   /// Sets the word of a key the table has just changed. A key with no live
@@ -460,29 +408,9 @@ impl Table {
       return;
     }
     let held = q.held;
-    let mut leftovers = std::mem::take(&mut q.queue);
-    while let Some(t) = leftovers.pop_front() {
-      self.unref_cancelled(t);
-    }
-    let q = &mut self.queues[k as usize];
-    if leftovers.capacity() <= KEEP_QUEUE_CAPACITY {
-      q.queue = leftovers;
-    }
+    self.tickets.clear_queue(&mut q.queue);
     q.held = false;
     self.words.set(k, if held { HELD } else { IDLE });
-  }
-
-  fn alloc_slot(&mut self, keys: TicketKeys) -> TicketId {
-    if self.free_slot != NO_TICKET {
-      let t = self.free_slot;
-      if let Slot::Vacant { next_free } = self.slots[t as usize] {
-        self.free_slot = next_free;
-      }
-      self.slots[t as usize] = Slot::Waiting(keys);
-      return t;
-    }
-    self.slots.push(Slot::Waiting(keys));
-    (self.slots.len() - 1) as TicketId
   }
 
   /// Position, in a waiting ticket's keys, of the first key it cannot have
@@ -497,10 +425,7 @@ impl Table {
 
   /// Keys of a waiting ticket, for introspection and tests.
   pub fn ticket_keys(&self, ticket: TicketId) -> Option<&[KeyId]> {
-    match self.slots.get(ticket as usize) {
-      Some(Slot::Waiting(keys)) => Some(keys.as_slice()),
-      _ => None,
-    }
+    self.tickets.request(ticket).map(TicketKeys::as_slice)
   }
 }
 
