@@ -129,6 +129,7 @@ impl super::RedisLock {
     let loaded = match &mut conn {
       super::Conn::Single(c) => scripts.sem_acquire.load_async(c).await.is_ok(),
       super::Conn::Sentinel(c) => scripts.sem_acquire.load_async(c).await.is_ok(),
+      super::Conn::Named(c) => scripts.sem_acquire.load_async(c).await.is_ok(),
       super::Conn::Cluster(_) => true,
     };
     if loaded {
