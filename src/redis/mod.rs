@@ -512,6 +512,7 @@ mod tests {
       owner: String::new(),
       watchdog: false,
       space: String::new(),
+      counted: None,
     };
     let names = vec!["k".to_string()];
     lock.abort(1);
