@@ -40,6 +40,11 @@ function promiseOption(P) {
   return P
 }
 
+/** lock.queues */
+function queuesView() {
+  return this._space.snapshot()
+}
+
 function AsyncLock(opts) {
   opts = opts || {}
   this.Promise = promiseOption(opts.Promise)
@@ -51,7 +56,11 @@ function AsyncLock(opts) {
   })
   // Read-only view in async-lock's shape: a key is present while held or
   // waited on, its value's length is the number of waiters.
-  Object.defineProperty(this, 'queues', { enumerable: true, get: () => space.snapshot() })
+  // One getter for every lock: a getter closure per lock would give each lock
+  // a map of its own, so the hot paths' property loads on the lock would be
+  // polymorphic across locks and their optimized code thrown away whenever
+  // a lock is collected.
+  Object.defineProperty(this, 'queues', { enumerable: true, get: queuesView })
   this.domainReentrant = opts.domainReentrant || false
   if (this.domainReentrant) {
     if (typeof process === 'undefined' || typeof process.domain === 'undefined') {
