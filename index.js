@@ -6,8 +6,8 @@
 // here knows which. Where keyed-lock deliberately differs, docs/compat.md says
 // so and names the test that pins it.
 
-const { openSpace } = require('./lib/spaces')
-const { Task, start } = require('./lib/task')
+const { openSpace, REJECTED } = require('./lib/spaces')
+const { Task, start, refusedMessage } = require('./lib/task')
 const { messages, invalidArg } = require('./lib/errors')
 const { timeOption, maxPendingOption, normalizeKey, callWeight } = require('./lib/validate')
 const { LockLostError, leaseKeys, leaseOptions, abortReason, lockLease } = require('./lib/lease')
@@ -95,7 +95,8 @@ AsyncLock.prototype.acquire = function (key, fn, cb, opts) {
   if (typeof fn !== 'function') throw new Error(messages.noFunction)
   const name = typeof key === 'string' ? key : normalizeKey(key)
   if (typeof cb === 'function') {
-    start(this, new Task(this, fn, cb, name, this._space.intern(name)), opts)
+    const task = new Task(this, fn, cb, name, this._space.intern(name))
+    if (start(this, task, opts) === REJECTED) task.fail(new Error(refusedMessage(task, this._space.rejectedIndex)), null, 'refused')
     return undefined
   }
   const task = new Task(this, fn, null, name, this._space.intern(name))
@@ -103,7 +104,7 @@ AsyncLock.prototype.acquire = function (key, fn, cb, opts) {
   task.resolve = capturedResolve
   task.reject = capturedReject
   capturedResolve = capturedReject = null
-  start(this, task, cb)
+  if (start(this, task, cb) === REJECTED) task.fail(new Error(refusedMessage(task, this._space.rejectedIndex)), null, 'refused')
   return promise
 }
 
@@ -150,7 +151,8 @@ AsyncLock.prototype._acquireBatch = function (keys, fn, cb, opts) {
   }
   const ids = this._space.internAll(names)
   if (cb !== null) {
-    start(this, new Task(this, fn, cb, names, ids), opts)
+    const task = new Task(this, fn, cb, names, ids)
+    if (start(this, task, opts) === REJECTED) task.fail(new Error(refusedMessage(task, this._space.rejectedIndex)), null, 'refused')
     return undefined
   }
   const task = new Task(this, fn, null, names, ids)
@@ -158,7 +160,7 @@ AsyncLock.prototype._acquireBatch = function (keys, fn, cb, opts) {
   task.resolve = capturedResolve
   task.reject = capturedReject
   capturedResolve = capturedReject = null
-  start(this, task, opts)
+  if (start(this, task, opts) === REJECTED) task.fail(new Error(refusedMessage(task, this._space.rejectedIndex)), null, 'refused')
   return promise
 }
 
