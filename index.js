@@ -6,8 +6,8 @@
 // here knows which. Where keyed-lock deliberately differs, docs/compat.md says
 // so and names the test that pins it.
 
-const { openSpace } = require('./lib/spaces')
-const { Task, start } = require('./lib/task')
+const { openSpace, REJECTED } = require('./lib/spaces')
+const { Task, start, refusedMessage } = require('./lib/task')
 const { messages, invalidArg } = require('./lib/errors')
 const { timeOption, maxPendingOption, normalizeKey, callWeight } = require('./lib/validate')
 const { LockLostError, leaseKeys, leaseOptions, abortReason, lockLease } = require('./lib/lease')
@@ -40,13 +40,22 @@ function promiseOption(P) {
   return P
 }
 
+/** lock.queues */
+function queuesView() {
+  return this._space.snapshot()
+}
+
 function AsyncLock(opts) {
   opts = opts || {}
   this.Promise = promiseOption(opts.Promise)
-  // The reach is opened last (below), but `queues` keeps its place among
-  // the own properties, where async-lock has it.
-  let space = null
-  Object.defineProperty(this, 'queues', { enumerable: true, get: () => space.snapshot() })
+  // Read-only view in async-lock's shape: a key is present while held or
+  // waited on, its value's length is the number of waiters. It keeps its
+  // place among the own properties, where async-lock has it, although the
+  // reach is opened last (below). One getter for every lock: a getter
+  // closure per lock would give each lock a map of its own, so the hot
+  // paths' property loads on the lock would be polymorphic across locks and
+  // their optimized code thrown away whenever a lock is collected.
+  Object.defineProperty(this, 'queues', { enumerable: true, get: queuesView })
   this.domainReentrant = opts.domainReentrant || false
   if (this.domainReentrant) {
     if (typeof process === 'undefined' || typeof process.domain === 'undefined') {
@@ -65,7 +74,7 @@ function AsyncLock(opts) {
   // Opened last, once every other option has passed: a Redis client opened
   // by a constructor that then threw would keep its share of the
   // connection, and that URL's last close() would never come.
-  space = openSpace(opts)
+  const space = openSpace(opts)
   Object.defineProperty(this, '_space', { value: space })
   // Never a URL: a Redis lock is named by its `name` option only.
   Object.defineProperty(this, '_stats', {
@@ -90,7 +99,8 @@ AsyncLock.prototype.acquire = function (key, fn, cb, opts) {
   if (typeof fn !== 'function') throw new Error(messages.noFunction)
   const name = typeof key === 'string' ? key : normalizeKey(key)
   if (typeof cb === 'function') {
-    start(this, new Task(this, fn, cb, name, this._space.intern(name)), opts)
+    const task = new Task(this, fn, cb, name, this._space.intern(name))
+    if (start(this, task, opts) === REJECTED) task.fail(new Error(refusedMessage(task, this._space.rejectedIndex)), null, 'refused')
     return undefined
   }
   const task = new Task(this, fn, null, name, this._space.intern(name))
@@ -98,7 +108,7 @@ AsyncLock.prototype.acquire = function (key, fn, cb, opts) {
   task.resolve = capturedResolve
   task.reject = capturedReject
   capturedResolve = capturedReject = null
-  start(this, task, cb)
+  if (start(this, task, cb) === REJECTED) task.fail(new Error(refusedMessage(task, this._space.rejectedIndex)), null, 'refused')
   return promise
 }
 
@@ -145,7 +155,8 @@ AsyncLock.prototype._acquireBatch = function (keys, fn, cb, opts) {
   }
   const ids = this._space.internAll(names)
   if (cb !== null) {
-    start(this, new Task(this, fn, cb, names, ids), opts)
+    const task = new Task(this, fn, cb, names, ids)
+    if (start(this, task, opts) === REJECTED) task.fail(new Error(refusedMessage(task, this._space.rejectedIndex)), null, 'refused')
     return undefined
   }
   const task = new Task(this, fn, null, names, ids)
@@ -153,7 +164,7 @@ AsyncLock.prototype._acquireBatch = function (keys, fn, cb, opts) {
   task.resolve = capturedResolve
   task.reject = capturedReject
   capturedResolve = capturedReject = null
-  start(this, task, opts)
+  if (start(this, task, opts) === REJECTED) task.fail(new Error(refusedMessage(task, this._space.rejectedIndex)), null, 'refused')
   return promise
 }
 

@@ -33,6 +33,8 @@ function fail(kind, detail) {
 process.on('uncaughtException', (err) => fail('crash', (err && err.stack) || err))
 process.on('unhandledRejection', (err) => fail('crash', (err && err.stack) || err))
 
+const gc = () => global.gc({ type: 'minor' })
+
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b)
 
 async function once(size, data) {
@@ -44,20 +46,28 @@ async function once(size, data) {
 async function main() {
   const data = sizes.map((n) => (w.prepare ? w.prepare(n) : undefined))
   for (let i = 0; i < 3; i++) await once(sizes[1], data[1])
-  // Each run starts from a full GC done before its dump, with a young
-  // generation (64 MB semi-spaces, set by run.js) big enough that no collection lands
-  // inside it: what is counted is the lock's own work and its allocations,
-  // not where V8 happens to collect (which swung the figures by more than
-  // the work itself). run.js also passes --single-threaded, so no background
-  // GC or compiler thread's work spills into the next run's dump.
-  global.gc()
+  // Each run starts from a young-generation GC done before its dump, with a
+  // young generation (64 MB semi-spaces, set by run.js) big enough that no
+  // collection lands inside it: what is counted is the lock's own work and
+  // its allocations, not where V8 happens to collect (which swung the
+  // figures by more than the work itself). run.js also passes
+  // --single-threaded, so no background GC or compiler thread's work spills
+  // into the next run's dump.
+  // Never a full GC between runs: it frees the maps of the run's dead
+  // objects (every lock, task and closure of a run is dead by its end), and
+  // V8 then throws away all optimized code that checked them ("weak
+  // objects"), so every run re-tiered from the interpreter and the
+  // optimizing compiler's work, landing in the n2 run more than in the n1
+  // one, was counted as per-operation work (about 30,000 of keyed-lock's
+  // 42,000 instructions per W3 waiter). A scavenge keeps old-space maps.
+  gc()
   process.cpuUsage() // dump 1: startup and warm-up
   for (let k = 0; k < Number(pairsArg); k++) {
     await once(sizes[0], data[0])
-    global.gc()
+    gc()
     process.cpuUsage() // the run at n1
     await once(sizes[1], data[1])
-    global.gc()
+    gc()
     process.cpuUsage() // the run at n2
   }
   process.stdout.write(JSON.stringify({ ok: true, sizes }) + '\n')
