@@ -42,7 +42,12 @@ const same = (a, b) => JSON.stringify(a) === JSON.stringify(b)
 
 async function timed(size, data) {
   const lock = impl.create(lockOpts)
-  global.gc()
+  // A scavenge, not a full GC: a full GC frees the maps of the last rep's
+  // dead objects, V8 then drops every optimized function that embedded them
+  // ("weak objects"), and each rep would time its implementation's warm-up
+  // again rather than its steady state (bench/README.md, "Why W3 read
+  // 53,000 instructions").
+  global.gc({ type: 'minor' })
   const t0 = process.hrtime.bigint()
   const signature = await w.run(lock, size, data)
   const ns = Number(process.hrtime.bigint() - t0)
