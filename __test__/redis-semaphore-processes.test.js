@@ -13,11 +13,11 @@
 const { test, after } = require('node:test')
 const assert = require('node:assert/strict')
 const path = require('node:path')
-const { fork } = require('node:child_process')
 const { startRedis } = require('../support/redis-harness')
 const { lockKey } = require('./redis-keys')
 const { waitFor } = require('./helpers')
 
+const { spawnWorker: forkWorker } = require('./helpers/fork-worker')
 const WORKER = path.join(__dirname, 'fixtures', 'redis-sem-worker.js')
 const CALL_TIMEOUT_MS = 30000
 /** src/redis/mod.rs LIVENESS and RECHECK: a dead waiter is reaped within these. */
@@ -43,67 +43,8 @@ async function server() {
   return s
 }
 
-/** Forks a worker; `w.call(op, args)` resolves with the op's value or rejects with its error. */
-async function spawnWorker(label) {
-  const child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-  const pending = new Map()
-  let seq = 0
-  let gone = null
-  let onReady
-  const ready = new Promise((resolve) => (onReady = resolve))
-  const exited = new Promise((resolve) => {
-    child.on('exit', (code, signal) => {
-      gone = new Error(`worker ${label} exited (${signal || code})`)
-      for (const { reject, timer } of pending.values()) {
-        clearTimeout(timer)
-        reject(gone)
-      }
-      pending.clear()
-      onReady()
-      workers.delete(w)
-      resolve({ code, signal })
-    })
-  })
-  child.on('message', (m) => {
-    if (m.ready) return onReady()
-    const p = pending.get(m.id)
-    if (p === undefined) return
-    pending.delete(m.id)
-    clearTimeout(p.timer)
-    if (m.ok) p.resolve(m.value)
-    else p.reject(Object.assign(new Error(m.error.message), { name: m.error.name, code: m.error.code }))
-  })
-  const w = {
-    label,
-    exited,
-    call(op, args = {}) {
-      if (gone) return Promise.reject(gone)
-      const id = ++seq
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          pending.delete(id)
-          reject(new Error(`worker ${label}: ${op} did not answer within ${CALL_TIMEOUT_MS} ms`))
-        }, CALL_TIMEOUT_MS)
-        pending.set(id, { resolve, reject, timer })
-        child.send({ id, op, ...args })
-      })
-    },
-    /** SIGKILL (by this child's pid only); resolves once it is gone. */
-    kill() {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
-      return exited
-    },
-    async close() {
-      if (gone) return
-      await w.call('close').catch(() => {})
-      if (child.connected) child.disconnect()
-      await exited
-    },
-  }
-  workers.add(w)
-  await ready
-  if (gone) throw gone
-  return w
+function spawnWorker(label) {
+  return forkWorker(WORKER, label, { workers, timeoutMs: CALL_TIMEOUT_MS })
 }
 
 /** `n` workers, each with a lock named 'n' of `permits` on `url`, warmed up. */
