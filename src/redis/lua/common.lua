@@ -79,7 +79,9 @@ end
 -- waiter has the same deadline in each of its queues (one record, written
 -- to all of them in one step), so it is dead in all of them at once; the
 -- others drop it when they look, and its own heartbeat, if it comes back,
--- leaves every queue it is still in and joins all again (ACQUIRE).
+-- leaves every queue it is still in and joins all again (ACQUIRE). Counted
+-- queues (sem_*.lua) reap with it too: their records put the weight after
+-- the name count, and only the deadline, first in both, is read here.
 local function reap(queue, waiters)
   for _ = 1, 64 do
     local head = redis.call('ZRANGE', queue, 0, 0)[1]

@@ -69,7 +69,7 @@ end
 -- Heads in front of this request that fit now (their holder ran out, or a
 -- release raced) are granted first: nobody behind a head may pass it.
 for i = 1, n do
-  local head = sem_reap(KEYS[4 * i - 1], KEYS[4 * i])
+  local head = reap(KEYS[4 * i - 1], KEYS[4 * i])
   if head and head ~= id then sem_settle(prefix, i, limit, id) end
 end
 -- (sem_settle stops at this request: it is settled below, in this reply.)

@@ -52,23 +52,6 @@ local function sem_out(holders)
   return out, -2, owner
 end
 
--- Drops waiters whose process stopped heartbeating, from the head only
--- (bounded work per call); returns the live head, or nil.
-local function sem_reap(queue, waiters)
-  for _ = 1, 64 do
-    local head = redis.call('ZRANGE', queue, 0, 0)[1]
-    if not head then return nil end
-    local record = redis.call('HGET', waiters, head)
-    if record then
-      local deadline = sem_waiter(record)
-      if deadline and deadline >= now_ms then return head end
-    end
-    redis.call('ZREM', queue, head)
-    redis.call('HDEL', waiters, head)
-  end
-  return nil
-end
-
 -- Name `i` may have room: grant its queue's heads in order while they fit,
 -- each in this script, each told by its own message (as the mutex's
 -- promote: token, server µs of the grant, lease ms from then), so one
@@ -80,7 +63,7 @@ local function sem_settle(prefix, i, limit, except)
   local holders, meta, queue, waiters = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
   local out = sem_out(holders)
   while true do
-    local head = sem_reap(queue, waiters)
+    local head = reap(queue, waiters)
     if not head or head == except then return end
     local _, ttl, names, weight, owner = sem_waiter(redis.call('HGET', waiters, head))
     if out + weight > limit then return end
